@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is a step of those.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?= dslim/distilbert-NER
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test export serve configs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
+demo: setup
+	$(PY) -m ner.demo --model '$(MODEL)'
+
+## The whole suite, the real Triton server included.
+test: setup
+	$(PY) -m pytest
+
+## Export MODEL into model_repository/.
+export: setup
+	$(PY) -m export --model '$(MODEL)' --fallback-to-fixture --force
+
+## Serve model_repository/ on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C.
+serve: setup
+	test -f model_repository/manifest.json || $(MAKE) export
+	$(PY) -m ner.serve
+
+## Regenerate the committed config.pbtxt files from export/configs.py.
+configs: setup
+	$(PY) -m export.configs
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis model_repository/manifest.json \
+		model_repository/*/1/*.onnx model_repository/ner_tokenizer/1/tokenizer

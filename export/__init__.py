@@ -1,0 +1,1 @@
+"""Hugging Face token-classification checkpoint to a Triton model repository (``python -m export``)."""

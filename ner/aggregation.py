@@ -1,0 +1,211 @@
+"""BIO aggregation: logits of one tokenized text to the entities ``transformers.pipeline("ner")`` returns.
+
+Plain functions over numpy arrays and strings, so the Triton aggregation model, the benchmark and the tests
+run the same code. The semantics follow ``transformers/pipelines/token_classification.py`` step by step
+(see shared/AGGREGATION.md); where the pipeline's numpy calls decide float32 rounding, the same calls are
+used here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Strategy(str, enum.Enum):
+    """The pipeline's ``aggregation_strategy`` values."""
+
+    NONE = "none"
+    SIMPLE = "simple"
+    FIRST = "first"
+    AVERAGE = "average"
+    MAX = "max"
+
+
+class Tokenizer(Protocol):
+    """What aggregation needs of a Hugging Face fast tokenizer."""
+
+    unk_token_id: int
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]: ...
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A tokenizer and the label names: everything aggregation reads besides the arrays."""
+
+    tokenizer: Any
+    id2label: dict[int, str]
+
+    @property
+    def word_aware(self) -> bool:
+        """True for tokenizers that mark continuation pieces (WordPiece ``##``), as the pipeline checks."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        return bool(backend and getattr(backend.model, "continuing_subword_prefix", None))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32 after subtracting the row maximum, as the pipeline computes it."""
+    if logits.dtype == np.float16:
+        logits = logits.astype(np.float32)
+    maxes = np.max(logits, axis=-1, keepdims=True)
+    shifted = np.exp(logits - maxes)
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _pre_entities(text: str, input_ids: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+                  special_tokens_mask: np.ndarray, vocab: Vocabulary) -> list[dict]:
+    tokenizer = vocab.tokenizer
+    word_aware = vocab.word_aware
+    keep = np.flatnonzero(special_tokens_mask == 0)
+    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in input_ids[keep]])
+    records = []
+    for idx, word in zip(keep.tolist(), tokens):
+        start, end = int(offsets[idx, 0]), int(offsets[idx, 1])
+        word_ref = text[start:end]
+        if word_aware:
+            is_subword = len(word) != len(word_ref)
+        else:
+            is_subword = start > 0 and " " not in text[start - 1:start + 1]
+        if int(input_ids[idx]) == tokenizer.unk_token_id:
+            word = word_ref
+            is_subword = False
+        records.append({"word": word, "scores": scores[idx], "start": start, "end": end, "index": idx,
+                        "is_subword": is_subword})
+    return records
+
+
+def _aggregate_word(records: list[dict], strategy: Strategy, vocab: Vocabulary) -> dict:
+    word = vocab.tokenizer.convert_tokens_to_string([r["word"] for r in records])
+    if strategy is Strategy.FIRST:
+        scores = records[0]["scores"]
+    elif strategy is Strategy.MAX:
+        scores = max(records, key=lambda r: r["scores"].max())["scores"]
+    else:
+        scores = np.nanmean(np.stack([r["scores"] for r in records]), axis=0)
+    idx = scores.argmax()
+    return {"entity": vocab.id2label[int(idx)], "score": scores[idx], "word": word,
+            "start": records[0]["start"], "end": records[-1]["end"]}
+
+
+def _aggregate_words(records: list[dict], strategy: Strategy, vocab: Vocabulary) -> list[dict]:
+    words: list[dict] = []
+    group: list[dict] = []
+    for record in records:
+        if group and not record["is_subword"]:
+            words.append(_aggregate_word(group, strategy, vocab))
+            group = []
+        group.append(record)
+    if group:
+        words.append(_aggregate_word(group, strategy, vocab))
+    return words
+
+
+def _tag(label: str) -> tuple[str, str]:
+    if label.startswith("B-"):
+        return "B", label[2:]
+    if label.startswith("I-"):
+        return "I", label[2:]
+    return "I", label
+
+
+def _group(items: list[dict], vocab: Vocabulary) -> dict:
+    scores = np.nanmean([item["score"] for item in items])
+    return {
+        "entity_group": items[0]["entity"].split("-", 1)[-1],
+        "score": np.mean(scores),
+        "word": vocab.tokenizer.convert_tokens_to_string([item["word"] for item in items]),
+        "start": items[0]["start"],
+        "end": items[-1]["end"],
+    }
+
+
+def group_entities(items: list[dict], vocab: Vocabulary) -> list[dict]:
+    """Join adjacent items of the same type into entity groups; a ``B-`` item always opens a new one."""
+    groups: list[dict] = []
+    current: list[dict] = []
+    for item in items:
+        if current:
+            bi, tag = _tag(item["entity"])
+            if not (tag == _tag(current[-1]["entity"])[1] and bi != "B"):
+                groups.append(_group(current, vocab))
+                current = []
+        current.append(item)
+    if current:
+        groups.append(_group(current, vocab))
+    return groups
+
+
+def aggregate_window(text: str, input_ids: np.ndarray, offsets: np.ndarray, special_tokens_mask: np.ndarray,
+                     logits: np.ndarray, vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
+                     ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
+    """Entities of one tokenized window of ``text``, before overlapping windows are reconciled.
+
+    Args:
+        text: The original text; ``offsets`` index into it (code points).
+        input_ids: ``[tokens]`` token ids, padding allowed where ``special_tokens_mask`` is 1.
+        offsets: ``[tokens, 2]`` character spans of the tokens.
+        special_tokens_mask: ``[tokens]`` 1 for [CLS], [SEP] and padding.
+        logits: ``[tokens, labels]`` the model's output for this window.
+        vocab: Tokenizer and labels of the checkpoint.
+        strategy: The pipeline's ``aggregation_strategy``.
+        ignore_labels: Labels (or entity groups) left out of the result.
+
+    Returns:
+        The pipeline's records, numpy scalars included (see :func:`to_python`).
+    """
+    records = _pre_entities(text, input_ids, softmax(logits), offsets, special_tokens_mask, vocab)
+    if strategy in (Strategy.NONE, Strategy.SIMPLE):
+        items = []
+        for record in records:
+            idx = record["scores"].argmax()
+            items.append({"entity": vocab.id2label[int(idx)], "score": record["scores"][idx],
+                          "index": record["index"], "word": record["word"], "start": record["start"],
+                          "end": record["end"]})
+    else:
+        items = _aggregate_words(records, strategy, vocab)
+    if strategy is not Strategy.NONE:
+        items = group_entities(items, vocab)
+    ignored = set(ignore_labels)
+    return [e for e in items if e.get("entity") not in ignored and e.get("entity_group") not in ignored]
+
+
+def resolve_overlaps(entities: list[dict]) -> list[dict]:
+    """Merge the entities of overlapping windows: on overlap keep the longer one, then the higher score."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda e: e["start"])
+    kept = []
+    previous = entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or length == previous_length and entity["score"] > previous["score"]:
+                previous = entity
+        else:
+            kept.append(previous)
+            previous = entity
+    kept.append(previous)
+    return kept
+
+
+def aggregate(text: str, windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+              vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
+              ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
+    """Entities of ``text`` from its windows ``(input_ids, offsets, special_tokens_mask, logits)``."""
+    ignore_labels = tuple(ignore_labels)
+    entities = [e for window in windows
+                for e in aggregate_window(text, *window, vocab=vocab, strategy=strategy,
+                                          ignore_labels=ignore_labels)]
+    return resolve_overlaps(entities) if len(windows) > 1 else entities
+
+
+def to_python(entities: list[dict]) -> list[dict]:
+    """The records with plain Python numbers, ready for JSON."""
+    return [{k: float(v) if k == "score" else v for k, v in e.items()} for e in entities]

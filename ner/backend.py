@@ -1,0 +1,72 @@
+"""Glue shared by the Python-backend models of the repository: the per-request loop and tensor reading.
+
+Imported only inside Triton's Python backend, where ``triton_python_backend_utils`` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from ner.parameters import InvalidInput
+
+
+def config_parameter(args: dict, key: str) -> str:
+    """A ``parameters`` value of the model's configuration."""
+    return json.loads(args["model_config"])["parameters"][key]["string_value"]
+
+
+def repository_path(args: dict, relative: str) -> Path:
+    """A path given relative to the model repository's root."""
+    return Path(args["model_repository"]).parent / relative
+
+
+def for_each_request(requests: list, handle: Callable) -> list:
+    """One response per request: ``handle(request)``, or an error response that names the problem.
+
+    :class:`InvalidInput` becomes INVALID_ARGUMENT; anything else is INTERNAL with the exception text, and
+    the other requests of the batch still get their own answer.
+    """
+    responses = []
+    for request in requests:
+        try:
+            responses.append(handle(request))
+        except InvalidInput as error:
+            responses.append(pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)))
+        except Exception as error:  # noqa: BLE001: a failed request must not take the model down
+            traceback.print_exc()
+            responses.append(pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL)))
+    return responses
+
+
+def input_array(request, name: str) -> np.ndarray:
+    """The named input of ``request`` as a numpy array."""
+    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+
+
+def input_texts(request, name: str) -> list[str]:
+    """The named BYTES input as Python strings; a text that is not UTF-8 is an invalid input."""
+    texts = []
+    for i, value in enumerate(input_array(request, name).reshape(-1)):
+        try:
+            texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+        except UnicodeDecodeError as error:
+            raise InvalidInput(f"{name}[{i}] is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    return texts
+
+
+def request_parameters(request) -> dict:
+    """The request's parameters as a dict."""
+    return json.loads(request.parameters() or "{}")
+
+
+def response(**tensors: np.ndarray):
+    """An inference response with the given output tensors."""
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in tensors.items()])

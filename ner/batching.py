@@ -1,0 +1,25 @@
+"""Padding requests of different lengths into one batch, and splitting the result back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pad_stack(arrays: list[np.ndarray], pad_value: int = 0) -> np.ndarray:
+    """Stack ``[rows, length_i]`` arrays into ``[sum(rows), max(length_i)]``, right-padded with ``pad_value``."""
+    length = max(a.shape[1] for a in arrays)
+    out = np.full((sum(a.shape[0] for a in arrays), length), pad_value, dtype=arrays[0].dtype)
+    row = 0
+    for a in arrays:
+        out[row:row + a.shape[0], :a.shape[1]] = a
+        row += a.shape[0]
+    return out
+
+
+def split_like(batch: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Cut ``batch`` (``[sum(rows), max_length, ...]``) back into one piece per array of :func:`pad_stack`."""
+    pieces, row = [], 0
+    for a in arrays:
+        pieces.append(batch[row:row + a.shape[0], :a.shape[1]])
+        row += a.shape[0]
+    return pieces

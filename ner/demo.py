@@ -1,0 +1,56 @@
+"""``make demo``: export a model, start the local Triton, ask it over gRPC, print the entities, stop."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ner.names import DEFAULT_MODEL
+
+SEED_SENTENCE = "My name is Wolfgang and I live in Berlin"
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    model: Annotated[str, typer.Option(help="Hub id or local checkpoint folder; the fixture model is used if "
+                                            "the Hub cannot be reached.", envvar="MODEL")] = DEFAULT_MODEL,
+    output: Annotated[Path, typer.Option(help="Model repository to export into.")] = Path("model_repository"),
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to ask about.")] = None,
+) -> None:
+    """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
+    from client import ClientError, NerClient
+    from export.repository import build
+    from export.source import ExportError, resolve
+    from ner.server import ServerError, TritonServer, free_ports
+
+    def say(message: str) -> None:
+        print(f"demo: {message}", file=sys.stderr)
+
+    started = time.perf_counter()
+    try:
+        checkpoint = resolve(model, fallback_to_fixture=True)
+        build(checkpoint, output, force=True, log=lambda m: say(f"export: {m}"))
+        say("starting Triton")
+        with TritonServer(output, free_ports()) as server:
+            say(f"Triton ready on gRPC {server.grpc_url}")
+            with NerClient(server.grpc_url) as client:
+                for text, entities in zip(texts or [SEED_SENTENCE], client.predict(texts or [SEED_SENTENCE])):
+                    print(f"\n{text}")
+                    for entity in entities:
+                        print(f"  {entity['entity_group']:<5} {entity['word']!r:<24} "
+                              f"[{entity['start']}:{entity['end']}]  score {entity['score']:.3f}")
+                    print(json.dumps(entities, ensure_ascii=False))
+    except (ExportError, ServerError, ClientError) as error:
+        say(f"error: {error}")
+        raise typer.Exit(1) from None
+    say(f"done in {time.perf_counter() - started:.0f} s; the server is stopped")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,28 @@
+"""Names shared by the exporter, the model repository, the server launcher and the client.
+
+Declared once here and imported everywhere, so a renamed tensor or model is a one-line change.
+"""
+
+DEFAULT_MODEL = "dslim/distilbert-NER"
+
+# Labels of dslim/distilbert-NER (CoNLL-2003, IOB2). The fixture model uses the same ones.
+CONLL_LABELS = ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+# Models of the repository.
+ENSEMBLE = "ner"
+TOKENIZER = "ner_tokenizer"
+MODEL = "ner_model"
+AGGREGATE = "ner_aggregate"
+
+# Tensors.
+TEXT = "TEXT"
+ENTITIES = "ENTITIES"
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+LOGITS = "logits"
+OFFSETS = "offsets"
+SPECIAL_TOKENS_MASK = "special_tokens_mask"
+
+# Files inside the repository.
+ONNX_FILE = "model.onnx"
+TOKENIZER_DIR = "tokenizer"  # holds the tokenizer files and the checkpoint's config.json (labels)

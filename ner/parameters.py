@@ -1,0 +1,53 @@
+"""Per-request options, read from Triton request parameters, validated with messages that name the problem."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ner.aggregation import Strategy
+
+
+class InvalidInput(ValueError):
+    """A request the server refuses; the message goes back to the client as INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a request may choose, with the pipeline's defaults except ``simple`` grouping."""
+
+    aggregation_strategy: Strategy = Strategy.SIMPLE
+    ignore_labels: tuple[str, ...] = ("O",)
+
+
+def _strategy(value: Any) -> Strategy:
+    try:
+        return Strategy(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(s.value for s in Strategy)
+        raise InvalidInput(f"aggregation_strategy {value!r} is not one of: {allowed}") from None
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    """A JSON list of strings, or labels separated by commas (``""`` for none)."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(f"ignore_labels {value!r} is not a JSON list of strings") from None
+    if isinstance(value, str):
+        return tuple(label.strip() for label in value.split(",") if label.strip())
+    if isinstance(value, list) and all(isinstance(label, str) for label in value):
+        return tuple(value)
+    raise InvalidInput(f"ignore_labels {value!r} must be a JSON list of strings or labels separated by commas")
+
+
+def parse(parameters: dict[str, Any]) -> RequestOptions:
+    """Options from a request's parameters; keys this model does not read are left alone."""
+    options = {}
+    if "aggregation_strategy" in parameters:
+        options["aggregation_strategy"] = _strategy(parameters["aggregation_strategy"])
+    if "ignore_labels" in parameters:
+        options["ignore_labels"] = _labels(parameters["ignore_labels"])
+    return RequestOptions(**options)

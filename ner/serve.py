@@ -1,0 +1,58 @@
+"""``ner-serve``: run the local Triton server on a model repository until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ner.server import Ports, ServerError, TritonServer
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main(
+    model_repository: Annotated[Path, typer.Option(help="Exported model repository.")] = Path("model_repository"),
+    http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,
+    quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
+) -> None:
+    """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
+    server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet)
+
+    def stop(signum, _frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.start()
+        print(f"serve: ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
+              f"metrics localhost:{metrics_port}/metrics (Ctrl-C stops)", file=sys.stderr)
+        # Poll rather than Popen.wait(): a signal handler must not interrupt a wait that holds its lock.
+        while server.process.poll() is None:
+            time.sleep(0.5)
+        code = server.process.returncode
+        print(f"serve: tritonserver exited with code {code}", file=sys.stderr)
+    except ServerError as error:
+        print(f"serve: error: {error}", file=sys.stderr)
+        code = 1
+    except _Stop as signal_name:
+        print(f"serve: {signal_name}, stopping the server", file=sys.stderr)
+        code = 0
+    finally:
+        server.stop()
+    raise typer.Exit(code)
+
+if __name__ == "__main__":
+    app()

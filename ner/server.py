@@ -1,0 +1,227 @@
+"""A local Triton Inference Server: the ``tritonserver`` binary shipped in the nvidia-pytriton wheel.
+
+The wheel carries Triton 2.51 (NGC 24.10) with its Python backend but no ONNX Runtime or LibTorch backend,
+so on CPU every model of the repository runs in the Python backend. :class:`TritonServer` assembles a backend
+folder with the stub matching this interpreter, starts the server with the environment it needs, waits for
+readiness and stops it (and every stub process) on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Thread
+
+
+class ServerError(RuntimeError):
+    """The server could not be started; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+def free_ports() -> Ports:
+    """Three ports free on loopback now (for tests)."""
+    sockets = [socket.socket() for _ in range(3)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return Ports(*(s.getsockname()[1] for s in sockets))
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def _pytriton_dirs() -> tuple[Path, Path]:
+    try:
+        import pytriton
+    except ImportError as error:
+        raise ServerError("nvidia-pytriton is not installed: run `make setup`") from error
+    package = Path(pytriton.__file__).parent
+    return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
+
+
+def backend_directory(root: Path) -> Path:
+    """A backend folder under ``root`` with the Python backend and the stub for this interpreter."""
+    triton_dir, _ = _pytriton_dirs()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"the Triton Python backend has no stub for Python {version}")
+    python = root / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for source in (triton_dir / "backends" / "python" / "libtriton_python.so",
+                   triton_dir / "backends" / "python" / "triton_python_backend_utils.py", stub):
+        link = python / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    return root
+
+
+def server_environment() -> dict[str, str]:
+    """The environment the stubs need to run this interpreter's packages.
+
+    The stub embeds libpython: the interpreter's own LIBDIR must come first, or the stub loads the system's
+    older libpython and ``import ssl`` fails with ``undefined symbol``. ``bin`` of this environment first on
+    PATH makes the stub find this virtual environment's site-packages.
+    """
+    _, libs = _pytriton_dirs()
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH")) if p)
+    return env
+
+
+class TritonServer:
+    """A running ``tritonserver`` on a model repository; use as a context manager.
+
+    Args:
+        model_repository: The repository folder.
+        ports: HTTP, gRPC and metrics ports.
+        log: A file for the server's output; by default its last lines are kept to explain a failed start.
+        echo: Also print the server's output on stderr as it comes.
+        extra_args: More ``tritonserver`` arguments.
+    """
+
+    def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
+                 echo: bool = False, extra_args: tuple[str, ...] = ()):
+        self.model_repository = Path(model_repository).resolve()
+        self.ports = ports
+        self.log = log
+        self.echo = echo
+        self.extra_args = extra_args
+        self.process: subprocess.Popen | None = None
+        self._tail: deque[str] = deque(maxlen=40)
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._log_file = None
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.ports.grpc}"
+
+    def command(self, backends: Path) -> list[str]:
+        triton_dir, _ = _pytriton_dirs()
+        return [
+            str(triton_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--exit-on-error=true",
+            "--log-info=true",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 180.0) -> TritonServer:
+        """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
+        if not (self.model_repository / "ner" / "config.pbtxt").exists():
+            raise ServerError(f"{self.model_repository} is not an exported model repository: run the export first")
+        triton_dir, _ = _pytriton_dirs()
+        if not (triton_dir / "bin" / "tritonserver").exists():
+            raise ServerError(f"no tritonserver binary in {triton_dir / 'bin'}")
+        for name, port in vars(self.ports).items():
+            if _port_in_use(port):
+                raise ServerError(f"the {name} port {port} is already in use: choose another one")
+        self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
+        backends = backend_directory(Path(self._workdir.name) / "backends")
+        self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
+        out = self._log_file or subprocess.PIPE
+        # A session of its own: stop() can then reach every stub process through the process group.
+        self.process = subprocess.Popen(self.command(backends), env=server_environment(), stdout=out,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        if out is subprocess.PIPE:
+            Thread(target=self._drain, daemon=True).start()
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _drain(self) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            self._tail.append(line.rstrip())
+            if self.echo:
+                sys.stderr.write(line)
+
+    def _last_lines(self) -> str:
+        lines = list(self._tail)
+        if self.log and self.log.exists():
+            lines = self.log.read_text(errors="replace").splitlines()[-40:]
+        return "\n".join(lines)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self._last_lines()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s:\n{self._last_lines()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the server, wait for it, then make sure no stub process of its group is left."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self._log_file:
+            self._log_file.close()
+        if self._workdir:
+            self._workdir.cleanup()
+        self.process = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,84 @@
+"""The command lines against a real server: serve (start, SIGTERM, busy port) and the client."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ner.server import free_ports
+
+pytestmark = pytest.mark.integration
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return [p for p in found if p != os.getpid()]
+
+
+def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            with urllib.request.urlopen(f"http://localhost:{port}/v2/health/ready", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.25)
+    pytest.fail("server not ready")
+
+
+def test_serve_runs_until_sigterm_and_leaves_no_stub(repository, tmp_path):
+    # A copy of its own, so the processes found below belong to this server only.
+    own = tmp_path / "repo"
+    subprocess.run(["cp", "-r", str(repository), str(own)], check=True)
+    ports = free_ports()
+    serve = subprocess.Popen([sys.executable, "-m", "ner.serve", "--model-repository", str(own), "--quiet",
+                              "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
+                              "--metrics-port", str(ports.metrics)], stderr=subprocess.PIPE, text=True)
+    _wait_ready(ports.http, serve)
+    assert len(_processes_mentioning(str(own))) >= 4  # tritonserver and one stub per Python model
+    serve.send_signal(signal.SIGTERM)
+    _, stderr = serve.communicate(timeout=60)
+    assert serve.returncode == 0, stderr
+    assert "serve: SIGTERM, stopping the server" in stderr
+    assert _processes_mentioning(str(own)) == []
+
+
+def test_serve_on_a_busy_port_is_one_line(triton, repository):
+    ports = free_ports()
+    result = subprocess.run([sys.executable, "-m", "ner.serve", "--model-repository", str(repository),
+                             "--http-port", str(triton.ports.http), "--grpc-port", str(ports.grpc),
+                             "--metrics-port", str(ports.metrics)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"serve: error: the http port {triton.ports.http} is already in use: choose another one"
+
+
+def test_client_command_prints_json_lines(triton):
+    result = subprocess.run([sys.executable, "-m", "client", "--url", triton.grpc_url,
+                             "My name is Wolfgang and I live in Berlin", "Siemens is in Munich"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert [e["entity_group"] for e in first] == ["PER", "LOC"]
+    assert [e["word"] for e in second] == ["Siemens", "Munich"]
+
+
+def test_client_command_against_no_server_is_one_line():
+    port = free_ports().grpc
+    result = subprocess.run([sys.executable, "-m", "client", "--url", f"localhost:{port}", "Berlin"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("client: error:") and result.stderr.count("\n") == 1

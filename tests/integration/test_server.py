@@ -1,0 +1,92 @@
+"""The served ensemble on a real Triton: entities, parity with the pipeline, and refusals that leave it up."""
+
+import json
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from client import ClientError, NerClient
+from ner import names
+from ner.server import Ports, ServerError, TritonServer, free_ports
+
+pytestmark = pytest.mark.integration
+SEED = "My name is Wolfgang and I live in Berlin"
+
+
+def assert_same(got, want):
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want):
+        assert {k: v for k, v in g.items() if k != "score"} == {k: v for k, v in w.items() if k != "score"}
+        assert g["score"] == pytest.approx(float(w["score"]), abs=1e-5)
+
+
+@pytest.fixture(params=["grpc", "http"])
+def client(request, triton):
+    url = triton.grpc_url if request.param == "grpc" else triton.http_url
+    with NerClient(url, request.param) as c:
+        yield c
+
+
+def test_seed_sentence_gives_wolfgang_and_berlin(client):
+    entities = client.predict(SEED)
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities] == [
+        ("PER", "Wolfgang", 11, 19), ("LOC", "Berlin", 34, 40)]
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_served_entities_equal_the_pipeline(strategy, client, parity_texts, pipelines):
+    assert len(parity_texts) >= 50
+    pipe = pipelines(strategy)
+    served = []
+    for start in range(0, len(parity_texts), 16):  # several texts per request, of different lengths
+        served += client.predict(parity_texts[start:start + 16], aggregation_strategy=strategy)
+    for text, got in zip(parity_texts, served):
+        assert_same(got, pipe(text))
+
+
+def test_empty_and_whitespace_texts_give_no_entities(client):
+    assert client.predict(["", "  \n\t", SEED])[:2] == [[], []]
+
+
+def test_invalid_strategy_is_invalid_argument_and_server_stays_up(triton):
+    with NerClient(triton.grpc_url) as client:
+        with pytest.raises(ClientError, match="aggregation_strategy 'bogus' is not one of"):
+            client.predict(SEED, aggregation_strategy="bogus")
+        assert client.predict(SEED)[0]["word"] == "Wolfgang"
+    raw = grpcclient.InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException) as error:
+        raw.infer(names.ENSEMBLE, [_text_input(grpcclient, [SEED.encode()])],
+                  parameters={"aggregation_strategy": "bogus"})
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
+    raw.close()
+
+
+def _text_input(module, values):
+    tensor = module.InferInput(names.TEXT, [len(values)], "BYTES")
+    tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
+    return tensor
+
+
+def test_text_that_is_not_utf8_is_invalid_argument_over_http(triton):
+    client = httpclient.InferenceServerClient(triton.http_url)
+    with pytest.raises(InferenceServerException) as error:
+        client.infer(names.ENSEMBLE, [_text_input(httpclient, [b"ok", b"\xff\xfe broken"])])
+    assert error.value.status() == "400"
+    assert "TEXT[1] is not valid UTF-8" in error.value.message()
+    result = client.infer(names.ENSEMBLE, [_text_input(httpclient, [SEED.encode()])])
+    assert json.loads(result.as_numpy(names.ENTITIES)[0])[0]["word"] == "Wolfgang"
+    client.close()
+
+
+def test_too_many_texts_are_refused_with_the_limit(triton):
+    with NerClient(triton.grpc_url) as client, pytest.raises(ClientError, match="the most per request is 64"):
+        client.predict(["Berlin"] * 65)
+
+
+def test_busy_port_is_one_clear_error(triton, repository):
+    ports = free_ports()
+    with pytest.raises(ServerError, match=f"the grpc port {triton.ports.grpc} is already in use"):
+        TritonServer(repository, Ports(ports.http, triton.ports.grpc, ports.metrics)).start()

@@ -1,0 +1,30 @@
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ner.batching import pad_stack, split_like
+
+shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
+
+
+@given(shapes)
+def test_split_returns_each_request_unchanged(shape_list):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(1, 100, size=shape) for shape in shape_list]
+    batch = pad_stack(arrays)
+    assert batch.shape == (sum(s[0] for s in shape_list), max(s[1] for s in shape_list))
+    for original, piece in zip(arrays, split_like(batch, arrays)):
+        np.testing.assert_array_equal(original, piece)
+
+
+def test_padding_uses_pad_value():
+    batch = pad_stack([np.array([[1, 2, 3]]), np.array([[4]])], pad_value=0)
+    np.testing.assert_array_equal(batch, [[1, 2, 3], [4, 0, 0]])
+
+
+def test_split_keeps_trailing_axes():
+    arrays = [np.zeros((1, 3)), np.zeros((2, 1))]
+    logits = np.arange(3 * 3 * 2).reshape(3, 3, 2)
+    first, second = split_like(logits, arrays)
+    assert first.shape == (1, 3, 2) and second.shape == (2, 1, 2)
+    np.testing.assert_array_equal(second, logits[1:, :1])

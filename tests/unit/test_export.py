@@ -1,0 +1,95 @@
+"""Export: the repository it writes, the ONNX proof, and its one-line refusals."""
+
+import json
+import subprocess
+import sys
+from hashlib import sha256
+
+import pytest
+
+from export.configs import render, repository_configs
+from export.onnx_export import export_onnx, load_model, prove
+from export.repository import build
+from export.source import Checkpoint, ExportError, HubUnreachable, resolve
+from ner import names
+
+
+def test_repository_is_complete_and_manifest_hashes_match(repository):
+    manifest = json.loads((repository / "manifest.json").read_text())
+    assert manifest["proof"]["max_abs_logit_diff"] <= 1e-4
+    assert manifest["labels"] == ["O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    for relative, digest in manifest["artifacts"].items():
+        assert sha256((repository / relative).read_bytes()).hexdigest() == digest, relative
+    assert f"{names.MODEL}/1/{names.ONNX_FILE}" in manifest["artifacts"]
+    for name, config in repository_configs().items():
+        assert (repository / name / "config.pbtxt").read_text() == render(config)
+
+
+def test_onnx_graph_has_the_declared_names(repository):
+    import onnx
+
+    graph = onnx.load(str(repository / names.MODEL / "1" / names.ONNX_FILE)).graph
+    assert [i.name for i in graph.input] == [names.INPUT_IDS, names.ATTENTION_MASK]
+    assert [o.name for o in graph.output] == [names.LOGITS]
+    for tensor in list(graph.input) + list(graph.output):
+        batch, sequence = tensor.type.tensor_type.shape.dim[:2]
+        assert batch.dim_param and sequence.dim_param  # dynamic axes, not fixed sizes
+
+
+def test_proof_fails_when_onnx_differs_from_pytorch(checkpoint, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    onnx_path = export_onnx(model, tokenizer, tmp_path / "model.onnx")
+    assert prove(model, tokenizer, onnx_path).ok
+    with torch.no_grad():
+        model.classifier.bias += 1e-3  # the graph no longer matches the model
+    assert not prove(model, tokenizer, onnx_path).ok
+
+
+def test_existing_export_needs_force(checkpoint, repository):
+    before = (repository / "manifest.json").read_text()
+    with pytest.raises(ExportError, match="--force"):
+        build(Checkpoint(checkpoint, "fixture"), repository, log=lambda _: None)
+    assert (repository / "manifest.json").read_text() == before
+
+
+def test_unwritable_output_is_refused(checkpoint, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ExportError, match="cannot write"):
+        build(Checkpoint(checkpoint, "fixture"), blocker / "repo", log=lambda _: None)
+
+
+def test_folder_without_weights_is_refused(checkpoint, tmp_path):
+    (tmp_path / "config.json").write_text((checkpoint / "config.json").read_text())
+    with pytest.raises(ExportError, match="no weights"):
+        resolve(str(tmp_path))
+
+
+def test_checkpoint_that_is_not_token_classification_is_refused(checkpoint, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    AutoModel.from_pretrained(checkpoint).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(tmp_path)
+    with pytest.raises(ExportError, match="not a token-classification checkpoint"):
+        resolve(str(tmp_path))
+
+
+def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once, offline or not
+    with pytest.raises(HubUnreachable, match="cannot reach the Hugging Face Hub"):
+        resolve("dslim/distilbert-NER")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "not/a/model/id"], "neither a local folder nor a valid Hub model id"),
+    (["--model", "fixture", "--max-batch-size", "0"], "Invalid value"),
+])
+def test_cli_errors_are_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
