@@ -20,7 +20,7 @@ from ner import names
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The committed repository holds the models' code; every export copies it from here.
 TEMPLATE = PROJECT_ROOT / "model_repository"
-MANIFEST = "manifest.json"
+CODE_FILES = ("model.py", ".gitkeep")
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton")
 
 
@@ -35,9 +35,9 @@ def _sha256(path: Path) -> str:
 def _copy_code(repository: Path) -> None:
     for model in (names.ENSEMBLE, names.TOKENIZER, names.MODEL, names.AGGREGATE):
         (repository / model / "1").mkdir(parents=True, exist_ok=True)
-        source = TEMPLATE / model / "1" / "model.py"
-        if source.exists():
-            shutil.copy2(source, repository / model / "1" / "model.py")
+        for name in CODE_FILES:
+            if (TEMPLATE / model / "1" / name).exists():
+                shutil.copy2(TEMPLATE / model / "1" / name, repository / model / "1" / name)
 
 
 def _save_tokenizer(tokenizer, model, folder: Path) -> None:
@@ -48,7 +48,7 @@ def _save_tokenizer(tokenizer, model, folder: Path) -> None:
 
 
 def _existing_export(output: Path) -> bool:
-    return (output / MANIFEST).exists() or (output / names.MODEL / "1" / names.ONNX_FILE).exists()
+    return (output / names.MANIFEST).exists() or (output / names.MODEL / "1" / names.ONNX_FILE).exists()
 
 
 def build(checkpoint: Checkpoint, output: Path, options: configs.ServingOptions = configs.ServingOptions(),
@@ -100,7 +100,7 @@ def build(checkpoint: Checkpoint, output: Path, options: configs.ServingOptions 
                           for p in sorted(work.rglob("*")) if p.is_file()},
             "export_seconds": round(time.perf_counter() - started, 1),
         }
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (work / names.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(work, output)
         return manifest
     finally:

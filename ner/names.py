@@ -25,4 +25,5 @@ SPECIAL_TOKENS_MASK = "special_tokens_mask"
 
 # Files inside the repository.
 ONNX_FILE = "model.onnx"
+MANIFEST = "manifest.json"  # written last by the export: its presence means the repository is complete
 TOKENIZER_DIR = "tokenizer"  # holds the tokenizer files and the checkpoint's config.json (labels)

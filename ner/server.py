@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
 
+from ner import names
+
 
 class ServerError(RuntimeError):
     """The server could not be started; the message says why in one line."""
@@ -145,8 +147,9 @@ class TritonServer:
 
     def start(self, timeout: float = 180.0) -> TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
-        if not (self.model_repository / "ner" / "config.pbtxt").exists():
-            raise ServerError(f"{self.model_repository} is not an exported model repository: run the export first")
+        if not (self.model_repository / names.MANIFEST).exists():
+            raise ServerError(f"{self.model_repository} has no exported model ({names.MANIFEST} is missing): "
+                              "run the export first")
         triton_dir, _ = _pytriton_dirs()
         if not (triton_dir / "bin" / "tritonserver").exists():
             raise ServerError(f"no tritonserver binary in {triton_dir / 'bin'}")

@@ -93,3 +93,16 @@ def test_cli_errors_are_one_line(args, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fixture_training_is_deterministic(checkpoint, tmp_path):
+    from export.fixture import train
+
+    again = train(tmp_path / "again")
+    assert (again / "model.safetensors").read_bytes() == (checkpoint / "model.safetensors").read_bytes()
+    assert (again / "tokenizer.json").read_bytes() == (checkpoint / "tokenizer.json").read_bytes()
+
+
+def test_fixture_model_finds_the_seed_entities(pipelines):
+    entities = pipelines()("My name is Wolfgang and I live in Berlin")
+    assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "Wolfgang"), ("LOC", "Berlin")]
