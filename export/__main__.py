@@ -21,8 +21,8 @@ def main(
                                             "test model.", envvar="MODEL")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to pin.")] = None,
     output: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
-    max_batch_size: Annotated[int, typer.Option(min=1, help="Most sequences per model run and texts per "
-                                                             "request.")] = ServingOptions.max_batch_size,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Most windows (512-token rows) in one dynamic batch "
+                                                             "and in one request.")] = ServingOptions.max_batch_size,
     instances: Annotated[int, typer.Option(min=1, help="Model-step instances.")] = ServingOptions.instances,
     force: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
     fallback_to_fixture: Annotated[bool, typer.Option(

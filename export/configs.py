@@ -22,13 +22,18 @@ class ServingOptions:
     """Knobs of the serving configuration.
 
     Attributes:
-        max_batch_size: Most sequences the model step runs at once; also the most texts per request.
+        max_batch_size: Most windows (rows) in one dynamic batch of the model step; also the most windows one
+            request may need (a 512-token window per short text, several per long text).
+        max_tokens_per_run: Most padded tokens in one ONNX Runtime call; the CPU runner splits larger batches.
+        max_text_bytes: Largest text accepted (UTF-8 bytes).
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         instances: Model-step instances (processes on CPU).
         intra_op_threads: ONNX Runtime threads per instance; 0 lets ONNX Runtime decide.
     """
 
-    max_batch_size: int = 64
+    max_batch_size: int = 1024
+    max_tokens_per_run: int = 16384
+    max_text_bytes: int = 1 << 20
     max_queue_delay_us: int = 1000
     instances: int = 1
     intra_op_threads: int = 0
@@ -61,6 +66,7 @@ _TOKEN_TENSORS = [
     (names.ATTENTION_MASK, mc.TYPE_INT64, [-1, -1]),
     (names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
     (names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
+    (names.TEXT_INDEX, mc.TYPE_INT64, [-1]),
 ]
 _TOKENIZER_DIR = f"{names.TOKENIZER}/1/{names.TOKENIZER_DIR}"
 
@@ -72,7 +78,8 @@ def tokenizer_config(options: ServingOptions) -> mc.ModelConfig:
         output=[_output(*t) for t in _TOKEN_TENSORS],
         instance_group=_cpu_instances(1),
     )
-    _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_texts=options.max_batch_size)
+    _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_windows=options.max_batch_size,
+                max_text_bytes=options.max_text_bytes)
     return config
 
 
@@ -90,7 +97,8 @@ def model_cpu_config(options: ServingOptions) -> mc.ModelConfig:
         dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
         instance_group=_cpu_instances(options.instances),
     )
-    _parameters(config, model_file=names.ONNX_FILE, intra_op_threads=options.intra_op_threads)
+    _parameters(config, model_file=names.ONNX_FILE, intra_op_threads=options.intra_op_threads,
+                max_tokens_per_run=options.max_tokens_per_run)
     return config
 
 
@@ -101,7 +109,8 @@ def aggregate_config(options: ServingOptions) -> mc.ModelConfig:
                _input(names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
                _input(names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
                _input(names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
-               _input(names.LOGITS, mc.TYPE_FP32, [-1, -1, -1])],
+               _input(names.LOGITS, mc.TYPE_FP32, [-1, -1, -1]),
+               _input(names.TEXT_INDEX, mc.TYPE_INT64, [-1])],
         output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
         instance_group=_cpu_instances(1),
     )
@@ -124,9 +133,8 @@ def ensemble_config(options: ServingOptions) -> mc.ModelConfig:
         ensemble_scheduling=mc.ModelEnsembling(step=[
             _step(names.TOKENIZER, [names.TEXT], token_names),
             _step(names.MODEL, [names.INPUT_IDS, names.ATTENTION_MASK], [names.LOGITS]),
-            _step(names.AGGREGATE,
-                  [names.TEXT, names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK, names.LOGITS],
-                  [names.ENTITIES]),
+            _step(names.AGGREGATE, [names.TEXT, names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK,
+                                    names.LOGITS, names.TEXT_INDEX], [names.ENTITIES]),
         ]),
     )
 

@@ -206,6 +206,17 @@ def aggregate(text: str, windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndar
     return resolve_overlaps(entities) if len(windows) > 1 else entities
 
 
+def aggregate_texts(texts: Sequence[str], input_ids: np.ndarray, offsets: np.ndarray,
+                    special_tokens_mask: np.ndarray, logits: np.ndarray, text_index: np.ndarray,
+                    vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
+                    ignore_labels: Iterable[str] = ("O",)) -> list[list[dict]]:
+    """Entities of every text of a request from its windows; ``text_index[w]`` is the text of window ``w``."""
+    windows: list[list[tuple]] = [[] for _ in texts]
+    for row, text in enumerate(text_index.tolist()):
+        windows[text].append((input_ids[row], offsets[row], special_tokens_mask[row], logits[row]))
+    return [aggregate(text, windows[i], vocab, strategy, ignore_labels) for i, text in enumerate(texts)]
+
+
 def to_python(entities: list[dict]) -> list[dict]:
     """The records with plain Python numbers, ready for JSON."""
     return [{k: float(v) if k == "score" else v for k, v in e.items()} for e in entities]

@@ -51,10 +51,12 @@ def input_array(request, name: str) -> np.ndarray:
     return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
 
 
-def input_texts(request, name: str) -> list[str]:
-    """The named BYTES input as Python strings; a text that is not UTF-8 is an invalid input."""
+def input_texts(request, name: str, max_bytes: int | None = None) -> list[str]:
+    """The named BYTES input as Python strings; a text that is not UTF-8, or larger than ``max_bytes``, is invalid."""
     texts = []
     for i, value in enumerate(input_array(request, name).reshape(-1)):
+        if max_bytes is not None and len(value) > max_bytes:
+            raise InvalidInput(f"{name}[{i}] is {len(value):,} bytes; the most per text is {max_bytes:,} bytes")
         try:
             texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
         except UnicodeDecodeError as error:

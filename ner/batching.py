@@ -23,3 +23,21 @@ def split_like(batch: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
         pieces.append(batch[row:row + a.shape[0], :a.shape[1]])
         row += a.shape[0]
     return pieces
+
+
+def plan_runs(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Group rows into model runs of at most ``max_tokens`` padded tokens, similar lengths together.
+
+    Rows are sorted by length, so each run pads only to its own longest row: a batch that mixes short
+    sentences with 512-token windows does not pad the short ones to 512. A row longer than the budget
+    runs alone.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    runs: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, max_tokens // longest)
+        runs.append(order[start:start + size])
+        start += size
+    return runs

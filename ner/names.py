@@ -22,6 +22,7 @@ ATTENTION_MASK = "attention_mask"
 LOGITS = "logits"
 OFFSETS = "offsets"
 SPECIAL_TOKENS_MASK = "special_tokens_mask"
+TEXT_INDEX = "text_index"  # the text each window belongs to (long texts have several windows)
 
 # Files inside the repository.
 ONNX_FILE = "model.onnx"

@@ -19,6 +19,7 @@ class RequestOptions:
 
     aggregation_strategy: Strategy = Strategy.SIMPLE
     ignore_labels: tuple[str, ...] = ("O",)
+    stride: int | None = None  # tokens shared by consecutive windows of a long text; None: the server default
 
 
 def _strategy(value: Any) -> Strategy:
@@ -43,6 +44,14 @@ def _labels(value: Any) -> tuple[str, ...]:
     raise InvalidInput(f"ignore_labels {value!r} must be a JSON list of strings or labels separated by commas")
 
 
+def _stride(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidInput(f"stride {value!r} must be a whole number of tokens, 0 or more")
+
+
 def parse(parameters: dict[str, Any]) -> RequestOptions:
     """Options from a request's parameters; keys this model does not read are left alone."""
     options = {}
@@ -50,4 +59,6 @@ def parse(parameters: dict[str, Any]) -> RequestOptions:
         options["aggregation_strategy"] = _strategy(parameters["aggregation_strategy"])
     if "ignore_labels" in parameters:
         options["ignore_labels"] = _labels(parameters["ignore_labels"])
+    if "stride" in parameters:
+        options["stride"] = _stride(parameters["stride"])
     return RequestOptions(**options)

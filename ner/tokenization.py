@@ -1,14 +1,23 @@
-"""Tokenization of request texts into model inputs, and loading of the checkpoint's text assets."""
+"""Tokenization of request texts into model windows, and loading of the checkpoint's text assets.
+
+Texts longer than the model's window are never truncated: they are cut into overlapping windows exactly as
+``pipeline("ner", stride=...)`` cuts them (the fast tokenizer's ``return_overflowing_tokens``), and
+``text_index`` says which text each window belongs to.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ner.aggregation import Vocabulary
+from ner.aggregation import Strategy, Vocabulary
+from ner.parameters import InvalidInput, RequestOptions
+
+DEFAULT_STRIDE = 128
 
 
 def load_vocabulary(folder: str | Path) -> Vocabulary:
@@ -26,22 +35,89 @@ def load_vocabulary(folder: str | Path) -> Vocabulary:
 
 @dataclass(frozen=True)
 class Batch:
-    """Padded model inputs for several texts, one row per text, and what aggregation needs besides logits."""
+    """Padded model inputs, one row per window, and what aggregation needs besides logits."""
 
-    input_ids: np.ndarray  # [texts, tokens] int64
-    attention_mask: np.ndarray  # [texts, tokens] int64
-    offsets: np.ndarray  # [texts, tokens, 2] int64, code-point spans in the original text
-    special_tokens_mask: np.ndarray  # [texts, tokens] int64, 1 for [CLS], [SEP] and padding
+    input_ids: np.ndarray  # [windows, tokens] int64
+    attention_mask: np.ndarray  # [windows, tokens] int64
+    offsets: np.ndarray  # [windows, tokens, 2] int64, code-point spans in the original text
+    special_tokens_mask: np.ndarray  # [windows, tokens] int64, 1 for [CLS], [SEP] and padding
+    text_index: np.ndarray  # [windows] int64, the text each window belongs to
 
 
-def encode(tokenizer, texts: list[str]) -> Batch:
-    """Tokenize ``texts`` as the pipeline does (truncated at the model's maximum length), padded to the longest."""
-    truncation = bool(tokenizer.model_max_length and tokenizer.model_max_length > 0)
-    enc = tokenizer(texts, truncation=truncation, padding=True, return_special_tokens_mask=True,
-                    return_offsets_mapping=True, return_tensors="np")
+def window_tokens(tokenizer) -> int:
+    """Text tokens per window: the model's maximum length less [CLS] and [SEP]."""
+    return tokenizer.model_max_length - tokenizer.num_special_tokens_to_add()
+
+
+def check_stride(tokenizer, stride: int) -> None:
+    """Refuse a stride the tokenizer cannot use (it must leave each window at least one new token)."""
+    limit = window_tokens(tokenizer)
+    if not 0 <= stride < limit:
+        raise InvalidInput(f"stride {stride} must be at least 0 and less than {limit} "
+                           f"(the model's {tokenizer.model_max_length} tokens less special tokens)")
+
+
+def window_count(tokens: int, per_window: int, stride: int) -> int:
+    """Windows that cover ``tokens`` text tokens, ``per_window`` at a time, overlapping by ``stride``."""
+    if tokens <= per_window:
+        return 1
+    return 1 + math.ceil((tokens - per_window) / (per_window - stride))
+
+
+def count_windows(tokenizer, texts: list[str], stride: int) -> list[int]:
+    """Windows per text, without building them (to refuse a request before it takes the memory).
+
+    Only texts that could exceed one window are tokenized (ids only) to count. A WordPiece token covers at
+    least one character; the margin of 4 tokens per character covers byte-fallback tokenizers (UTF-8).
+    """
+    per_window = window_tokens(tokenizer)
+    counts = [1] * len(texts)
+    long = [i for i, text in enumerate(texts) if 4 * len(text) > per_window]
+    if long:
+        ids = tokenizer([texts[i] for i in long], add_special_tokens=False, truncation=False,
+                        return_attention_mask=False, verbose=False)["input_ids"]
+        for i, row in zip(long, ids):
+            counts[i] = window_count(len(row), per_window, stride)
+    return counts
+
+
+def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
+    """Tokenize ``texts`` into windows as the pipeline does with ``stride``, padded to the longest window.
+
+    A text that fits in one window gives exactly the pipeline's tokens without ``stride``.
+    """
+    check_stride(tokenizer, stride)
+    enc = tokenizer(texts, truncation=True, stride=stride, return_overflowing_tokens=True, padding=True,
+                    return_special_tokens_mask=True, return_offsets_mapping=True, return_tensors="np")
     return Batch(
         input_ids=enc["input_ids"].astype(np.int64),
         attention_mask=enc["attention_mask"].astype(np.int64),
         offsets=enc["offset_mapping"].astype(np.int64),
         special_tokens_mask=enc["special_tokens_mask"].astype(np.int64),
+        text_index=np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64),
     )
+
+
+def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> Batch:
+    """The windows of a request's texts, after refusing what the server cannot answer as the pipeline would.
+
+    Raises:
+        InvalidInput: no text; a stride the tokenizer cannot use; ``none`` on a text longer than one window
+            (the pipeline refuses ``stride`` with ``none``, and truncating would lose entities silently);
+            more windows than one model batch holds.
+    """
+    if not texts:
+        raise InvalidInput("TEXT is empty: send at least one text")
+    stride = DEFAULT_STRIDE if options.stride is None else options.stride
+    check_stride(tokenizer, stride)
+    counts = count_windows(tokenizer, texts, stride)
+    if options.aggregation_strategy is Strategy.NONE:
+        long = [i for i, count in enumerate(counts) if count > 1]
+        if long:
+            raise InvalidInput(f"TEXT[{long[0]}] is longer than the model's {tokenizer.model_max_length} tokens "
+                               "and aggregation_strategy 'none' cannot combine windows (as in the pipeline): "
+                               "choose simple, first, average or max")
+    if sum(counts) > max_windows:
+        raise InvalidInput(f"the texts need {sum(counts)} windows of {tokenizer.model_max_length} tokens; the most "
+                           f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
+    return encode(tokenizer, texts, stride)

@@ -82,8 +82,8 @@ def test_text_that_is_not_utf8_is_invalid_argument_over_http(triton):
 
 
 def test_too_many_texts_are_refused_with_the_limit(triton):
-    with NerClient(triton.grpc_url) as client, pytest.raises(ClientError, match="the most per request is 64"):
-        client.predict(["Berlin"] * 65)
+    with NerClient(triton.grpc_url) as client, pytest.raises(ClientError, match="the most per request is 1024"):
+        client.predict(["Berlin"] * 1025)
 
 
 def test_busy_port_is_one_clear_error(triton, repository):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ner.aggregation import Strategy, aggregate, softmax, to_python
+from ner.aggregation import Strategy, aggregate_texts, softmax, to_python
 from ner.tokenization import encode, load_vocabulary
 
 STRATEGIES = [s.value for s in Strategy]
@@ -26,9 +26,9 @@ def ours(texts, vocab, model, strategy, ignore_labels=("O",)):
     with torch.no_grad():
         logits = model(input_ids=torch.from_numpy(batch.input_ids),
                        attention_mask=torch.from_numpy(batch.attention_mask)).logits.numpy()
-    return [to_python(aggregate(text, [(batch.input_ids[i], batch.offsets[i], batch.special_tokens_mask[i],
-                                         logits[i])], vocab, Strategy(strategy), ignore_labels))
-            for i, text in enumerate(texts)]
+    results = aggregate_texts(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, logits,
+                              batch.text_index, vocab, Strategy(strategy), ignore_labels)
+    return [to_python(entities) for entities in results]
 
 
 def assert_same(got, want):

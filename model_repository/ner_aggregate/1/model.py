@@ -1,11 +1,11 @@
-"""Aggregation step: logits and token tensors to the transformers pipeline's entities, one JSON per text."""
+"""Aggregation step: logits of every window to the transformers pipeline's entities, one JSON per text."""
 
 import json
 
 import numpy as np
 
 from ner import names
-from ner.aggregation import aggregate, to_python
+from ner.aggregation import aggregate_texts, to_python
 from ner.backend import (config_parameter, for_each_request, input_array, input_texts, repository_path,
                          request_parameters, response)
 from ner.parameters import parse
@@ -21,13 +21,10 @@ class TritonPythonModel:
 
     def _aggregate(self, request):
         options = parse(request_parameters(request))
-        texts = input_texts(request, names.TEXT)
-        ids, offsets, special, logits = (input_array(request, n) for n in (
-            names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK, names.LOGITS))
-        documents = [
-            json.dumps(to_python(aggregate(text, [(ids[i], offsets[i], special[i], logits[i])], self.vocab,
-                                           options.aggregation_strategy, options.ignore_labels)),
-                       ensure_ascii=False).encode()
-            for i, text in enumerate(texts)
-        ]
+        results = aggregate_texts(
+            input_texts(request, names.TEXT),
+            *(input_array(request, n) for n in (names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK,
+                                                names.LOGITS, names.TEXT_INDEX)),
+            vocab=self.vocab, strategy=options.aggregation_strategy, ignore_labels=options.ignore_labels)
+        documents = [json.dumps(to_python(entities), ensure_ascii=False).encode() for entities in results]
         return response(**{names.ENTITIES: np.array(documents, dtype=np.object_)})
