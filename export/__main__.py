@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from export.configs import ServingOptions
-from export.source import FIXTURE, ExportError
+from export.source import BENCHMARK, FIXTURE, ExportError
 from ner.names import DEFAULT_MODEL
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -17,8 +17,9 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def main(
-    model: Annotated[str, typer.Option(help=f"Hub id, local checkpoint folder, or '{FIXTURE}' for the built-in "
-                                            "test model.", envvar="MODEL")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help=f"Hub id, local checkpoint folder, '{FIXTURE}' (the built-in test "
+                                            f"model) or '{BENCHMARK}' (full-size DistilBERT, random weights).",
+                                       envvar="MODEL")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to pin.")] = None,
     output: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
     max_batch_size: Annotated[int, typer.Option(min=1, help="Most windows (512-token rows) in one dynamic batch "

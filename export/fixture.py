@@ -1,8 +1,13 @@
-"""The fixture model: a tiny DistilBERT token classifier trained in seconds, offline and deterministically.
+"""Models made offline and deterministically by the project, for tests and benchmarks.
 
-It has the labels of dslim/distilbert-NER and a cased WordPiece tokenizer of its own, and is saved with
-``save_pretrained``, so everything downstream treats it like a Hub checkpoint. It is cached under
-``.cache/`` keyed by the hash of the code that makes it; weights are never committed.
+- The fixture model: a tiny DistilBERT token classifier trained in seconds on generated sentences, with the
+  labels of dslim/distilbert-NER and a cased WordPiece tokenizer of its own, so that "My name is Wolfgang and I
+  live in Berlin" really gives PER and LOC.
+- The benchmark model: a full-size DistilBERT (6 layers, 768 hidden, 12 heads, a 28,996-token cased WordPiece
+  vocabulary, 9 labels) with random weights: the compute of the real model, none of its knowledge.
+
+Both are saved with ``save_pretrained``, so everything downstream treats them like Hub checkpoints, and cached
+under ``.cache/`` keyed by the hash of the code that makes them; weights are never committed.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ SPLIT_WORDS = {
     "Ouagadougou", "Saskatchewan", "Reykjavik", "Fitzgerald", "Titicaca",
 }
 SUFFIXES = ("er", "an", "ia", "ski", "son", "ing", "ed", "s", "ow", "ath", "ald", "go", "ou", "ena")
+# Label sets: dslim/distilbert-NER's, and a second one with plain tags (no B-/I-) in another order, to test
+# that nothing assumes CoNLL's labels.
+LABEL_SETS = {
+    "conll": CONLL_LABELS,
+    "plain": ("LOC", "O", "PER", "MISC", "ORG"),
+}
 SEED = 1234
+BENCHMARK_VOCABULARY = 28996  # bert-base-cased's size
 TRAIN_SENTENCES = 2000
 EPOCHS = 3
 
@@ -64,11 +76,22 @@ def vocabulary() -> dict[str, int]:
     return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
 
 
-def tokenizer():
-    """The fixture's fast tokenizer (same normalization as bert-base-cased: no lower-casing, accents kept)."""
+def benchmark_vocabulary() -> dict[str, int]:
+    """The fixture vocabulary grown to bert-base-cased's size with generated word pieces (fixed seed)."""
+    tokens = dict(vocabulary())
+    rng = random.Random(SEED)
+    while len(tokens) < BENCHMARK_VOCABULARY:
+        piece = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 8)))
+        piece = rng.choice(["", "##"]) + (piece.capitalize() if rng.random() < 0.3 else piece)
+        tokens.setdefault(piece, len(tokens))
+    return tokens
+
+
+def tokenizer(vocab: dict[str, int] | None = None):
+    """A fast tokenizer with bert-base-cased's normalization (no lower-casing, accents kept)."""
     from transformers import DistilBertTokenizer
 
-    return DistilBertTokenizer(vocab=vocabulary(), do_lower_case=False, model_max_length=512)
+    return DistilBertTokenizer(vocab=vocab or vocabulary(), do_lower_case=False, model_max_length=512)
 
 
 def _encode(tok, sentences: list[corpus.Sentence], label2id: dict[str, int]):
@@ -88,12 +111,12 @@ def _encode(tok, sentences: list[corpus.Sentence], label2id: dict[str, int]):
             tag = spans[word][2]
             if word == previous_word and tag.startswith("B-"):
                 tag = "I-" + tag[2:]
-            labels[row, col] = label2id[tag]
+            labels[row, col] = label2id[tag] if tag in label2id else label2id[tag.split("-", 1)[-1]]
             previous_word = word
     return encoded["input_ids"], encoded["attention_mask"], labels
 
 
-def train(output: Path) -> Path:
+def train(output: Path, label_set: str = "conll") -> Path:
     """Train the fixture model and ``save_pretrained`` it (with its tokenizer) into ``output``."""
     import torch
     from transformers import DistilBertConfig, DistilBertForTokenClassification
@@ -101,7 +124,7 @@ def train(output: Path) -> Path:
 
     logging.disable_progress_bar()
 
-    id2label = dict(enumerate(CONLL_LABELS))
+    id2label = dict(enumerate(LABEL_SETS[label_set]))
     label2id = {label: i for i, label in id2label.items()}
     tok = tokenizer()
     config = DistilBertConfig(
@@ -134,15 +157,49 @@ def train(output: Path) -> Path:
     return output
 
 
-def fixture_model() -> Path:
+def build_benchmark(output: Path) -> Path:
+    """Save a full-size DistilBERT token classifier with random weights (fixed seed) into ``output``.
+
+    The classifier head is drawn wider than the usual initialization so that labels are far apart: with the
+    default 0.02 every token is a near-tie between all nine labels, and the argmax would flip on rounding.
+    """
+    import torch
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    id2label = dict(enumerate(CONLL_LABELS))
+    tok = tokenizer(benchmark_vocabulary())
+    config = DistilBertConfig(vocab_size=len(tok), max_position_embeddings=512, n_layers=6, n_heads=12, dim=768,
+                              hidden_dim=3072, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    torch.manual_seed(SEED)
+    model = DistilBertForTokenClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.1)
+    model.save_pretrained(output)
+    tok.save_pretrained(output)
+    return output
+
+
+def fixture_model(label_set: str = "conll") -> Path:
     """The path of the cached fixture checkpoint, training it first if needed (a few seconds)."""
-    target = cache_dir() / f"fixture-ner-{_code_hash()}"
+    suffix = "" if label_set == "conll" else f"-{label_set}"
+    return _cached(f"fixture-ner{suffix}", lambda work: train(work, label_set))
+
+
+def benchmark_model() -> Path:
+    """The path of the cached full-size benchmark checkpoint, building it first if needed."""
+    return _cached("benchmark-distilbert", build_benchmark)
+
+
+def _cached(name: str, make) -> Path:
+    target = cache_dir() / f"{name}-{_code_hash()}"
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".fixture-", dir=target.parent))
     try:
-        train(work)
+        make(work)
         try:
             work.rename(target)
         except OSError:  # another process finished first; its copy is identical

@@ -58,7 +58,9 @@ def export_onnx(model, tokenizer, output: Path) -> Path:
         # the one that gives a plain, portable graph for this model, and the proof below guards the result.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LogitsOnly(model), (sample["input_ids"], sample["attention_mask"]), str(output),
+            # eval(): the exporter puts the wrapper back in its previous mode afterwards, and a fresh module is
+            # in training mode, which would switch dropout on in the model the proof then compares with.
+            LogitsOnly(model).eval(), (sample["input_ids"], sample["attention_mask"]), str(output),
             input_names=[names.INPUT_IDS, names.ATTENTION_MASK], output_names=[names.LOGITS],
             dynamic_axes={names.INPUT_IDS: axes, names.ATTENTION_MASK: axes, names.LOGITS: axes},
             opset_version=OPSET, dynamo=False,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FIXTURE = "fixture"
+BENCHMARK = "benchmark"
 HUB_TIMEOUT_S = 5.0
 
 
@@ -57,7 +58,10 @@ def _hub_download(model_id: str, revision: str | None) -> Checkpoint:
 
 
 def resolve(model: str, revision: str | None = None, fallback_to_fixture: bool = False) -> Checkpoint:
-    """A local checkpoint for ``model`` (folder, ``fixture`` or Hub id), checked to be token classification.
+    """A local checkpoint for ``model``, checked to be token classification.
+
+    ``model`` is a folder, a Hub id, ``fixture`` (the tiny trained test model) or ``benchmark`` (full-size
+    DistilBERT with random weights).
 
     With ``fallback_to_fixture``, an unreachable Hub gives one warning line and the fixture model.
     """
@@ -65,6 +69,10 @@ def resolve(model: str, revision: str | None = None, fallback_to_fixture: bool =
         from export.fixture import fixture_model
 
         checkpoint = Checkpoint(fixture_model(), FIXTURE)
+    elif model == BENCHMARK:
+        from export.fixture import benchmark_model
+
+        checkpoint = Checkpoint(benchmark_model(), BENCHMARK)
     elif Path(model).exists():
         checkpoint = Checkpoint(Path(model).resolve(), str(Path(model).resolve()))
     else:

@@ -1,12 +1,19 @@
-"""Shared fixtures: the fixture checkpoint, its transformers pipeline, an exported repository, a real Triton."""
+"""Shared fixtures: fixture checkpoints, their transformers pipelines, exported repositories, real Triton servers.
+
+Two checkpoints: ``conll`` (dslim/distilbert-NER's labels) and ``plain`` (another label set, plain tags).
+Everything is built once per session, on first use.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
 
 from export import corpus
+
+LABEL_SETS = ("conll", "plain")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,50 +25,92 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def checkpoint():
-    """The fixture checkpoint folder (trained once and cached)."""
-    from export.fixture import fixture_model
+def checkpoint_of():
+    """``checkpoint_of(name)``: a fixture checkpoint ("conll", "plain") or "benchmark" (full size, random weights)."""
+    from export.fixture import benchmark_model, fixture_model
 
-    return fixture_model()
+    cache = {}
+
+    def get(label_set: str = "conll"):
+        if label_set not in cache:
+            cache[label_set] = benchmark_model() if label_set == "benchmark" else fixture_model(label_set)
+        return cache[label_set]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def pipelines(checkpoint):
-    """``pipelines(strategy)``: the real transformers pipeline on the fixture checkpoint."""
+def pipeline_of(checkpoint_of):
+    """``pipeline_of(label_set, strategy)``: the real transformers pipeline on that checkpoint."""
     from transformers import pipeline
 
     cache = {}
 
-    def get(strategy: str = "simple"):
-        if strategy not in cache:
-            cache[strategy] = pipeline("token-classification", model=str(checkpoint),
-                                       aggregation_strategy=strategy)
-        return cache[strategy]
+    def get(label_set: str = "conll", strategy: str = "simple"):
+        if (label_set, strategy) not in cache:
+            cache[label_set, strategy] = pipeline("token-classification", model=str(checkpoint_of(label_set)),
+                                                  aggregation_strategy=strategy)
+        return cache[label_set, strategy]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def repository_of(checkpoint_of, tmp_path_factory):
+    """``repository_of(label_set)``: a model repository exported from that checkpoint."""
+    from export.repository import build
+    from export.source import Checkpoint
+
+    cache = {}
+
+    def get(label_set: str = "conll"):
+        if label_set not in cache:
+            output = tmp_path_factory.mktemp(f"export-{label_set}") / "model_repository"
+            build(Checkpoint(checkpoint_of(label_set), f"fixture {label_set}"), output, log=lambda _: None)
+            cache[label_set] = output
+        return cache[label_set]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def server_of(repository_of):
+    """``server_of(label_set)``: a real Triton server on that repository, on free ports, until the session ends."""
+    from ner.server import TritonServer, free_ports
+
+    with contextlib.ExitStack() as stack:
+        cache = {}
+
+        def get(label_set: str = "conll"):
+            if label_set not in cache:
+                cache[label_set] = stack.enter_context(TritonServer(repository_of(label_set), free_ports()))
+            return cache[label_set]
+
+        yield get
+
+
+@pytest.fixture(scope="session")
+def checkpoint(checkpoint_of):
+    return checkpoint_of("conll")
+
+
+@pytest.fixture(scope="session")
+def pipelines(pipeline_of):
+    """``pipelines(strategy)`` on the conll checkpoint."""
+    return lambda strategy="simple": pipeline_of("conll", strategy)
+
+
+@pytest.fixture(scope="session")
+def repository(repository_of):
+    return repository_of("conll")
+
+
+@pytest.fixture(scope="session")
+def triton(server_of):
+    return server_of("conll")
 
 
 @pytest.fixture(scope="session")
 def parity_texts():
     """Generated CoNLL-style sentences plus the seed sentence."""
     return ["My name is Wolfgang and I live in Berlin"] + corpus.texts(60, seed=7)
-
-
-@pytest.fixture(scope="session")
-def repository(checkpoint, tmp_path_factory):
-    """A model repository exported from the fixture checkpoint."""
-    from export.repository import build
-    from export.source import Checkpoint
-
-    output = tmp_path_factory.mktemp("export") / "model_repository"
-    build(Checkpoint(checkpoint, "fixture"), output, log=lambda _: None)
-    return output
-
-
-@pytest.fixture(scope="session")
-def triton(repository):
-    """A real Triton server on the exported repository, on free ports, for the whole session."""
-    from ner.server import TritonServer, free_ports
-
-    with TritonServer(repository, free_ports()) as server:
-        yield server

@@ -9,6 +9,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from client import ClientError, NerClient
+from export.configs import repository_configs
 from ner import names
 from ner.server import Ports, ServerError, TritonServer, free_ports
 
@@ -90,3 +91,38 @@ def test_busy_port_is_one_clear_error(triton, repository):
     ports = free_ports()
     with pytest.raises(ServerError, match=f"the grpc port {triton.ports.grpc} is already in use"):
         TritonServer(repository, Ports(ports.http, triton.ports.grpc, ports.metrics)).start()
+
+
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"stride": "abc"}, "stride 'abc' must be a whole number of tokens, 0 or more"),
+    ({"stride": 600}, "stride 600 must be at least 0 and less than 510"),
+    ({"ignore_labels": "[O"}, "ignore_labels '[O' is not a JSON list of strings"),
+    ({"aggregation_strategy": "none"}, "TEXT[1] is longer than the model's 512 tokens and aggregation_strategy "
+                                       "'none' cannot combine windows"),
+])
+def test_bad_parameters_are_invalid_argument(triton, parameters, message):
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException) as error:
+        client.infer(names.ENSEMBLE, [_text_input(grpcclient, [SEED.encode(), ("Berlin " * 600).encode()])],
+                     parameters=parameters)
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert message in error.value.message()
+    client.close()
+
+
+def test_text_over_the_size_limit_is_invalid_argument(triton):
+    limit = repository_configs()[names.TOKENIZER].parameters["max_text_bytes"].string_value
+    too_big = "Berlin " * (int(limit) // 7 + 1)
+    with NerClient(triton.grpc_url) as client:
+        with pytest.raises(ClientError, match=f"TEXT\\[1\\] is {len(too_big):,} bytes; the most per text is "
+                                              f"{int(limit):,} bytes"):
+            client.predict([SEED, too_big])
+        assert client.predict(SEED)[1]["word"] == "Berlin"
+
+
+def test_a_long_document_is_covered_whole(triton):
+    text = " ".join(["Wolfgang lives in Berlin ."] * 2000)  # 10,000 tokens, 27 windows
+    with NerClient(triton.grpc_url) as client:
+        entities = client.predict(text)
+    assert [e["word"] for e in entities] == ["Wolfgang", "Berlin"] * 2000
+    assert entities[-1]["end"] == len(text) - 2

@@ -1,28 +1,36 @@
-"""The pure aggregation against the real transformers pipeline, fed the same logits."""
+"""The pure tokenization and aggregation against the real transformers pipeline, fed PyTorch logits.
+
+Both checkpoints (two label sets), every strategy, generated sentences, hand-written hard cases and texts at
+and past the 512-token window.
+"""
 
 import numpy as np
 import pytest
 import torch
 
 from ner.aggregation import Strategy, aggregate_texts, softmax, to_python
-from ner.tokenization import encode, load_vocabulary
+from ner.tokenization import DEFAULT_STRIDE, count_windows, encode, load_vocabulary
+from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
 
-STRATEGIES = [s.value for s in Strategy]
+
+@pytest.fixture(scope="module", params=["conll", "plain"])
+def label_set(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def vocab(checkpoint):
-    return load_vocabulary(checkpoint)
+def vocab(checkpoint_of, label_set):
+    return load_vocabulary(checkpoint_of(label_set))
 
 
 @pytest.fixture(scope="module")
-def model(pipelines):
-    return pipelines().model
+def model(pipeline_of, label_set):
+    return pipeline_of(label_set).model
 
 
-def ours(texts, vocab, model, strategy, ignore_labels=("O",)):
-    """Our aggregation on the PyTorch logits of ``texts`` tokenized together (padded batch)."""
-    batch = encode(vocab.tokenizer, texts)
+def ours(texts, vocab, model, strategy, ignore_labels=("O",), stride=DEFAULT_STRIDE):
+    """Our aggregation on the PyTorch logits of ``texts`` tokenized together (padded windows)."""
+    batch = encode(vocab.tokenizer, texts, stride)
     with torch.no_grad():
         logits = model(input_ids=torch.from_numpy(batch.input_ids),
                        attention_mask=torch.from_numpy(batch.attention_mask)).logits.numpy()
@@ -31,43 +39,50 @@ def ours(texts, vocab, model, strategy, ignore_labels=("O",)):
     return [to_python(entities) for entities in results]
 
 
-def assert_same(got, want):
-    """Same entities in the same order; scores equal to float32 rounding (padding changes the last bits)."""
-    assert len(got) == len(want), (got, want)
-    for g, w in zip(got, want):
-        assert {k: v for k, v in g.items() if k != "score"} == {k: v for k, v in w.items() if k != "score"}
-        assert g["score"] == pytest.approx(float(w["score"]), abs=1e-5)
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_matches_pipeline_on_generated_sentences(strategy, parity_texts, vocab, model, pipelines):
-    pipe = pipelines(strategy)
+def test_generated_sentences(strategy, label_set, parity_texts, vocab, model, pipeline_of):
+    pipe = pipeline_of(label_set, strategy)
     for text, got in zip(parity_texts, ours(parity_texts, vocab, model, strategy)):
-        assert_same(got, pipe(text))
+        assert_same(got, pipe(text), text)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_matches_pipeline_on_hard_cases(strategy, vocab, model, pipelines):
-    texts = [
-        "Zoltan Krzyzanowski flew from Ouagadougou to Reykjavik.",  # names split into many pieces
-        "Jürgen Müller and José met Chloé in Zürich 🎉 today.",  # accents, an [UNK] emoji
-        "Siobhan O'Brien-Smith-Jones\tjoined  Siemens\n in   Kraków!!!",  # tabs, newlines, runs of spaces
-        "BERLIN , PARIS and TOKYO",
-        "",
-        "   ",
-    ]
-    pipe = pipelines(strategy)
-    for text, got in zip(texts, ours(texts, vocab, model, strategy)):
-        assert_same(got, pipe(text))
+def test_hard_cases(strategy, label_set, vocab, model, pipeline_of):
+    pipe = pipeline_of(label_set, strategy)
+    texts = list(HARD_CASES.values())
+    for name, got in zip(HARD_CASES, ours(texts, vocab, model, strategy)):
+        assert_same(got, pipe(HARD_CASES[name]), name)
 
 
-def test_ignore_labels_none_keeps_o(vocab, model, pipelines):
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "none"])
+def test_long_texts_equal_the_pipeline_with_the_same_stride(strategy, label_set, vocab, model, pipeline_of):
+    pipe = pipeline_of(label_set, strategy)
+    cases = long_cases(vocab.tokenizer)
+    windows = count_windows(vocab.tokenizer, list(cases.values()), DEFAULT_STRIDE)
+    assert windows[:3] == [1, 2, 2] and windows[-1] > 10
+    for (name, text), count, got in zip(cases.items(), windows, ours(list(cases.values()), vocab, model, strategy)):
+        assert_same(got, expected(pipe, text, strategy, count), name)
+
+
+def test_other_strides_equal_the_pipeline(label_set, vocab, model, pipeline_of):
+    pipe = pipeline_of(label_set, "first")
+    for stride, tokens in ((0, 1500), (16, 1500), (255, 1500), (400, 1500), (509, 520)):
+        text = text_with_tokens(vocab.tokenizer, tokens, seed=stride)
+        assert_same(ours([text], vocab, model, "first", stride=stride)[0], pipe(text, stride=stride), stride)
+
+
+def test_a_short_text_with_stride_is_the_pipeline_without_stride(pipeline_of, label_set):
+    pipe = pipeline_of(label_set, "simple")
     text = "My name is Wolfgang and I live in Berlin"
-    assert_same(ours([text], vocab, model, "simple", ignore_labels=())[0], pipelines()(text, ignore_labels=[]))
+    assert_same([to_python([e])[0] for e in pipe(text, stride=DEFAULT_STRIDE)], pipe(text))
 
 
-def test_empty_text_has_no_entities(vocab, model):
-    assert ours(["", " \t\n "], vocab, model, "simple") == [[], []]
+@pytest.mark.parametrize("ignore", [(), ("O", "PER"), ("LOC", "B-LOC", "I-LOC")])
+def test_ignore_labels(ignore, label_set, vocab, model, pipeline_of):
+    text = "My name is Wolfgang and I live in Berlin"
+    for strategy in ("none", "simple"):
+        assert_same(ours([text], vocab, model, strategy, ignore_labels=ignore)[0],
+                    pipeline_of(label_set, strategy)(text, ignore_labels=list(ignore)), strategy)
 
 
 def test_softmax_rows_sum_to_one():

@@ -42,6 +42,7 @@ def test_proof_fails_when_onnx_differs_from_pytorch(checkpoint, tmp_path):
 
     model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
     onnx_path = export_onnx(model, tokenizer, tmp_path / "model.onnx")
+    assert not model.training  # the exporter restores modes; dropout must stay off for the proof
     assert prove(model, tokenizer, onnx_path).ok
     with torch.no_grad():
         model.classifier.bias += 1e-3  # the graph no longer matches the model

@@ -1,0 +1,78 @@
+"""Invariants of tokenization and aggregation for any text (hypothesis), with logits that depend only on the
+token and its position in its window, as a real model's do."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ner.aggregation import Strategy, aggregate_texts
+from ner.tokenization import check_stride, encode, load_vocabulary, window_tokens
+
+# Any code point but lone surrogates (not encodable); weighted towards what the tokenizer splits on.
+ANY_CHAR = st.characters(exclude_categories=("Cs",))
+PIECE = st.one_of(st.text(ANY_CHAR, max_size=3), st.sampled_from([" ", "\t", "\n", ".", ",", "-", "'", "Berlin",
+                                                                  "Wolfgang ", "Siemens ", "Krzyzanowski"]))
+TEXT = st.lists(PIECE, max_size=30).map("".join)
+STRATEGY = st.sampled_from(list(Strategy))
+
+
+@pytest.fixture(scope="module", params=["model_max_length=512", "model_max_length=24"])
+def vocab(checkpoint, request):
+    vocab = load_vocabulary(checkpoint)
+    # A short window makes short texts span several windows, so the stride logic is exercised too.
+    vocab.tokenizer.model_max_length = int(request.param.split("=")[1])
+    return vocab
+
+
+def fake_logits(input_ids: np.ndarray, labels: int) -> np.ndarray:
+    """Deterministic logits of (token id, position in window), the same in any batch or padding."""
+    positions = np.arange(input_ids.shape[1])[None, :, None]
+    raw = np.sin(input_ids[..., None] * 12.9898 + positions * 78.233 + np.arange(labels) * 37.719) * 43758.5453
+    return ((raw - np.floor(raw)) * 8).astype(np.float32)
+
+
+def run(vocab, texts, strategy, stride=4, ignore_labels=("O",)):
+    check_stride(vocab.tokenizer, stride)
+    batch = encode(vocab.tokenizer, texts, stride)
+    logits = fake_logits(batch.input_ids, len(vocab.id2label))
+    return batch, aggregate_texts(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, logits,
+                                  batch.text_index, vocab, strategy, ignore_labels)
+
+
+def strategies_for(vocab):
+    # The pipeline refuses `none` with several windows; the server does too, so only test it on one window.
+    return [s for s in Strategy if s is not Strategy.NONE or vocab.tokenizer.model_max_length == 512]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXT, strategy=STRATEGY, stride=st.integers(0, 20))
+def test_spans_lie_in_the_text_sorted_and_disjoint(vocab, text, strategy, stride):
+    if strategy not in strategies_for(vocab):
+        strategy = Strategy.SIMPLE
+    stride = min(stride, window_tokens(vocab.tokenizer) - 1)
+    _, (entities,) = run(vocab, [text], strategy, stride, ignore_labels=())
+    for entity in entities:
+        assert 0 <= entity["start"] <= entity["end"] <= len(text)
+    for before, after in zip(entities, entities[1:]):
+        assert before["end"] <= after["start"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXT)
+def test_none_gives_one_record_per_real_token(vocab, text):
+    if vocab.tokenizer.model_max_length != 512:
+        return
+    batch, (records,) = run(vocab, [text], Strategy.NONE, ignore_labels=())
+    assert len(records) == int((batch.special_tokens_mask[0] == 0).sum())
+    assert [r["index"] for r in records] == sorted(r["index"] for r in records)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXT, others=st.lists(TEXT, max_size=3), strategy=STRATEGY)
+def test_a_text_gets_the_same_entities_alone_and_in_any_batch(vocab, text, others, strategy):
+    if strategy not in strategies_for(vocab):
+        strategy = Strategy.SIMPLE
+    _, (alone,) = run(vocab, [text], strategy)
+    _, together = run(vocab, [*others, text, "padding " * 40], strategy)
+    assert together[len(others)] == alone
