@@ -20,12 +20,14 @@ def main(
     protocol: Annotated[str, typer.Option(help="grpc or http.")] = "grpc",
     strategy: Annotated[str | None, typer.Option(help="Aggregation strategy: none, simple, first, average, "
                                                       "max (server default: simple).")] = None,
+    stride: Annotated[int | None, typer.Option(help="Tokens shared by the windows of a long text "
+                                                    "(server default: 128).")] = None,
 ) -> None:
     """Send texts to the served ner ensemble and print their entities as JSON lines."""
     lines = texts or [line.rstrip("\n") for line in sys.stdin]
     try:
         with NerClient(url, protocol) as client:
-            results = client.predict(lines, aggregation_strategy=strategy) if lines else []
+            results = client.predict(lines, aggregation_strategy=strategy, stride=stride) if lines else []
     except (ClientError, ValueError) as error:
         print(f"client: error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None

@@ -43,10 +43,11 @@ class NerClient:
         self._client = module.InferenceServerClient(url)
 
     def predict(self, texts: str | list[str], aggregation_strategy: str | None = None,
-                ignore_labels: list[str] | None = None) -> list[dict] | list[list[dict]]:
-        """Entities of each text, as ``pipeline("ner", aggregation_strategy=...)`` returns them.
+                ignore_labels: list[str] | None = None, stride: int | None = None) -> list[dict] | list[list[dict]]:
+        """Entities of each text, as ``pipeline("ner", aggregation_strategy=..., stride=...)`` returns them.
 
         A single string gives one list of entities; a list of strings gives one list per text, in order.
+        Options left at None take the server's defaults (``simple``, ``["O"]``, stride 128 for long texts).
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
@@ -55,6 +56,8 @@ class NerClient:
             parameters["aggregation_strategy"] = aggregation_strategy
         if ignore_labels is not None:
             parameters["ignore_labels"] = json.dumps(list(ignore_labels))
+        if stride is not None:
+            parameters["stride"] = stride
         tensor = self._module.InferInput(names.TEXT, [len(batch)], "BYTES")
         tensor.set_data_from_numpy(np.array([t.encode("utf-8") for t in batch], dtype=np.object_))
         output = self._module.InferRequestedOutput(names.ENTITIES)

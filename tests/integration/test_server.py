@@ -126,3 +126,10 @@ def test_a_long_document_is_covered_whole(triton):
         entities = client.predict(text)
     assert [e["word"] for e in entities] == ["Wolfgang", "Berlin"] * 2000
     assert entities[-1]["end"] == len(text) - 2
+
+
+def test_client_passes_stride(triton, pipelines):
+    text = " ".join(["Angela Merkel met Wolfgang in Berlin ."] * 150)
+    with NerClient(triton.grpc_url) as client:
+        assert_same(client.predict(text, aggregation_strategy="first", stride=32),
+                    pipelines("first")(text, stride=32))
