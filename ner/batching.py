@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -41,3 +43,20 @@ def plan_runs(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
         runs.append(order[start:start + size])
         start += size
     return runs
+
+
+def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
+                  attention_mask: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in length-sorted groups (:func:`plan_runs`).
+
+    Each group is cut to its own longest row before it runs; positions past a row's length are zero.
+    """
+    lengths = attention_mask.sum(axis=1)
+    logits = None
+    for rows in plan_runs(lengths, max_tokens):
+        width = max(int(lengths[rows].max()), 1)
+        out = run(np.ascontiguousarray(input_ids[rows, :width]), np.ascontiguousarray(attention_mask[rows, :width]))
+        if logits is None:
+            logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
+        logits[rows, :width] = out
+    return logits
