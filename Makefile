@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= dslim/distilbert-NER
+EXPORT_ARGS ?=
+CONFIG ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test export serve configs clean
@@ -23,14 +25,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-## Export MODEL into model_repository/.
+## Export MODEL into model_repository/ (more with EXPORT_ARGS, e.g. "--format both --precision int8").
 export: setup
-	$(PY) -m export --model '$(MODEL)' --fallback-to-fixture --force
+	$(PY) -m export --model '$(MODEL)' --fallback-to-fixture --force $(EXPORT_ARGS)
 
-## Serve model_repository/ on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C.
+## Serve model_repository/ on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C; CONFIG=int8 or
+## CONFIG=torchscript serves that exported variant.
 serve: setup
 	test -f model_repository/manifest.json || $(MAKE) export
-	$(PY) -m ner.serve
+	$(PY) -m ner.serve $(if $(CONFIG),--config-name $(CONFIG))
 
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup

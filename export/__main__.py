@@ -1,4 +1,4 @@
-"""``python -m export``: a checkpoint to a Triton model repository, proven equal to PyTorch."""
+"""``python -m export``: a checkpoint to a Triton model repository, every artifact proven against PyTorch."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
-from export.configs import ServingOptions
+from export.configs import Format, Precision, ServingOptions, Target
+from export.convert import MIN_AGREEMENT
 from export.source import BENCHMARK, FIXTURE, ExportError
 from ner.names import DEFAULT_MODEL
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT}}
 
 
 @app.command()
@@ -22,28 +24,47 @@ def main(
                                        envvar="MODEL")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to pin.")] = None,
     output: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
-    max_batch_size: Annotated[int, typer.Option(min=1, help="Most windows (512-token rows) in one dynamic batch "
-                                                             "and in one request.")] = ServingOptions.max_batch_size,
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or both.")] = "onnx",
+    precision: Annotated[list[Precision] | None, typer.Option(
+        help="Extra precisions, repeatable: fp16 (GPU, configs/gpu.pbtxt) and int8 (CPU, configs/int8.pbtxt). "
+             "FP32 is always exported.")] = None,
+    target: Annotated[Target, typer.Option(help="Write CPU configs, GPU configs (configs/gpu*.pbtxt) or both.")]
+    = Target.BOTH,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="CPU: most 512-token windows in one dynamic batch "
+                                                             "and one request.")] = ServingOptions.max_batch_size,
+    gpu_max_batch_size: Annotated[int, typer.Option(min=1, help="GPU: the same.")]
+    = ServingOptions.gpu_max_batch_size,
     instances: Annotated[int, typer.Option(min=1, help="Model-step instances.")] = ServingOptions.instances,
+    tensorrt: Annotated[bool, typer.Option(help="GPU: run the ONNX graph with TensorRT in FP16.")] = False,
+    optimize: Annotated[bool, typer.Option(help="Fuse the ONNX graph with ONNX Runtime's transformer "
+                                                "optimizer (kept only if proven equal).")] = True,
+    min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="FP16/INT8: least share of entities "
+                                                                        "identical to FP32.")] = MIN_AGREEMENT,
     force: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
     fallback_to_fixture: Annotated[bool, typer.Option(
         help="If the Hub cannot be reached, warn and export the fixture model.")] = False,
 ) -> None:
-    """Export a token-classification checkpoint to ONNX inside a Triton model repository."""
-    from export.repository import build
+    """Export a token-classification checkpoint into a Triton model repository (ONNX and/or TorchScript)."""
+    from export.repository import ExportPlan, build
     from export.source import resolve
 
     def log(message: str) -> None:
         print(f"export: {message}", file=sys.stderr)
 
+    if format not in FORMATS:
+        print(f"export: error: --format {format!r} is not one of: {', '.join(FORMATS)}", file=sys.stderr)
+        raise typer.Exit(2)
+    options = ServingOptions(max_batch_size=max_batch_size, gpu_max_batch_size=gpu_max_batch_size,
+                             instances=instances, tensorrt=tensorrt)
+    plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
+                      optimize, min_agreement)
     try:
+        plan.check()
         checkpoint = resolve(model, revision, fallback_to_fixture)
-        options = ServingOptions(max_batch_size=max_batch_size, instances=instances)
-        manifest = build(checkpoint, output, options, force=force, log=log)
+        build(checkpoint, output, plan, force=force, log=log)
     except ExportError as error:
         print(f"export: error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
-    log(f"wrote {output} from {manifest['source']} in {manifest['export_seconds']} s")
 
 
 if __name__ == "__main__":

@@ -30,11 +30,15 @@ def onnx_runner(path: Path, threads: int = 0) -> Runner:
 
 
 def torchscript_runner(path: Path, threads: int = 0) -> Runner:
+    import warnings
+
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    module = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet it is what we serve
+        module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

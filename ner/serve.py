@@ -25,10 +25,13 @@ def main(
     http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,
+    config_name: Annotated[str | None, typer.Option(help="Variant to serve: int8 or torchscript (CPU), if "
+                                                         "exported; default: config.pbtxt (ONNX FP32).")] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
 ) -> None:
     """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
-    server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet)
+    server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
+                          config_name=config_name)
 
     def stop(signum, _frame):
         raise _Stop(signal.Signals(signum).name)

@@ -108,12 +108,15 @@ class TritonServer:
         ports: HTTP, gRPC and metrics ports.
         log: A file for the server's output; by default its last lines are kept to explain a failed start.
         echo: Also print the server's output on stderr as it comes.
+        config_name: A variant of the repository (``int8``, ``torchscript``, ...): each model loads
+            ``configs/<name>.pbtxt`` if it has one, else its ``config.pbtxt``.
         extra_args: More ``tritonserver`` arguments.
     """
 
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
-                 echo: bool = False, extra_args: tuple[str, ...] = ()):
+                 echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = ()):
         self.model_repository = Path(model_repository).resolve()
+        self.config_name = config_name
         self.ports = ports
         self.log = log
         self.echo = echo
@@ -142,6 +145,7 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             "--exit-on-error=true",
             "--log-info=true",
+            *([f"--model-config-name={self.config_name}"] if self.config_name else []),
             *self.extra_args,
         ]
 
@@ -153,6 +157,9 @@ class TritonServer:
         triton_dir, _ = _pytriton_dirs()
         if not (triton_dir / "bin" / "tritonserver").exists():
             raise ServerError(f"no tritonserver binary in {triton_dir / 'bin'}")
+        if self.config_name and not list(self.model_repository.glob(f"*/configs/{self.config_name}.pbtxt")):
+            raise ServerError(f"no model in {self.model_repository} has configs/{self.config_name}.pbtxt: "
+                              "export that variant first")
         for name, port in vars(self.ports).items():
             if _port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")

@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
     if shutil.which("nvidia-smi") is None:
         skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU")
         for item in items:
-            if "gpu" in item.keywords:
+            if item.get_closest_marker("gpu"):
                 item.add_marker(skip_gpu)
 
 

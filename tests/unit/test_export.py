@@ -8,21 +8,33 @@ from hashlib import sha256
 import pytest
 
 from export.configs import render, repository_configs
-from export.onnx_export import export_onnx, load_model, prove
-from export.repository import build
+from export.convert import export_onnx, export_torchscript, load_model, prove_logits
+from export.repository import build, check_config_against_model
 from export.source import Checkpoint, ExportError, HubUnreachable, resolve
 from ner import names
+from ner.runtime import load_runner
+
+@pytest.fixture(scope="module")
+def full_export(checkpoint, tmp_path_factory):
+    """The fixture exported in both formats and every precision, twice, each by its own `python -m export`
+    (TorchScript names traced classes with a per-process counter, so a rerun means a new process)."""
+    first, second = (tmp_path_factory.mktemp(name) / "repo" for name in ("first", "second"))
+    for output in (first, second):
+        subprocess.run([sys.executable, "-m", "export", "--model", "fixture", "--output", str(output),
+                        "--format", "both", "--precision", "fp16", "--precision", "int8"],
+                       check=True, capture_output=True, timeout=300)
+    return first, second
 
 
 def test_repository_is_complete_and_manifest_hashes_match(repository):
     manifest = json.loads((repository / "manifest.json").read_text())
-    assert manifest["proof"]["max_abs_logit_diff"] <= 1e-4
+    assert manifest["proofs"]["model.onnx"]["max_abs_logit_diff"] <= 1e-4
     assert manifest["labels"] == ["O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
     for relative, digest in manifest["artifacts"].items():
         assert sha256((repository / relative).read_bytes()).hexdigest() == digest, relative
     assert f"{names.MODEL}/1/{names.ONNX_FILE}" in manifest["artifacts"]
-    for name, config in repository_configs().items():
-        assert (repository / name / "config.pbtxt").read_text() == render(config)
+    for relative, config in repository_configs().items():
+        assert (repository / relative).read_text() == render(config)
 
 
 def test_onnx_graph_has_the_declared_names(repository):
@@ -43,10 +55,58 @@ def test_proof_fails_when_onnx_differs_from_pytorch(checkpoint, tmp_path):
     model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
     onnx_path = export_onnx(model, tokenizer, tmp_path / "model.onnx")
     assert not model.training  # the exporter restores modes; dropout must stay off for the proof
-    assert prove(model, tokenizer, onnx_path).ok
+    assert prove_logits(model, tokenizer, load_runner(onnx_path)).ok
     with torch.no_grad():
         model.classifier.bias += 1e-3  # the graph no longer matches the model
-    assert not prove(model, tokenizer, onnx_path).ok
+    assert not prove_logits(model, tokenizer, load_runner(onnx_path)).ok
+
+
+def test_torchscript_runs_shapes_other_than_the_tracing_example(checkpoint, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    run = load_runner(export_torchscript(model, tokenizer, tmp_path / "model.pt"))  # as the CPU model step runs it
+    for batch, length in ((1, 1), (3, 300), (7, 512)):  # the example was 2 texts of 13 tokens
+        ids = torch.randint(5, len(tokenizer), (batch, length))
+        mask = torch.ones_like(ids)
+        mask[0, length // 2:] = 0
+        with torch.no_grad():
+            want = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        assert abs(run(ids.numpy(), mask.numpy()) - want).max() <= 1e-4, (batch, length)
+
+
+def test_full_export_proves_every_artifact(full_export):
+    manifest = json.loads((full_export[0] / "manifest.json").read_text())
+    proofs = manifest["proofs"]
+    assert proofs["model.onnx"]["max_abs_logit_diff"] <= 1e-4 and proofs["model.onnx"]["optimized"]
+    assert proofs["model.pt"]["max_abs_logit_diff"] <= 1e-4
+    assert proofs["model_int8.onnx"]["entity_agreement"] >= 0.99
+    assert proofs["model_fp16.onnx"]["entity_agreement"] >= 0.99
+    assert manifest["config_names"] == ["config", "int8", "torchscript", "gpu", "gpu_torchscript"]
+
+
+def test_export_is_reproducible(full_export):
+    first, second = full_export
+    assert (first / "manifest.json").read_bytes() == (second / "manifest.json").read_bytes()
+    for path in first.rglob("*.pbtxt"):
+        assert path.read_bytes() == (second / path.relative_to(first)).read_bytes()
+
+
+def test_every_model_config_names_tensors_of_its_model_file(full_export):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repository = full_export[0]
+    for path in [repository / names.MODEL / "config.pbtxt", *(repository / names.MODEL / "configs").glob("*")]:
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        model_file = config.default_model_filename or config.parameters["model_file"].string_value
+        check_config_against_model(config, repository / names.MODEL / "1" / model_file)
+        wrong = mc.ModelConfig()
+        wrong.CopyFrom(config)
+        wrong.input[0].name = "input_idz"
+        with pytest.raises(ExportError, match="'input_idz' is not in"):
+            check_config_against_model(wrong, repository / names.MODEL / "1" / model_file)
 
 
 def test_existing_export_needs_force(checkpoint, repository):
@@ -88,6 +148,9 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "not/a/model/id"], "neither a local folder nor a valid Hub model id"),
     (["--model", "fixture", "--max-batch-size", "0"], "Invalid value"),
+    (["--model", "fixture", "--precision", "fp16", "--target", "cpu"], "fp16 is a GPU precision"),
+    (["--model", "fixture", "--precision", "int8", "--format", "torchscript"], "fp16 and int8 are ONNX variants"),
+    (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
 ])
 def test_cli_errors_are_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True, timeout=120)

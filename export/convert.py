@@ -1,0 +1,214 @@
+"""PyTorch checkpoint to ONNX (plain, optimized, FP16, INT8) and TorchScript, and the proofs that they compute
+what PyTorch computes.
+
+FP32 artifacts are proven on logits (max |Δ| against PyTorch). FP16 and INT8 change logits by design, so they
+are proven on what users see: the entities (``simple`` aggregation) agree with the FP32 model's on a fixed corpus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export import corpus
+from export.source import ExportError
+from ner import names
+from ner.runtime import Runner
+
+OPSET = 17
+TOLERANCE = 1e-4
+MIN_AGREEMENT = 0.99
+
+# Short, several sentences with padding, and a text long enough to fill the 512-token window. The tracing
+# example is the first two texts; the proof runs every text alone and all of them in one padded batch, so it
+# covers batch sizes and lengths other than the example's.
+PROOF_TEXTS = (
+    "My name is Wolfgang and I live in Berlin",
+    "Angela Merkel met Emmanuel Macron in Paris on Monday.",
+    "Zürich, Kraków and São Paulo are cities; 🎉 is not.",
+    "OK",
+    " ".join(["The Olympic committee met in Rio de Janeiro with officials from FIFA and NASA."] * 60),
+)
+
+
+def load_model(path: Path):
+    """The checkpoint as an eval-mode PyTorch token classifier (eager attention, exportable)."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(path, attn_implementation="eager")
+    except (OSError, ValueError) as error:
+        raise ExportError(f"{path}: cannot load a token-classification model ({str(error).splitlines()[0]})") from None
+    return model.eval()
+
+
+class LogitsOnly(torch.nn.Module):
+    """The model with only the logits tensor as output, so the graph has exactly the output ``logits``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def _example(tokenizer):
+    sample = tokenizer(list(PROOF_TEXTS[:2]), padding=True, return_tensors="pt")
+    return sample["input_ids"], sample["attention_mask"]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converters' chatter (deprecations, tracer notes, advice); the proofs judge the result."""
+    from transformers.utils import logging as hf_logging
+
+    root, hf_level = logging.getLogger(), hf_logging.get_verbosity()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        hf_logging.set_verbosity(hf_level)
+
+
+def export_onnx(model, tokenizer, output: Path) -> Path:
+    """Write the model as ONNX (opset 17) with named, dynamic batch and sequence axes."""
+    axes = {0: "batch", 1: "sequence"}
+    # eval(): the exporter puts the wrapper back in its previous mode afterwards, and a fresh module is in
+    # training mode, which would switch dropout on in the model the proof then compares with.
+    with _quiet(), torch.no_grad():
+        # The TorchScript-based exporter is deprecated in favour of dynamo, which needs onnxscript; it gives a
+        # plain, portable graph for this model, and the proof guards the result.
+        torch.onnx.export(
+            LogitsOnly(model).eval(), _example(tokenizer), str(output),
+            input_names=[names.INPUT_IDS, names.ATTENTION_MASK], output_names=[names.LOGITS],
+            dynamic_axes={names.INPUT_IDS: axes, names.ATTENTION_MASK: axes, names.LOGITS: axes},
+            opset_version=OPSET, dynamo=False,
+        )
+    return output
+
+
+def export_torchscript(model, tokenizer, output: Path) -> Path:
+    """Trace the model to TorchScript; any batch size and length up to 512 (the proof checks other shapes)."""
+    # TorchScript is deprecated in PyTorch in favour of torch.export, but it is what NVIDIA's pytorch backend
+    # runs; _quiet() hides the deprecation notices.
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(LogitsOnly(model).eval(), _example(tokenizer))
+        torch.jit.save(traced, str(output))
+    model.eval()
+    return output
+
+
+def torchscript_inputs(path: Path) -> list[str]:
+    """The argument names of the saved module's ``forward`` (the signature the configs must match)."""
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return [argument.name for argument in module.forward.schema.arguments[1:]]
+
+
+def _optimizer_model(source: Path, config):
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        return optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
+                              hidden_size=config.hidden_size)
+
+
+def optimize_onnx(source: Path, output: Path, config) -> Path:
+    """ONNX Runtime's transformer optimizer: fused attention, GELU and layer normalization."""
+    _optimizer_model(source, config).save_model_to_file(str(output))
+    return output
+
+
+def fp16_onnx(source: Path, output: Path, config) -> Path:
+    """Optimized, then float16 inside with int64 inputs and float32 logits (for GPU)."""
+    optimized = _optimizer_model(source, config)
+    with _quiet():
+        optimized.convert_float_to_float16(keep_io_types=True)
+    optimized.save_model_to_file(str(output))
+    return output
+
+
+def int8_onnx(source: Path, output: Path) -> Path:
+    """Weights quantized to int8, activations quantized on the fly (dynamic quantization, for CPU)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(str(source), str(output), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return output
+
+
+@dataclass(frozen=True)
+class LogitProof:
+    """The largest logit difference between an artifact and PyTorch over :data:`PROOF_TEXTS`."""
+
+    max_abs_diff: float
+    batches: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= TOLERANCE
+
+
+def prove_logits(model, tokenizer, run: Runner) -> LogitProof:
+    """Compare ``run`` with PyTorch on each proof text alone and on all of them in one padded batch."""
+    batches = [[t] for t in PROOF_TEXTS] + [list(PROOF_TEXTS)]
+    worst = 0.0
+    for texts in batches:
+        enc = tokenizer(texts, padding=True, truncation=True, return_tensors="np")
+        ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+        got = run(ids, mask)
+        with torch.no_grad():
+            want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        real = mask.astype(bool)  # padded positions are never read
+        worst = max(worst, float(np.abs(got - want)[real].max()))
+    return LogitProof(worst, len(batches))
+
+
+def agreement_corpus() -> list[str]:
+    """A fixed corpus for precision variants: generated sentences, hard cases and a long document."""
+    return corpus.texts(300, seed=2024) + list(PROOF_TEXTS) + [" ".join(corpus.texts(80, seed=99))]
+
+
+@dataclass(frozen=True)
+class EntityAgreement:
+    """How many entities (type, start, end) a variant shares with the FP32 model: 2·|A∩B| / (|A|+|B|)."""
+
+    agreement: float
+    reference_entities: int
+    variant_entities: int
+    minimum: float = MIN_AGREEMENT
+
+    @property
+    def ok(self) -> bool:
+        return self.agreement >= self.minimum
+
+
+def corpus_entities(model_file: Path, tokenizer_dir: Path) -> set[tuple]:
+    """``(text, type, start, end)`` of every entity the served code path finds in :func:`agreement_corpus`."""
+    from ner.inprocess import LocalNer
+
+    results = LocalNer(model_file, tokenizer_dir).predict(agreement_corpus())
+    return {(i, e["entity_group"], e["start"], e["end"]) for i, found in enumerate(results) for e in found}
+
+
+def entity_agreement(reference: set[tuple], variant: set[tuple], minimum: float = MIN_AGREEMENT) -> EntityAgreement:
+    """How far the entities of a variant (:func:`corpus_entities`) agree with the FP32 model's."""
+    total = len(reference) + len(variant)
+    return EntityAgreement(2 * len(reference & variant) / total if total else 1.0, len(reference), len(variant),
+                           minimum)
