@@ -1,5 +1,8 @@
 """Client of the served ``ner`` ensemble over gRPC or HTTP, returning what the transformers pipeline returns."""
 
-from client.library import ClientError, NerClient
+from client.errors import (AccessDenied, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
+                           ServerUnreachable)
+from client.library import AsyncNerClient, NerClient
 
-__all__ = ["ClientError", "NerClient"]
+__all__ = ["AccessDenied", "AsyncNerClient", "ClientError", "DeadlineExceeded", "InvalidArgument", "ModelNotReady",
+           "NerClient", "ServerUnreachable"]

@@ -1,38 +1,191 @@
-"""``python -m client "text" ...``: entities of each text as one JSON line, in input order."""
+"""``python -m client`` (``ner-client``): entities of texts from arguments, stdin or files, as JSON lines in input
+order, or highlighted in the terminal."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
+from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from client.library import ClientError, NerClient
+from client.errors import ClientError
+from client.inputs import count_texts, read_texts
+from client.library import AsyncNerClient, Protocol
+from ner.aggregation import Strategy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
+class Output(str, Enum):
+    AUTO = "auto"
+    JSON = "json"
+    PRETTY = "pretty"
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    """``("infer-key", "secret")`` from ``"infer-key: secret"``."""
+    name, colon, content = value.partition(":")
+    if not colon or not name.strip():
+        raise ValueError(f"--header {value!r} is not 'Name: value'")
+    return name.strip(), content.strip()
+
+
+def parse_labels(value: str | None) -> list[str] | None:
+    """``["O", "MISC"]`` from ``"O,MISC"``; ``""`` is no label (keep every entity); None the server's default."""
+    if value is None:
+        return None
+    return [label.strip() for label in value.split(",") if label.strip()]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"client: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _progress(show: bool, total: int | None) -> Iterator[Callable[[], None]]:
+    """``advance()``, which moves a progress bar on stderr by one text; a no-op unless ``show`` and stderr is a
+    terminal (a bar in a log file would be noise)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    if not show or not console.is_terminal:
+        yield lambda: None
+        return
+    # Transient: a failure leaves its one line only. Not redirecting stdout: the results must not go to stderr.
+    with Progress(TextColumn("client"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                  redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task("texts", total=total)
+        yield lambda: bar.advance(task)
+
+
+async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, pretty: bool,
+               show_progress: bool, **options) -> tuple[int, int]:
+    """Print the entities of every text in order; return how many texts and entities."""
+    from rich.console import Console
+
+    from client.render import highlighted
+
+    console = Console(highlight=False) if pretty else None
+    in_flight: deque[str] = deque()
+
+    def remembered(texts: Iterable[str]) -> Iterator[str]:
+        # The pretty view shows each text with its entities: keep the texts whose requests are in flight.
+        for text in texts:
+            in_flight.append(text)
+            yield text
+
+    count = found = 0
+    async with client:
+        await client.check()
+        with closing(texts), _progress(show_progress, total) as advance:
+            async for entities in client.predict_iter(remembered(texts), **options):
+                text = in_flight.popleft()
+                if console is None:
+                    sys.stdout.write(json.dumps(entities, ensure_ascii=False) + "\n")
+                else:
+                    console.print(highlighted(text, entities), soft_wrap=True)
+                count += 1
+                found += len(entities)
+                advance()
+    return count, found
+
+
 @app.command()
 def main(
-    texts: Annotated[list[str] | None, typer.Argument(help="Texts; read from stdin, one per line, if none.")] = None,
-    url: Annotated[str, typer.Option(help="host:port of the server.")] = "localhost:8001",
-    protocol: Annotated[str, typer.Option(help="grpc or http.")] = "grpc",
-    strategy: Annotated[str | None, typer.Option(help="Aggregation strategy: none, simple, first, average, "
-                                                      "max (server default: simple).")] = None,
-    stride: Annotated[int | None, typer.Option(help="Tokens shared by the windows of a long text "
-                                                    "(server default: 128).")] = None,
+    texts: Annotated[list[str] | None, typer.Argument(
+        help="Texts. With none and no --file, texts are read from stdin, one per line.", show_default=False)]
+    = None,
+    file: Annotated[list[Path] | None, typer.Option(
+        "--file", "-f", help="File of texts, repeatable: .jsonl (a \"text\" field per line) or any other (one "
+                             "text per line); - is stdin.", show_default=False)] = None,
+    url: Annotated[str | None, typer.Option(
+        help="host:port of the server (default: localhost:8001 for grpc, localhost:8000 for http)",
+        show_default=False)] = None,
+    protocol: Annotated[Protocol, typer.Option(help="Triton API to use.")] = Protocol.GRPC,
+    strategy: Annotated[Strategy | None, typer.Option(
+        help="Aggregation strategy, as in the transformers pipeline (default: the server's, simple)",
+        show_default=False)] = None,
+    ignore_labels: Annotated[str | None, typer.Option(
+        help="Labels to leave out, comma-separated; '' keeps all (default: the server's, O)",
+        show_default=False)] = None,
+    stride: Annotated[int | None, typer.Option(
+        min=0, help="Tokens shared by the windows of a long text (default: the server's, 128)",
+        show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Texts per request (a request may hold at most 1,024 windows).")] = 64,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds one request may take.")] = 60.0,
+    retries: Annotated[int, typer.Option(
+        min=0, help="Retries, with backoff, of a request the server could not take (unavailable).")] = 3,
+    ssl: Annotated[bool, typer.Option("--ssl", help="gRPC over TLS; implied by the certificate options.")]
+    = False,
+    root_cert: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="PEM file of the CA that signed the server's certificate "
+                                          "(default: the system's)", show_default=False)] = None,
+    client_cert: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="PEM file of the client's certificate, for mutual TLS.")] = None,
+    client_key: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="PEM file of the client's private key, for mutual TLS.")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", "-H", help="'Name: value' sent with every request, repeatable; e.g. the key of a restricted "
+                               "API ('triton-grpc-protocol-<key>: ...' over gRPC).", show_default=False)] = None,
+    output: Annotated[Output, typer.Option(
+        help="json: one JSON list of entities per line; pretty: texts with entities highlighted; auto: pretty "
+             "when stdout is a terminal.")] = Output.AUTO,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bar (in a terminal) and a summary on stderr (default: "
+                                         "when stderr is a terminal and stdout is not)", show_default=False)] = None,
 ) -> None:
-    """Send texts to the served ner ensemble and print their entities as JSON lines."""
-    lines = texts or [line.rstrip("\n") for line in sys.stdin]
+    """Find the entities of texts with the ner model served by Triton, over gRPC or HTTP.
+
+    Prints one line per text, in input order: a JSON list of its entities as the transformers pipeline gives them.
+
+    In a terminal, shows each text with its entities highlighted by type instead (--output).
+
+    On failure: one line on stderr, exit code 1. Ctrl-C stops, exit code 130.
+    """
+    # Before gRPC loads (with the first client): its C core would print TLS handshake details on stderr, around
+    # the one line of an error.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    pretty = output is Output.PRETTY or (output is Output.AUTO and sys.stdout.isatty())
+    show_progress = progress if progress is not None else sys.stderr.isatty() and not sys.stdout.isatty()
+    if not texts and not file and sys.stdin.isatty():
+        print("client: reading texts from stdin, one per line (Ctrl-D ends)", file=sys.stderr)
+    started = time.monotonic()
     try:
-        with NerClient(url, protocol) as client:
-            results = client.predict(lines, aggregation_strategy=strategy, stride=stride) if lines else []
-    except (ClientError, ValueError) as error:
-        print(f"client: error: {error}", file=sys.stderr)
+        client = AsyncNerClient(url, protocol.value, timeout=timeout, retries=retries, batch_size=batch_size,
+                                concurrency=concurrency, ssl=ssl, root_certificates=root_cert,
+                                private_key=client_key, certificate_chain=client_cert,
+                                headers=dict(parse_header(h) for h in header or []))
+        total = count_texts(texts or [], file or [])
+        count, found = asyncio.run(_run(client, read_texts(texts or [], file or [], sys.stdin), total, pretty,
+                                        show_progress, aggregation_strategy=strategy,
+                                        ignore_labels=parse_labels(ignore_labels), stride=stride))
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    except BrokenPipeError:
+        # The reader went away (| head): no traceback, and no second error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(1) from None
-    for result in results:
-        print(json.dumps(result, ensure_ascii=False))
+    except (ClientError, ValueError) as error:
+        raise _fail(f"error: {error}", 1) from None
+    if show_progress:
+        seconds = time.monotonic() - started
+        print(f"client: {count:,} texts, {found:,} entities in {seconds:.1f} s ({count / seconds:,.0f} texts/s)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

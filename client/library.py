@@ -1,82 +1,381 @@
-"""``NerClient``: texts in, the transformers pipeline's entity lists out, over Triton's gRPC or HTTP API."""
+"""``NerClient`` and ``AsyncNerClient``: texts in, the transformers pipeline's entity lists out, over Triton's
+gRPC or HTTP API, in batches of a configurable size, with retries on unavailability and typed errors."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from enum import Enum
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tritonclient.utils import InferenceServerException
 
+from client.errors import ClientError, ModelNotReady, backoff_delay, server_name, typed_error
 from ner import names
 
-PROTOCOLS = ("grpc", "http")
+log = logging.getLogger(__name__)
+
+Entities = list[dict[str, Any]]
 
 
-class ClientError(RuntimeError):
-    """A failed request, with the server's message."""
+class Protocol(str, Enum):
+    GRPC = "grpc"
+    HTTP = "http"
 
 
-class NerClient:
-    """A connection to a Triton server serving the ``ner`` ensemble.
+PROTOCOLS = tuple(p.value for p in Protocol)
+DEFAULT_PORTS = {Protocol.GRPC: 8001, Protocol.HTTP: 8000}
 
-    Args:
-        url: ``host:port`` of the server's gRPC (default 8001) or HTTP (default 8000) endpoint.
-        protocol: ``"grpc"`` or ``"http"``.
-        model: Name of the ensemble.
-        timeout: Seconds a request may take.
+
+def batches(texts: Iterable[str], size: int | None) -> Iterator[tuple[int, list[str]]]:
+    """Consecutive batches of at most ``size`` texts (all in one if ``size`` is None), in input order.
+
+    Yields:
+        ``(index of the batch's first text, texts)``; ``texts`` is read lazily, one batch ahead at most.
     """
+    iterator = iter(texts)
+    first = 0
+    while batch := list(islice(iterator, size)):
+        yield first, batch
+        first += len(batch)
 
-    def __init__(self, url: str = "localhost:8001", protocol: str = "grpc", model: str = names.ENSEMBLE,
-                 timeout: float | None = 60.0):
+
+def request_parameters(aggregation_strategy: str | Enum | None = None,
+                       ignore_labels: Iterable[str] | str | None = None,
+                       stride: int | None = None) -> dict[str, Any]:
+    """Triton request parameters of the ``ner`` ensemble; options left at None take the server's defaults."""
+    parameters: dict[str, Any] = {}
+    if aggregation_strategy is not None:
+        parameters["aggregation_strategy"] = (aggregation_strategy.value if isinstance(aggregation_strategy, Enum)
+                                              else aggregation_strategy)
+    if ignore_labels is not None:
+        # A string is already the server's form ("O,MISC" or a JSON list); list("O,MISC") would split letters.
+        parameters["ignore_labels"] = (ignore_labels if isinstance(ignore_labels, str)
+                                       else json.dumps(list(ignore_labels)))
+    if stride is not None:
+        parameters["stride"] = stride
+    return parameters
+
+
+class _BaseClient:
+    """What both clients share: validated settings, request tensors, decoding, and the retry decision."""
+
+    def __init__(self, url: str | None, protocol: str, model: str, timeout: float | None, retries: int,
+                 backoff: float, batch_size: int | None, concurrency: int, ssl: bool,
+                 root_certificates: str | Path | None, private_key: str | Path | None,
+                 certificate_chain: str | Path | None, headers: dict[str, str] | None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
-        self.url = url
-        self.protocol = protocol
+        self.protocol = Protocol(protocol)
+        self.url = url or f"localhost:{DEFAULT_PORTS[self.protocol]}"
+        if "://" in self.url:
+            raise ValueError(f"url {self.url!r} must be host:port without a scheme (choose the protocol with "
+                             "protocol=)")
+        for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
+                                   ("retries", retries, 0)):
+            if value is not None and value < least:
+                raise ValueError(f"{name} must be at least {least}, not {value}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds, not {timeout}")
         self.model = model
         self.timeout = timeout
-        if protocol == "grpc":
-            import tritonclient.grpc as module
+        self.retries = retries
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        # gRPC metadata keys must be lowercase; HTTP header names ignore case.
+        self.headers = {name.lower(): value for name, value in headers.items()} if headers else None
+        certificates = {"root_certificates": root_certificates, "private_key": private_key,
+                        "certificate_chain": certificate_chain}
+        # A certificate means TLS; requiring ssl=True as well would only turn a forgotten flag into a failure.
+        self.ssl = ssl or any(certificates.values())
+        if self.ssl and self.protocol is Protocol.HTTP:
+            raise ValueError("TLS options apply to gRPC only: Triton's HTTP endpoint serves plain HTTP")
+        self._tls = {name: str(value) for name, value in certificates.items() if value} if self.ssl else {}
+        if self.protocol is Protocol.GRPC:
+            import tritonclient.grpc as tensors
         else:
-            import tritonclient.http as module
-        self._module = module
-        self._client = module.InferenceServerClient(url)
+            import tritonclient.http as tensors
+        self._tensors = tensors
+        self._closed = False
 
-    def predict(self, texts: str | list[str], aggregation_strategy: str | None = None,
-                ignore_labels: list[str] | None = None, stride: int | None = None) -> list[dict] | list[list[dict]]:
+    def _grpc_options(self) -> dict[str, Any]:
+        return {"ssl": self.ssl, **self._tls}
+
+    def _call_options(self) -> dict[str, Any]:
+        # gRPC takes the deadline per call; tritonclient's HTTP clients take it when connecting.
+        options: dict[str, Any] = {"headers": self.headers}
+        if self.protocol is Protocol.GRPC:
+            options["client_timeout"] = self.timeout
+        return options
+
+    def _request(self, texts: Sequence[str]) -> tuple[list, list]:
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"texts must be strings, not {type(text).__name__}")
+        tensor = self._tensors.InferInput(names.TEXT, [len(texts)], "BYTES")
+        tensor.set_data_from_numpy(np.array([text.encode("utf-8") for text in texts], dtype=np.object_))
+        return [tensor], [self._tensors.InferRequestedOutput(names.ENTITIES)]
+
+    @staticmethod
+    def _entities(result) -> list[Entities]:
+        return [json.loads(document) for document in result.as_numpy(names.ENTITIES)]
+
+    def _retry_delay(self, error: Exception, attempt: int, first: int) -> float:
+        """Seconds to wait before retrying after ``error`` on ``attempt`` (1 first), or raise the typed error."""
+        failure = typed_error(error, self.url, self.protocol.value, self.model, self.timeout, first)
+        if failure is None:
+            raise error
+        if not failure.retryable or attempt > self.retries:
+            if attempt > 1:
+                failure = type(failure)(f"{failure} (gave up after {attempt} attempts)")
+            raise failure from None
+        delay = backoff_delay(attempt - 1, self.backoff)
+        log.info("%s; retry %d of %d in %.2f s", failure, attempt, self.retries, delay)
+        return delay
+
+    def _not_ready(self) -> ModelNotReady:
+        return ModelNotReady(f"model {self.model!r} is not ready on {server_name(self.url, self.protocol.value)}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientError("the client is closed")
+
+
+class NerClient(_BaseClient):
+    """A connection to a Triton server serving the ``ner`` ensemble; use as a context manager.
+
+    Args:
+        url: ``host:port`` of the server's gRPC or HTTP endpoint; default ``localhost:8001`` (gRPC) or
+            ``localhost:8000`` (HTTP).
+        protocol: ``"grpc"`` or ``"http"``.
+        model: Name of the ensemble.
+        timeout: Seconds one request may take (None: no limit); beyond it :class:`DeadlineExceeded`.
+        retries: Retries of a request that failed with :class:`ServerUnreachable`, waiting ``backoff`` seconds
+            and twice as long each time (at most 8 s). Other failures are raised at once.
+        backoff: Seconds before the first retry.
+        batch_size: Texts per request; None sends each :meth:`predict` call as one request (the server refuses
+            a request of more than 1,024 windows, about 1,024 short texts).
+        concurrency: Requests in flight at once (threads); 1 sends them one after the other.
+        ssl: Use TLS (gRPC). Implied by any certificate below.
+        root_certificates: PEM file of the certificate authority that signed the server's certificate (default:
+            the system's).
+        private_key: PEM file of the client's private key, for mutual TLS.
+        certificate_chain: PEM file of the client's certificate, for mutual TLS.
+        headers: Sent with every request, e.g. the key of a restricted API (over gRPC, Triton expects
+            ``triton-grpc-protocol-<key>``; over HTTP, ``<key>``).
+
+    Raises:
+        ValueError: An unknown protocol, a URL with a scheme, TLS over HTTP, or a setting out of range.
+    """
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
+                 timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
+                 batch_size: int | None = None, concurrency: int = 1, ssl: bool = False,
+                 root_certificates: str | Path | None = None, private_key: str | Path | None = None,
+                 certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
+        super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
+                         root_certificates, private_key, certificate_chain, headers)
+        # tritonclient's gRPC client is thread-safe and shared; its HTTP client is not: one per thread.
+        self._connections: list = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(concurrency, "ner-client") if concurrency > 1 else None
+        self._connection()  # now, so that a missing certificate file fails here and not at the first request
+
+    def _connection(self):
+        self._check_open()
+        if self.protocol is Protocol.GRPC and self._connections:
+            return self._connections[0]
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self.protocol is Protocol.GRPC:
+                import tritonclient.grpc as module
+                connection = module.InferenceServerClient(self.url, **self._grpc_options())
+            else:
+                import tritonclient.http as module
+                connection = module.InferenceServerClient(self.url, connection_timeout=self.timeout,
+                                                          network_timeout=self.timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _retrying(self, call: Callable[[], Any], first: int = 0) -> Any:
+        for attempt in itertools.count(1):
+            try:
+                return call()
+            except Exception as error:  # noqa: BLE001 (what is not a request failure is raised again)
+                delay = self._retry_delay(error, attempt, first)
+            time.sleep(delay)
+
+    def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
+        inputs, outputs = self._request(texts)
+        result = self._retrying(lambda: self._connection().infer(
+            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
+        return self._entities(result)
+
+    def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None,
+                ignore_labels: Iterable[str] | None = None,
+                stride: int | None = None) -> Entities | list[Entities]:
         """Entities of each text, as ``pipeline("ner", aggregation_strategy=..., stride=...)`` returns them.
 
-        A single string gives one list of entities; a list of strings gives one list per text, in order.
+        A single string gives one list of entities; a sequence of strings gives one list per text, in order.
         Options left at None take the server's defaults (``simple``, ``["O"]``, stride 128 for long texts).
+
+        Raises:
+            ServerUnreachable: No connection, after the retries.
+            ModelNotReady: The server does not serve the model.
+            InvalidArgument: The server refused the request; the message is the server's.
+            DeadlineExceeded: No answer within ``timeout``.
         """
         single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        parameters: dict[str, Any] = {}
-        if aggregation_strategy is not None:
-            parameters["aggregation_strategy"] = aggregation_strategy
-        if ignore_labels is not None:
-            parameters["ignore_labels"] = json.dumps(list(ignore_labels))
-        if stride is not None:
-            parameters["stride"] = stride
-        tensor = self._module.InferInput(names.TEXT, [len(batch)], "BYTES")
-        tensor.set_data_from_numpy(np.array([t.encode("utf-8") for t in batch], dtype=np.object_))
-        output = self._module.InferRequestedOutput(names.ENTITIES)
-        timeout = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        results = list(self.predict_iter([texts] if single else texts, aggregation_strategy, ignore_labels,
+                                         stride))
+        return results[0] if single else results
+
+    def predict_iter(self, texts: Iterable[str], aggregation_strategy: str | None = None,
+                     ignore_labels: Iterable[str] | None = None, stride: int | None = None) -> Iterator[Entities]:
+        """Like :meth:`predict` on an iterable of texts, yielding each text's entities in input order.
+
+        ``texts`` is read as the requests go out, so a large file can stream through with at most
+        ``concurrency`` batches in memory.
+        """
+        parameters = request_parameters(aggregation_strategy, ignore_labels, stride)
+        if self._executor is None:
+            for first, batch in batches(texts, self.batch_size):
+                yield from self._infer(batch, parameters, first)
+            return
+        pending: deque[Future] = deque()
         try:
-            result = self._client.infer(self.model, [tensor], outputs=[output], parameters=parameters or None,
-                                        **timeout)
-        except InferenceServerException as error:
-            raise ClientError(error.message() or str(error)) from None
-        except OSError as error:  # HTTP: the connection itself failed
-            raise ClientError(f"cannot reach {self.url}: {error}") from None
-        entities = [json.loads(document) for document in result.as_numpy(names.ENTITIES)]
-        return entities[0] if single else entities
+            for first, batch in batches(texts, self.batch_size):
+                pending.append(self._executor.submit(self._infer, batch, parameters, first))
+                if len(pending) == self.concurrency:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def check(self) -> None:
+        """Return if the server serves the model; raise :class:`ServerUnreachable` or :class:`ModelNotReady`."""
+        if not self._retrying(lambda: self._connection().is_model_ready(self.model, **self._call_options())):
+            raise self._not_ready()
 
     def close(self) -> None:
-        self._client.close()
+        """Wait for the requests in flight and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+        for connection in self._connections:
+            connection.close()
 
     def __enter__(self) -> NerClient:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class AsyncNerClient(_BaseClient):
+    """:class:`NerClient` for asyncio, over ``tritonclient.grpc.aio`` or ``tritonclient.http.aio``.
+
+    Same arguments as :class:`NerClient`, with defaults for large inputs: batches of 64 texts, 4 requests in
+    flight. Use as an async context manager; the connection opens on first use, inside the event loop.
+    """
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
+                 timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
+                 batch_size: int | None = 64, concurrency: int = 4, ssl: bool = False,
+                 root_certificates: str | Path | None = None, private_key: str | Path | None = None,
+                 certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
+        super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
+                         root_certificates, private_key, certificate_chain, headers)
+        self._client = None
+
+    def _connection(self):
+        self._check_open()
+        if self._client is None:
+            if self.protocol is Protocol.GRPC:
+                import tritonclient.grpc.aio as module
+                self._client = module.InferenceServerClient(self.url, **self._grpc_options())
+            else:
+                import tritonclient.http.aio as module
+                self._client = module.InferenceServerClient(self.url, conn_limit=self.concurrency,
+                                                            conn_timeout=self.timeout)
+        return self._client
+
+    async def _retrying(self, call: Callable[[], Any], first: int = 0) -> Any:
+        for attempt in itertools.count(1):
+            try:
+                return await call()
+            except Exception as error:  # noqa: BLE001 (what is not a request failure is raised again)
+                delay = self._retry_delay(error, attempt, first)
+            await asyncio.sleep(delay)
+
+    async def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
+        inputs, outputs = self._request(texts)
+        result = await self._retrying(lambda: self._connection().infer(
+            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
+        return self._entities(result)
+
+    async def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None,
+                      ignore_labels: Iterable[str] | None = None,
+                      stride: int | None = None) -> Entities | list[Entities]:
+        """See :meth:`NerClient.predict`; at most ``concurrency`` requests run at once."""
+        single = isinstance(texts, str)
+        results = [entities async for entities in self.predict_iter([texts] if single else texts,
+                                                                    aggregation_strategy, ignore_labels, stride)]
+        return results[0] if single else results
+
+    async def predict_iter(self, texts: Iterable[str], aggregation_strategy: str | None = None,
+                           ignore_labels: Iterable[str] | None = None,
+                           stride: int | None = None) -> AsyncIterator[Entities]:
+        """See :meth:`NerClient.predict_iter`: entities of each text in input order, ``concurrency`` requests
+        in flight; a failed request cancels the others."""
+        parameters = request_parameters(aggregation_strategy, ignore_labels, stride)
+        pending: deque[asyncio.Task] = deque()
+        try:
+            for first, batch in batches(texts, self.batch_size):
+                pending.append(asyncio.ensure_future(self._infer(batch, parameters, first)))
+                if len(pending) == self.concurrency:
+                    for entities in await pending.popleft():
+                        yield entities
+            while pending:
+                for entities in await pending.popleft():
+                    yield entities
+        finally:
+            for task in pending:
+                task.cancel()
+            # Collect the cancelled and failed ones, so that none is reported as never retrieved.
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def check(self) -> None:
+        """See :meth:`NerClient.check`."""
+        if not await self._retrying(lambda: self._connection().is_model_ready(self.model, **self._call_options())):
+            raise self._not_ready()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._closed = True
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def __aenter__(self) -> AsyncNerClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
