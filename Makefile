@@ -7,14 +7,14 @@ EXPORT_ARGS ?=
 CONFIG ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test export serve configs clean
+.PHONY: setup demo test export serve loadtest bench configs clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,load]'
 	touch $@
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
@@ -34,6 +34,12 @@ export: setup
 serve: setup
 	test -f model_repository/manifest.json || $(MAKE) export
 	$(PY) -m ner.serve $(if $(CONFIG),--config-name $(CONFIG))
+
+## Headless Locust run (16 users, 30 s) against the local Triton, started if needed; reports in results/loadtest.
+## More options: .venv/bin/python -m loadtest.run --help
+loadtest: setup
+	test -f model_repository/manifest.json || $(MAKE) export
+	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup

@@ -279,8 +279,11 @@ class NerClient(_BaseClient):
         self._closed = True
         if self._executor is not None:
             self._executor.shutdown(cancel_futures=True)
-        for connection in self._connections:
-            connection.close()
+        # Drop every reference as each connection closes: tritonclient closes again in __del__, and under gevent
+        # (Locust) a gRPC channel finalized at interpreter exit, with no event loop left, blocks the process.
+        connections, self._connections, self._local = self._connections, [], threading.local()
+        while connections:
+            connections.pop().close()
 
     def __enter__(self) -> NerClient:
         return self

@@ -1,0 +1,1 @@
+"""Load tests (Locust over gRPC and HTTP) and the serving benchmark."""

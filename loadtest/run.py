@@ -1,0 +1,90 @@
+"""``make loadtest``: a bounded headless Locust run against the local Triton, started if none answers.
+
+Writes Locust's CSV and HTML reports into the results folder and exits non-zero when a threshold breaks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ner.server import Ports, ServerError, TritonServer
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _ready(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://localhost:{http_port}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def locust_command(results: Path, users: int, spawn_rate: float, run_time: str, protocol: str,
+                   scenario: str | None, texts_per_request: int, strategy: str, ports: Ports,
+                   max_failure_ratio: float | None, max_p95_ms: float | None) -> list[str]:
+    """The headless ``locust`` command line of a run."""
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+               "-u", str(users), "-r", str(spawn_rate), "-t", run_time, "--stop-timeout", "30",
+               "--csv", str(results / "locust"), "--html", str(results / "locust.html"),
+               "--grpc-url", f"localhost:{ports.grpc}", "--http-url", f"localhost:{ports.http}",
+               "--texts-per-request", str(texts_per_request), "--strategy", strategy,
+               "GrpcNerUser" if protocol == "grpc" else "HttpNerUser"]
+    if scenario:
+        command += ["--tags", scenario]
+    if max_failure_ratio is not None:
+        command += ["--max-failure-ratio", str(max_failure_ratio)]
+    if max_p95_ms is not None:
+        command += ["--max-p95-ms", str(max_p95_ms)]
+    return command
+
+
+@app.command()
+def main(
+    users: Annotated[int, typer.Option(help="Concurrent Locust users.")] = 16,
+    spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 4,
+    run_time: Annotated[str, typer.Option(help="How long to run (Locust's format: 30s, 2m).")] = "30s",
+    protocol: Annotated[str, typer.Option(help="grpc or http.")] = "grpc",
+    scenario: Annotated[str | None, typer.Option(help="short, news or long; default: mixed 6:3:1.")] = None,
+    texts_per_request: Annotated[int, typer.Option(min=1, help="Texts in each request.")] = 1,
+    strategy: Annotated[str, typer.Option(help="aggregation_strategy of every request.")] = "simple",
+    max_failure_ratio: Annotated[float | None, typer.Option(help="Fail above this failure ratio.")] = 0.0,
+    max_p95_ms: Annotated[float | None, typer.Option(help="Fail above this p95 latency (ms).")] = None,
+    results: Annotated[Path, typer.Option(help="Folder for the CSV and HTML reports.")] = Path("results/loadtest"),
+    model_repository: Annotated[Path, typer.Option(help="Repository to serve if no server answers.")]
+    = Path("model_repository"),
+    http_port: Annotated[int, typer.Option(help="HTTP port of the server.")] = Ports.http,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port of the server.")] = Ports.grpc,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port, if the server is started here.")] = Ports.metrics,
+) -> None:
+    """Load the served ner ensemble with Locust for a bounded time; reports in RESULTS."""
+    if protocol not in ("grpc", "http"):
+        print(f"loadtest: error: --protocol {protocol!r} is not one of: grpc, http", file=sys.stderr)
+        raise typer.Exit(2)
+    ports = Ports(http_port, grpc_port, metrics_port)
+    results.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if not _ready(http_port):
+            print(f"loadtest: no server on port {http_port}; starting Triton on {model_repository}", file=sys.stderr)
+            try:
+                stack.enter_context(TritonServer(model_repository, ports))
+            except ServerError as error:
+                print(f"loadtest: error: {error}", file=sys.stderr)
+                raise typer.Exit(1) from None
+        command = locust_command(results, users, spawn_rate, run_time, protocol, scenario, texts_per_request,
+                                 strategy, ports, max_failure_ratio, max_p95_ms)
+        code = subprocess.run(command).returncode
+    print(f"loadtest: reports in {results}/ (locust.html, locust_stats.csv); exit code {code}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""Short headless Locust runs against the real server: they make requests, fail none, and end on their own."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
+
+
+def _locust(triton, tmp_path, *args, files=("locustfile.py",), timeout=90):
+    command = [sys.executable, "-m", "locust", "-f", ",".join(str(LOADTEST / f) for f in files), "--headless",
+               "--only-summary", "--csv", str(tmp_path / "run"), "--grpc-url", triton.grpc_url,
+               "--http-url", triton.http_url, *args]
+    # The timeout is the assertion that the process ends: a client left open keeps Locust alive forever.
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+def _total(tmp_path) -> dict:
+    with open(tmp_path / "run_stats.csv") as f:
+        return next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
+
+
+def test_a_short_run_over_grpc_and_http_makes_requests_and_fails_none(triton, tmp_path):
+    result = _locust(triton, tmp_path, "-u", "4", "-r", "4", "-t", "4s", "--texts-per-request", "2",
+                     "--max-failure-ratio", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    total = _total(tmp_path)
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+    with open(tmp_path / "run_stats.csv") as f:
+        assert {"grpc", "http"} <= {row["Type"] for row in csv.DictReader(f)}
+
+
+def test_a_broken_threshold_gives_exit_code_1(triton, tmp_path):
+    result = _locust(triton, tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--max-p95-ms", "0.001",
+                     "--tags", "short", "GrpcNerUser")
+    assert result.returncode == 1
+    assert "thresholds broken: p95" in result.stderr
+
+
+def test_the_step_shape_runs_its_steps_and_stops(triton, tmp_path):
+    result = _locust(triton, tmp_path, "--step-users", "2", "--step-seconds", "1.5", "--max-users", "4",
+                     "--tags", "short", files=("locustfile.py", "step_load.py"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(_total(tmp_path)["Request Count"]) > 0
+
+
+def test_load_to_a_remote_host_is_refused(triton, tmp_path):
+    result = _locust(triton, tmp_path, "-u", "1", "-t", "2s", "--grpc-url", "203.0.113.5:8001")
+    assert result.returncode == 2
+    assert "refusing to load 203.0.113.5:8001" in result.stderr
