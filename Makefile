@@ -41,6 +41,11 @@ loadtest: setup
 	test -f model_repository/manifest.json || $(MAKE) export
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
+## Benchmark: transformers pipeline vs in-process ONNX Runtime vs served (FP32 and INT8) on the full-size
+## random-weight model; table on stdout, results/bench/bench.json and bench.png.
+bench: setup
+	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup
 	$(PY) -m export.configs

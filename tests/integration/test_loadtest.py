@@ -52,3 +52,12 @@ def test_load_to_a_remote_host_is_refused(triton, tmp_path):
     result = _locust(triton, tmp_path, "-u", "1", "-t", "2s", "--grpc-url", "203.0.113.5:8001")
     assert result.returncode == 2
     assert "refusing to load 203.0.113.5:8001" in result.stderr
+
+
+def test_the_benchmark_load_generator_and_memory_sampler_against_the_server(triton):
+    from loadtest.bench import MemorySampler, served_run
+
+    with MemorySampler(triton.process.pid) as memory:
+        seconds, latencies = served_run(triton.grpc_url, ["My name is Wolfgang and I live in Berlin"] * 12, 4)
+    assert len(latencies) == 12 and seconds > 0
+    assert memory.peak_mb > 100  # tritonserver and its Python stubs

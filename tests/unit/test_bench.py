@@ -1,0 +1,55 @@
+"""The benchmark's own arithmetic and outputs, on made-up rows (no timing is asserted anywhere)."""
+
+import pytest
+
+from loadtest.bench import Row, length_sample, markdown, plot, targets, timed_calls
+
+
+def rows(served_fp32=30.0, served_int8=90.0, rss=1000.0):
+    made = [Row("pipeline", "fp32", None, 100, 100 / 20, [40.0] * 100),
+            Row("pipeline batch 32", "fp32", None, 100, 100 / 10, [3000.0] * 4)]
+    for precision, ceiling, served in (("fp32", 34.0, served_fp32), ("int8", 100.0, served_int8)):
+        made += [Row("in-process batch 1", precision, None, 100, 100 / ceiling, [20.0] * 100),
+                 Row("in-process batch 8", precision, None, 100, 100 / (ceiling - 1), [150.0] * 13)]
+        made += [Row("served", precision, c, 100, 100 / served, [22.0 + c] * 100, rss) for c in (1, 8, 32)]
+    made.append(Row("served fp32 c=8, words 10", "fp32", 8, 10, 1.0, [5.0] * 10, tokens=130))
+    return made
+
+
+def test_percentiles_pick_from_the_sorted_latencies():
+    row = Row("x", "fp32", 1, 100, 1.0, [float(i) for i in range(100, 0, -1)])
+    assert (row.percentile(50), row.percentile(99), row.percentile(100)) == (51.0, 99.0, 100.0)
+    assert row.texts_per_s == 100.0
+    assert row.summary()["p99_ms"] == 99.0
+
+
+def test_targets_are_ratios_of_the_same_run():
+    checks = {text: (value, holds) for text, value, _, holds in targets(rows())}
+    assert checks["served fp32 c=32 / in-process fp32 ceiling"] == (pytest.approx(30 / 34), True)
+    assert checks["served fp32 c=32 / pipeline one text per call"] == (pytest.approx(1.5), False)
+    assert checks["served int8 c=32 / pipeline one text per call"] == (pytest.approx(4.5), True)
+    assert checks["served int8 c=32 / served fp32 c=32"] == (pytest.approx(3.0), True)
+    assert checks["served fp32 c=1 p50 - in-process single-text p50 (ms)"] == (pytest.approx(3.0), True)
+    assert checks["server memory under load (MB)"] == (1000.0, True)
+    assert not dict((t, h) for t, _, _, h in targets(rows(rss=2000.0)))["server memory under load (MB)"]
+
+
+def test_markdown_has_every_row_and_target(tmp_path):
+    made = rows()
+    text = markdown(made, targets(made))
+    assert text.count("| served | fp32 |") == 3 and "| 10 | 10.00 | 130 | 5 |" in text
+    assert "| server memory under load (MB) | 1000.00 | ≤ 1536 | yes |" in text
+    plot(made, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timed_calls_covers_every_text_in_batches():
+    seen = []
+    seconds, latencies = timed_calls(seen.append, list("abcdefg"), 3)
+    assert seen == [list("abc"), list("def"), list("g")] and len(latencies) == 3 and seconds >= 0
+
+
+def test_length_samples_have_the_asked_word_count():
+    sample = length_sample(50)
+    assert len(sample) == 80 and {len(t.split()) for t in sample} == {50}
+    assert len(length_sample(2000)) == 8
