@@ -138,11 +138,15 @@ def test_checkpoint_that_is_not_token_classification_is_refused(checkpoint, tmp_
         resolve(str(tmp_path))
 
 
-def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # nothing cached
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once, offline or not
+def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused, online or not
     with pytest.raises(HubUnreachable, match="cannot reach the Hugging Face Hub"):
         resolve("dslim/distilbert-NER")
+    assert resolve("dslim/distilbert-NER", fallback_to_fixture=True).source == "fixture"
+    assert capsys.readouterr().err.count("\n") == 1  # one warning line
 
 
 @pytest.mark.parametrize(("args", "message"), [
