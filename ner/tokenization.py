@@ -65,20 +65,20 @@ def window_count(tokens: int, per_window: int, stride: int) -> int:
 
 
 def count_windows(tokenizer, texts: list[str], stride: int) -> list[int]:
-    """Windows per text, without building them (to refuse a request before it takes the memory).
-
-    Only texts that could exceed one window are tokenized (ids only) to count. A WordPiece token covers at
-    least one character; the margin of 4 tokens per character covers byte-fallback tokenizers (UTF-8).
-    """
+    """Windows per text, without building them (tokenizes ids only)."""
     per_window = window_tokens(tokenizer)
-    counts = [1] * len(texts)
-    long = [i for i, text in enumerate(texts) if 4 * len(text) > per_window]
-    if long:
-        ids = tokenizer([texts[i] for i in long], add_special_tokens=False, truncation=False,
-                        return_attention_mask=False, verbose=False)["input_ids"]
-        for i, row in zip(long, ids):
-            counts[i] = window_count(len(row), per_window, stride)
-    return counts
+    ids = tokenizer(texts, add_special_tokens=False, truncation=False, return_attention_mask=False,
+                    verbose=False)["input_ids"]
+    return [window_count(len(row), per_window, stride) for row in ids]
+
+
+def most_windows(tokenizer, texts: list[str], stride: int) -> int:
+    """An upper bound of the windows of ``texts``, from their lengths alone.
+
+    A WordPiece token covers at least one character; 4 tokens per character also covers byte-fallback
+    tokenizers (UTF-8), so the bound holds for any fast tokenizer.
+    """
+    return sum(window_count(4 * len(text), window_tokens(tokenizer), stride) for text in texts)
 
 
 def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
@@ -130,14 +130,18 @@ def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: i
         raise InvalidInput("TEXT is empty: send at least one text")
     stride = DEFAULT_STRIDE if options.stride is None else options.stride
     check_stride(tokenizer, stride)
-    counts = count_windows(tokenizer, texts, stride)
+    # Refuse a request that needs too many windows before building them (a 1 MB text with a large stride would
+    # be hundreds of thousands); count exactly only when the cheap bound says it might.
+    if most_windows(tokenizer, texts, stride) > max_windows:
+        needed = sum(count_windows(tokenizer, texts, stride))
+        if needed > max_windows:
+            raise InvalidInput(f"the texts need {needed} windows of {tokenizer.model_max_length} tokens; the most "
+                               f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
+    batch = encode(tokenizer, texts, stride)
     if options.aggregation_strategy is Strategy.NONE:
-        long = [i for i, count in enumerate(counts) if count > 1]
-        if long:
+        long = np.flatnonzero(np.bincount(batch.text_index, minlength=len(texts)) > 1)
+        if len(long):
             raise InvalidInput(f"TEXT[{long[0]}] is longer than the model's {tokenizer.model_max_length} tokens "
                                "and aggregation_strategy 'none' cannot combine windows (as in the pipeline): "
                                "choose simple, first, average or max")
-    if sum(counts) > max_windows:
-        raise InvalidInput(f"the texts need {sum(counts)} windows of {tokenizer.model_max_length} tokens; the most "
-                           f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
-    return encode(tokenizer, texts, stride)
+    return batch

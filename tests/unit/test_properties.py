@@ -76,3 +76,27 @@ def test_a_text_gets_the_same_entities_alone_and_in_any_batch(vocab, text, other
     _, (alone,) = run(vocab, [text], strategy)
     _, together = run(vocab, [*others, text, "padding " * 40], strategy)
     assert together[len(others)] == alone
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(TEXT, min_size=1, max_size=4), stride=st.integers(0, 20))
+def test_window_counts_are_exact_and_the_cheap_bound_holds(vocab, texts, stride):
+    from ner.tokenization import count_windows, most_windows
+
+    stride = min(stride, window_tokens(vocab.tokenizer) - 1)
+    counts = count_windows(vocab.tokenizer, texts, stride)
+    assert counts == np.bincount(encode(vocab.tokenizer, texts, stride).text_index, minlength=len(texts)).tolist()
+    assert sum(counts) <= most_windows(vocab.tokenizer, texts, stride)
+
+
+def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab):
+    from ner.parameters import InvalidInput, RequestOptions
+    from ner.tokenization import prepare
+
+    text = "Wolfgang lives in Berlin . " * 200  # 1,000 tokens
+    windows = len(encode(vocab.tokenizer, [text], 4).text_index)
+    with pytest.raises(InvalidInput, match=f"the texts need {windows} windows"):
+        prepare(vocab.tokenizer, [text], RequestOptions(stride=4), max_windows=windows - 1)
+    assert len(prepare(vocab.tokenizer, [text], RequestOptions(stride=4), max_windows=windows).text_index) == windows
+    with pytest.raises(InvalidInput, match="TEXT\\[1\\] is longer than the model's"):
+        prepare(vocab.tokenizer, ["Berlin", text], RequestOptions(Strategy.NONE, stride=4), max_windows=10**6)
