@@ -176,8 +176,22 @@ def prepare_repository(output: Path, log) -> Path:
     return output
 
 
-def targets(rows: list[Row]) -> list[tuple[str, float, float, bool]]:
-    """The issue's targets as (description, measured, bound, holds), all ratios of this run."""
+@dataclass(frozen=True)
+class Target:
+    """One target: what is measured, the value, the bound, and whether the value must be at least the bound."""
+
+    text: str
+    measured: float
+    bound: float
+    at_least: bool
+
+    @property
+    def holds(self) -> bool:
+        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
+
+
+def targets(rows: list[Row]) -> list[Target]:
+    """The issue's targets, all ratios (or differences) of this run."""
     def find(name, precision, concurrency=None):
         return next(r for r in rows if r.name == name and r.precision == precision
                     and (concurrency is None or r.concurrency == concurrency))
@@ -201,8 +215,7 @@ def targets(rows: list[Row]) -> list[tuple[str, float, float, bool]]:
         ("served int8 c=32 / served fp32 c=32", served["int8"].texts_per_s / served["fp32"].texts_per_s, 1.6, True),
         ("server memory under load (MB)", max(r.server_rss_mb or 0 for r in rows), 1536.0, False),
     ]
-    return [(text, value, bound, value >= bound if at_least else value <= bound)
-            for text, value, bound, at_least in checks]
+    return [Target(*check) for check in checks]
 
 
 def markdown(rows: list[Row], checks) -> str:
@@ -219,9 +232,9 @@ def markdown(rows: list[Row], checks) -> str:
             lines.append(f"| {r.name.split()[-1]} | {r.texts_per_s:.2f} | {r.tokens / r.seconds:.0f} | "
                          f"{r.percentile(50):.0f} |")
     lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
-    for text, value, bound, holds in checks:
-        lines.append(f"| {text} | {value:.2f} | {'≥' if 'memory' not in text and 'p50' not in text else '≤'} "
-                     f"{bound:g} | {'yes' if holds else 'NO'} |")
+    for t in checks:
+        lines.append(f"| {t.text} | {t.measured:.2f} | {'≥' if t.at_least else '≤'} {t.bound:g} | "
+                     f"{'yes' if t.holds else 'NO'} |")
     return "\n".join(lines)
 
 
@@ -320,7 +333,7 @@ def main(
     (output / "bench.json").write_text(json.dumps({
         "corpus": {"texts": len(corpus), "seed": seed, "words": "5-40, 3% of 600"},
         "rows": [r.summary() for r in rows],
-        "targets": [{"target": t, "measured": v, "bound": b, "holds": h} for t, v, b, h in checks],
+        "targets": [asdict(t) | {"holds": t.holds} for t in checks],
     }, indent=2) + "\n")
     plot(rows, output / "bench.png")
     say(f"wrote {output / 'bench.json'} and {output / 'bench.png'}")

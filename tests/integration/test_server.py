@@ -12,16 +12,10 @@ from client import ClientError, NerClient
 from export.configs import repository_configs
 from ner import names
 from ner.server import Ports, ServerError, TritonServer, free_ports
+from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
-
-
-def assert_same(got, want):
-    assert len(got) == len(want), (got, want)
-    for g, w in zip(got, want):
-        assert {k: v for k, v in g.items() if k != "score"} == {k: v for k, v in w.items() if k != "score"}
-        assert g["score"] == pytest.approx(float(w["score"]), abs=1e-5)
 
 
 @pytest.fixture(params=["grpc", "http"])

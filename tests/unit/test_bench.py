@@ -24,14 +24,14 @@ def test_percentiles_pick_from_the_sorted_latencies():
 
 
 def test_targets_are_ratios_of_the_same_run():
-    checks = {text: (value, holds) for text, value, _, holds in targets(rows())}
+    checks = {t.text: (t.measured, t.holds) for t in targets(rows())}
     assert checks["served fp32 c=32 / in-process fp32 ceiling"] == (pytest.approx(30 / 34), True)
     assert checks["served fp32 c=32 / pipeline one text per call"] == (pytest.approx(1.5), False)
     assert checks["served int8 c=32 / pipeline one text per call"] == (pytest.approx(4.5), True)
     assert checks["served int8 c=32 / served fp32 c=32"] == (pytest.approx(3.0), True)
     assert checks["served fp32 c=1 p50 - in-process single-text p50 (ms)"] == (pytest.approx(3.0), True)
     assert checks["server memory under load (MB)"] == (1000.0, True)
-    assert not dict((t, h) for t, _, _, h in targets(rows(rss=2000.0)))["server memory under load (MB)"]
+    assert not {t.text: t.holds for t in targets(rows(rss=2000.0))}["server memory under load (MB)"]
 
 
 def test_markdown_has_every_row_and_target(tmp_path):
