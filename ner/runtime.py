@@ -1,11 +1,15 @@
-"""Run an exported model on CPU: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files.
+"""Run an exported model: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files, on a device and in a
+precision.
 
-Used by the CPU model step of the repository and by the in-process reference (:mod:`ner.inprocess`), so both
-run the same code.
+Used by the Python-backend model step of the repository and by the in-process reference (:mod:`ner.inprocess`),
+so both run the same code. ONNX files carry their precision inside (``model_fp16.onnx``, ``model_int8.onnx``) and
+run on CPU; a TorchScript file is FP32 and is cast when loaded: ``bf16`` on a CPU with AVX-512 BF16/AMX or a GPU,
+``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +17,15 @@ import numpy as np
 
 from ner import names
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> logits
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> float32 logits
+
+
+class RunPrecision(str, enum.Enum):
+    """The precision a TorchScript model is cast to when loaded (ONNX files carry their own)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
 
 
 def onnx_runner(path: Path, threads: int = 0) -> Runner:
@@ -29,29 +41,46 @@ def onnx_runner(path: Path, threads: int = 0) -> Runner:
     return run
 
 
-def torchscript_runner(path: Path, threads: int = 0) -> Runner:
+def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
+                       precision: RunPrecision = RunPrecision.FP32) -> Runner:
     import warnings
 
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    dtype = {RunPrecision.FP32: torch.float32, RunPrecision.BF16: torch.bfloat16,
+             RunPrecision.FP16: torch.float16}[RunPrecision(precision)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet it is what we serve
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        module = torch.jit.load(str(path), map_location=device).eval()
+    module.to(dtype)
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return module(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
+            ids = torch.from_numpy(input_ids).to(device, non_blocking=True)
+            mask = torch.from_numpy(attention_mask).to(device, non_blocking=True)
+            return module(ids, mask).float().cpu().numpy()
 
     return run
 
 
-def load_runner(path: str | Path, threads: int = 0) -> Runner:
-    """A function from token tensors to float32 logits for the model file at ``path``."""
-    path = Path(path)
+def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
+                precision: RunPrecision | str = RunPrecision.FP32) -> Runner:
+    """A function from token tensors to float32 logits for the model file at ``path``.
+
+    Args:
+        path: An exported ``.onnx`` or ``.pt`` file.
+        threads: Intra-op CPU threads; 0 lets the runtime decide.
+        device: ``cpu`` or ``cuda``/``cuda:N`` (TorchScript only).
+        precision: ``fp32``, ``bf16`` or ``fp16``: what a TorchScript model is cast to (ONNX files: ``fp32`` only).
+    """
+    path, precision = Path(path), RunPrecision(precision)
     if path.suffix == ".onnx":
+        if device != "cpu" or precision is not RunPrecision.FP32:
+            raise ValueError(f"{path.name}: ONNX files run on cpu in the precision they were exported in "
+                             f"(asked for {device}, {precision.value})")
         return onnx_runner(path, threads)
     if path.suffix == ".pt":
-        return torchscript_runner(path, threads)
+        return torchscript_runner(path, threads, device, precision)
     raise ValueError(f"{path}: unknown model format (expected .onnx or .pt)")
