@@ -270,6 +270,29 @@ def repository_configs(selected: list[Variant] | None = None,
     return dict(sorted(files.items()))
 
 
+def on_cpu(config: mc.ModelConfig, threads: int = 1) -> mc.ModelConfig:
+    """``config`` with only what needs a GPU switched: instances on CPU, no GPU execution accelerator.
+
+    How the GPU configs are loaded by NVIDIA's own backends on a machine without a GPU (tests, ``make bench``):
+    every other line (tensors, dims, batching, queue policy, warmup, parameters) is loaded as written.
+    ``threads`` sets ONNX Runtime's intra-op threads (its default competes with the server for the cores).
+    """
+    switched = mc.ModelConfig()
+    switched.CopyFrom(config)
+    for group in switched.instance_group:
+        if group.kind == mc.ModelInstanceGroup.KIND_GPU:
+            group.kind = mc.ModelInstanceGroup.KIND_CPU
+            del group.gpus[:]
+    del switched.optimization.execution_accelerators.gpu_execution_accelerator[:]
+    if not switched.optimization.execution_accelerators.ListFields():
+        switched.optimization.ClearField("execution_accelerators")
+    if not switched.optimization.ListFields():
+        switched.ClearField("optimization")
+    if switched.backend == "onnxruntime":
+        _parameters(switched, intra_op_thread_count=threads, inter_op_thread_count=1)
+    return switched
+
+
 def render(config: mc.ModelConfig) -> str:
     """The ``config.pbtxt`` text of ``config``."""
     return HEADER + text_format.MessageToString(config)
