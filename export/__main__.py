@@ -26,7 +26,9 @@ def main(
     output: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
     format: Annotated[str, typer.Option("--format", help="onnx, torchscript or both.")] = "onnx",
     precision: Annotated[list[Precision] | None, typer.Option(
-        help="Extra precisions, repeatable: fp16 (GPU, configs/gpu.pbtxt) and int8 (CPU, configs/int8.pbtxt). "
+        help="Extra precisions, repeatable: fp16 (GPU: model_fp16.onnx in configs/gpu.pbtxt, the TorchScript "
+             "model in configs/cuda.pbtxt), bf16 (CPU, the TorchScript model: configs/bf16.pbtxt) and int8 "
+             "(CPU: configs/int8.pbtxt). "
              "FP32 is always exported.")] = None,
     target: Annotated[Target, typer.Option(help="Write CPU configs, GPU configs (configs/gpu*.pbtxt) or both.")]
     = Target.BOTH,

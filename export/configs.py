@@ -4,10 +4,16 @@ Every model has a ``config.pbtxt`` for CPU (all steps in the Python backend, as 
 nvidia-pytriton wheel runs them). Variants live in ``<model>/configs/<name>.pbtxt`` and are chosen at server
 start with ``--model-config-name=<name>``; a model without that file falls back to its ``config.pbtxt``:
 
-- ``gpu``: the model step in NVIDIA's ``onnxruntime`` backend (or ``pytorch`` for TorchScript-only exports)
-  on ``KIND_GPU``, the tokenizer padding to fixed lengths so equal-length requests batch together;
-- ``gpu_torchscript``: the TorchScript model in the ``pytorch`` backend (exports with both formats);
-- ``int8``: the INT8 ONNX model on CPU; ``torchscript``: the TorchScript model on CPU (Python backend).
+- ``int8``: the INT8 ONNX model on CPU; ``torchscript``: the TorchScript model on CPU; ``bf16``: the TorchScript
+  model cast to BF16 on CPU (AVX-512 BF16/AMX); all in the Python-backend runner;
+- ``gpu``: the model step in NVIDIA's ``onnxruntime`` backend (``pytorch`` for TorchScript-only exports) on
+  ``KIND_GPU``. The tokenizer step calls it itself (business logic scripting) with the windows of a request in
+  groups of one padded length each (16 to 512 tokens), so that NVIDIA's backends, which batch equal shapes only,
+  batch groups of many requests and no short window is padded to a long neighbour's length; the ensemble is then
+  tokenizer → aggregation;
+- ``gpu_torchscript``: the same with the TorchScript model in NVIDIA's ``pytorch`` backend;
+- ``cuda``: the TorchScript model in the Python-backend runner on the GPU (FP16 when exported with
+  ``--precision fp16``), for the local Triton with PyTorch and no container.
 
 The files written by a default export are committed under ``model_repository/``;
 ``tests/unit/test_configs.py`` regenerates them and fails on any difference.
@@ -34,7 +40,8 @@ class Format(str, enum.Enum):
 
 class Precision(str, enum.Enum):
     FP32 = "fp32"
-    FP16 = "fp16"  # GPU: ONNX converted to float16 inside, float32 logits out
+    FP16 = "fp16"  # GPU: ONNX converted to float16 inside (float32 logits out); TorchScript cast at load (cuda)
+    BF16 = "bf16"  # CPU: TorchScript cast to bfloat16 at load (AVX-512 BF16 / AMX)
     INT8 = "int8"  # CPU: ONNX with dynamically quantized weights
 
 
@@ -44,14 +51,23 @@ class Target(str, enum.Enum):
     BOTH = "both"
 
 
-# Model files inside ner_model/1/.
+class Backend(str, enum.Enum):
+    PYTHON = "python"  # the project's runner (ONNX Runtime or TorchScript) in Triton's Python backend
+    ONNXRUNTIME = "onnxruntime"  # NVIDIA's
+    PYTORCH = "pytorch"  # NVIDIA's (LibTorch)
+
+
+# Model files inside ner_model/1/. A TorchScript file is FP32 and cast to its precision when loaded.
 MODEL_FILES = {
     (Format.ONNX, Precision.FP32): "model.onnx",
     (Format.ONNX, Precision.FP16): "model_fp16.onnx",
     (Format.ONNX, Precision.INT8): "model_int8.onnx",
     (Format.TORCHSCRIPT, Precision.FP32): "model.pt",
+    (Format.TORCHSCRIPT, Precision.BF16): "model.pt",
+    (Format.TORCHSCRIPT, Precision.FP16): "model.pt",
 }
 GPU_PAD_LENGTHS = (16, 32, 64, 128, 256, 512)
+MAX_SEQUENCE_LENGTH = GPU_PAD_LENGTHS[-1]
 
 
 @dataclass(frozen=True)
@@ -61,14 +77,18 @@ class ServingOptions:
     Attributes:
         max_batch_size: Most windows (rows) in one dynamic batch of the CPU model step; also the most windows
             one request may need (one 512-token window per short text, several per long text).
-        gpu_max_batch_size: The same on GPU, where one batch must fit in GPU memory at once.
-        max_tokens_per_run: Most padded tokens in one model call on CPU; the runner splits larger batches.
+        gpu_max_batch_size: Most windows in one run of the GPU model step, which must fit in GPU memory at once.
+        max_tokens_per_run: Most padded tokens in one model call of the Python-backend runner; larger batches
+            are split.
         max_text_bytes: Largest text accepted (UTF-8 bytes).
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         max_queue_size: Requests queued at the GPU model step before new ones are refused.
         instances: Model-step instances (processes on CPU, copies per GPU).
+        gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
+            text steps keep a GPU busy.
         intra_op_threads: Threads per CPU model-step instance; 0 lets the runtime decide.
-        tensorrt: On GPU, let ONNX Runtime run the graph with TensorRT in FP16.
+        tensorrt: On GPU, let ONNX Runtime run the plain FP32 graph with TensorRT in FP16.
+        num_labels: Labels of the checkpoint (the last dimension of ``logits``).
     """
 
     max_batch_size: int = 1024
@@ -78,38 +98,55 @@ class ServingOptions:
     max_queue_delay_us: int = 1000
     max_queue_size: int = 1024
     instances: int = 1
+    gpu_text_instances: int = 4
     intra_op_threads: int = 0
     tensorrt: bool = False
+    num_labels: int = len(names.CONLL_LABELS)
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running the model step: a config name, where it runs, and which model file."""
+    """One way of running the model step: a config name, where and by which backend it runs, which model file."""
 
     config_name: str  # "" for config.pbtxt
     target: Target
     format: Format
     precision: Precision
+    backend: Backend = Backend.PYTHON
 
     @property
     def model_file(self) -> str:
         return MODEL_FILES[self.format, self.precision]
 
+    @property
+    def calls_model_itself(self) -> bool:
+        """The tokenizer calls the model step in length groups (NVIDIA's backends batch equal shapes only)."""
+        return self.backend is not Backend.PYTHON
 
-def variants(formats: set[Format], precisions: set[Precision], target: Target) -> list[Variant]:
+
+def variants(formats: set[Format], precisions: set[Precision], target: Target,
+             tensorrt: bool = False) -> list[Variant]:
     """The model-step variants an export writes; the first is ``config.pbtxt``."""
     primary = Format.ONNX if Format.ONNX in formats else Format.TORCHSCRIPT
+    torchscript = Format.TORCHSCRIPT in formats
     found = [Variant("", Target.CPU, primary, Precision.FP32)]
     if target is not Target.GPU:
         if Precision.INT8 in precisions:
             found.append(Variant("int8", Target.CPU, Format.ONNX, Precision.INT8))
-        if primary is Format.ONNX and Format.TORCHSCRIPT in formats:
+        if primary is Format.ONNX and torchscript:
             found.append(Variant("torchscript", Target.CPU, Format.TORCHSCRIPT, Precision.FP32))
+        if Precision.BF16 in precisions:
+            found.append(Variant("bf16", Target.CPU, Format.TORCHSCRIPT, Precision.BF16))
     if target is not Target.CPU:
-        gpu_precision = Precision.FP16 if primary is Format.ONNX and Precision.FP16 in precisions else Precision.FP32
-        found.append(Variant("gpu", Target.GPU, primary, gpu_precision))
-        if primary is Format.ONNX and Format.TORCHSCRIPT in formats:
-            found.append(Variant("gpu_torchscript", Target.GPU, Format.TORCHSCRIPT, Precision.FP32))
+        fp16 = Precision.FP16 in precisions
+        if primary is Format.ONNX:
+            # TensorRT builds its FP16 engines from the plain FP32 graph.
+            found.append(Variant("gpu", Target.GPU, Format.ONNX, Precision.FP16 if fp16 and not tensorrt
+                                 else Precision.FP32, Backend.ONNXRUNTIME))
+        if torchscript:
+            found.append(Variant("gpu_torchscript" if primary is Format.ONNX else "gpu", Target.GPU,
+                                 Format.TORCHSCRIPT, Precision.FP32, Backend.PYTORCH))
+            found.append(Variant("cuda", Target.GPU, Format.TORCHSCRIPT, Precision.FP16 if fp16 else Precision.FP32))
     return found
 
 
@@ -138,68 +175,94 @@ _TOKEN_TENSORS = [
     (names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
     (names.TEXT_INDEX, mc.TYPE_INT64, [-1]),
 ]
+_AGGREGATE_INPUTS = (names.TEXT, names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK, names.LOGITS,
+                     names.TEXT_INDEX)
 _TOKENIZER_DIR = f"{names.TOKENIZER}/1/{names.TOKENIZER_DIR}"
 
 
-def tokenizer_config(options: ServingOptions, target: Target = Target.CPU) -> mc.ModelConfig:
-    """The tokenizer; on GPU it pads windows to fixed lengths so that requests share shapes and batch."""
-    gpu = target is Target.GPU
+def _logits(options: ServingOptions, leading: list[int]) -> tuple[str, int, list[int]]:
+    return names.LOGITS, mc.TYPE_FP32, [*leading, options.num_labels]
+
+
+def tokenizer_config(options: ServingOptions, variant: Variant | None = None) -> mc.ModelConfig:
+    """The tokenizer; in the GPU variants of NVIDIA's backends it also calls the model step, in length groups."""
+    gpu = variant is not None and variant.target is Target.GPU
+    calls_model = variant is not None and variant.calls_model_itself
+    outputs = [t for t in _TOKEN_TENSORS if not (calls_model and t[0] == names.ATTENTION_MASK)]
     config = mc.ModelConfig(
         name=names.TOKENIZER, backend="python", max_batch_size=0,
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
-        output=[_output(*t) for t in _TOKEN_TENSORS],
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, 2 if gpu else 1),
+        output=[_output(*t) for t in outputs] + ([_output(*_logits(options, [-1, -1]))] if calls_model else []),
+        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
     )
-    _parameters(config, tokenizer_dir=_TOKENIZER_DIR,
-                max_windows=options.gpu_max_batch_size if gpu else options.max_batch_size,
-                max_text_bytes=options.max_text_bytes,
-                pad_to_lengths=",".join(map(str, GPU_PAD_LENGTHS)) if gpu else "")
+    _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_windows=options.max_batch_size,
+                max_text_bytes=options.max_text_bytes)
+    if calls_model:
+        ids, mask, logits = _model_tensor_names(variant)
+        _parameters(config, model_name=names.MODEL, model_inputs=f"{ids},{mask}", model_output=logits,
+                    pad_to_lengths=",".join(map(str, GPU_PAD_LENGTHS)), max_rows_per_call=options.gpu_max_batch_size)
     return config
 
 
 def _model_tensor_names(variant: Variant) -> tuple[str, str, str]:
     """Input and output names of the model step: the pytorch backend names them ``<name>__<index>``."""
-    if variant.target is Target.GPU and variant.format is Format.TORCHSCRIPT:
+    if variant.backend is Backend.PYTORCH:
         return f"{names.INPUT_IDS}__0", f"{names.ATTENTION_MASK}__1", f"{names.LOGITS}__0"
     return names.INPUT_IDS, names.ATTENTION_MASK, names.LOGITS
 
 
 def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
     """The model step of ``variant``."""
-    ids, mask, logits = _model_tensor_names(variant)
-    if variant.target is Target.CPU:
-        # The Python-backend runner pads ragged requests itself, so requests of any length batch together.
+    if variant.backend is Backend.PYTHON:
+        # The runner pads ragged requests itself, so requests of any length batch together; on KIND_GPU it runs
+        # on the instance's GPU.
+        gpu = variant.target is Target.GPU
         config = mc.ModelConfig(
             name=names.MODEL, backend="python", max_batch_size=options.max_batch_size,
-            input=[_input(ids, mc.TYPE_INT64, [-1], allow_ragged_batch=True),
-                   _input(mask, mc.TYPE_INT64, [-1], allow_ragged_batch=True)],
-            output=[_output(logits, mc.TYPE_FP32, [-1, -1])],
+            input=[_input(names.INPUT_IDS, mc.TYPE_INT64, [-1], allow_ragged_batch=True),
+                   _input(names.ATTENTION_MASK, mc.TYPE_INT64, [-1], allow_ragged_batch=True)],
+            output=[_output(*_logits(options, [-1]))],
             dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
-            instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.instances),
+            instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU,
+                                      options.instances),
         )
-        _parameters(config, model_file=variant.model_file, intra_op_threads=options.intra_op_threads,
-                    max_tokens_per_run=options.max_tokens_per_run)
+        _parameters(config, model_file=variant.model_file, precision=variant.precision.value,
+                    intra_op_threads=options.intra_op_threads, max_tokens_per_run=options.max_tokens_per_run,
+                    max_sequence_length=MAX_SEQUENCE_LENGTH)
         return config
+    ids, mask, logits = _model_tensor_names(variant)
     batch = options.gpu_max_batch_size
+    # No preferred_batch_size: the batcher then sends the largest batch it has, which suits a model whose cost
+    # grows smoothly with the batch (Triton's advice for such models).
     config = mc.ModelConfig(
         name=names.MODEL, max_batch_size=batch, default_model_filename=variant.model_file,
-        backend="onnxruntime" if variant.format is Format.ONNX else "pytorch",
+        backend=variant.backend.value,
         input=[_input(ids, mc.TYPE_INT64, [-1]), _input(mask, mc.TYPE_INT64, [-1])],
-        output=[_output(logits, mc.TYPE_FP32, [-1, -1])],
+        output=[_output(logits, mc.TYPE_FP32, [-1, options.num_labels])],
         dynamic_batching=mc.ModelDynamicBatching(
-            preferred_batch_size=[b for b in (16, 32, 64, 128) if b <= batch],
             max_queue_delay_microseconds=options.max_queue_delay_us,
             default_queue_policy=mc.ModelQueuePolicy(max_queue_size=options.max_queue_size)),
         instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU, options.instances),
         model_warmup=[_warmup(ids, mask, rows, length) for rows, length in ((1, 16), (32, 64), (8, 512))
                       if rows <= batch],
     )
-    if variant.format is Format.TORCHSCRIPT:
-        _parameters(config, INFERENCE_MODE=True)
+    if variant.backend is Backend.PYTORCH:
+        # Shapes change from call to call: the profiling executor would re-optimize for each new one.
+        _parameters(config, DISABLE_OPTIMIZED_EXECUTION=True, INFERENCE_MODE=True)
     elif options.tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
-        trt.parameters.update({"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30),
-                               "trt_engine_cache_enable": "true", "trt_engine_cache_path": "/tmp/trt_cache"})
+        # One explicit optimization profile for every shape the tokenizer sends (1 to max rows, 16 to 512
+        # tokens): without it TensorRT builds a new engine at each new shape.
+        def profile(rows: int, length: int) -> str:
+            return f"{ids}:{rows}x{length},{mask}:{rows}x{length}"
+
+        trt.parameters.update({
+            "precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30),
+            "trt_engine_cache_enable": "true", "trt_engine_cache_path": "/tmp/trt_cache",
+            "trt_profile_min_shapes": profile(1, GPU_PAD_LENGTHS[0]),
+            "trt_profile_opt_shapes": profile(min(32, batch), 128),
+            "trt_profile_max_shapes": profile(batch, MAX_SEQUENCE_LENGTH),
+        })
     return config
 
 
@@ -208,17 +271,18 @@ def _warmup(ids: str, mask: str, rows: int, length: int) -> mc.ModelWarmup:
     return mc.ModelWarmup(name=f"{rows}x{length}", batch_size=rows, inputs={ids: zeros, mask: zeros})
 
 
-def aggregate_config(options: ServingOptions) -> mc.ModelConfig:
+def aggregate_config(options: ServingOptions, variant: Variant | None = None) -> mc.ModelConfig:
+    gpu = variant is not None and variant.target is Target.GPU
     config = mc.ModelConfig(
         name=names.AGGREGATE, backend="python", max_batch_size=0,
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1]),
                _input(names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
                _input(names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
                _input(names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
-               _input(names.LOGITS, mc.TYPE_FP32, [-1, -1, -1]),
+               _input(*_logits(options, [-1, -1])),
                _input(names.TEXT_INDEX, mc.TYPE_INT64, [-1])],
         output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, 1),
+        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
     )
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR)
     return config
@@ -233,19 +297,21 @@ def _same(*tensors: str) -> dict[str, str]:
 
 
 def ensemble_config(variant: Variant | None = None) -> mc.ModelConfig:
-    """TEXT → tokenizer → model → aggregation → ENTITIES (one JSON document per text)."""
-    ids, mask, logits = _model_tensor_names(variant) if variant else (names.INPUT_IDS, names.ATTENTION_MASK,
-                                                                       names.LOGITS)
+    """TEXT → tokenizer → model → aggregation → ENTITIES (one JSON document per text).
+
+    In the variants whose tokenizer calls the model itself: TEXT → tokenizer (and model) → aggregation.
+    """
+    if variant is not None and variant.calls_model_itself:
+        steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t for t in _AGGREGATE_INPUTS if t != names.TEXT)))]
+    else:
+        steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t[0] for t in _TOKEN_TENSORS))),
+                 _step(names.MODEL, _same(names.INPUT_IDS, names.ATTENTION_MASK), _same(names.LOGITS))]
+    steps.append(_step(names.AGGREGATE, _same(*_AGGREGATE_INPUTS), _same(names.ENTITIES)))
     return mc.ModelConfig(
         name=names.ENSEMBLE, platform="ensemble", max_batch_size=0,
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
         output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
-        ensemble_scheduling=mc.ModelEnsembling(step=[
-            _step(names.TOKENIZER, _same(names.TEXT), _same(*(t[0] for t in _TOKEN_TENSORS))),
-            _step(names.MODEL, {ids: names.INPUT_IDS, mask: names.ATTENTION_MASK}, {logits: names.LOGITS}),
-            _step(names.AGGREGATE, _same(names.TEXT, names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK,
-                                         names.LOGITS, names.TEXT_INDEX), _same(names.ENTITIES)),
-        ]),
+        ensemble_scheduling=mc.ModelEnsembling(step=steps),
     )
 
 
@@ -264,10 +330,17 @@ def repository_configs(selected: list[Variant] | None = None,
             continue
         files[f"{names.MODEL}/configs/{variant.config_name}.pbtxt"] = model_config(variant, options)
         if variant.target is Target.GPU:
-            files[f"{names.TOKENIZER}/configs/{variant.config_name}.pbtxt"] = tokenizer_config(options, Target.GPU)
-        if _model_tensor_names(variant)[0] != names.INPUT_IDS:
+            for model, config in ((names.TOKENIZER, tokenizer_config(options, variant)),
+                                  (names.AGGREGATE, aggregate_config(options, variant))):
+                files[f"{model}/configs/{variant.config_name}.pbtxt"] = config
+        if variant.calls_model_itself:
             files[f"{names.ENSEMBLE}/configs/{variant.config_name}.pbtxt"] = ensemble_config(variant)
     return dict(sorted(files.items()))
+
+
+def model_config_path(variant: Variant) -> str:
+    """Where the model step's config of ``variant`` lives in the repository."""
+    return f"{names.MODEL}/{'configs/' + variant.config_name if variant.config_name else 'config'}.pbtxt"
 
 
 def on_cpu(config: mc.ModelConfig, threads: int = 1) -> mc.ModelConfig:

@@ -61,6 +61,24 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
+class PortableLogits(LogitsOnly):
+    """:class:`LogitsOnly` for tracing: no device constant, and a mask that follows the weights' dtype.
+
+    transformers' mask code moves the mask, an ``arange`` and a ``zeros`` to the device of the example, and the
+    traced graph keeps that device as a constant: on a GPU the mask would stay on the CPU. Here the additive
+    mask is made from the inputs alone and passed on as a 4-D mask, which transformers uses as it is; ``type_as``
+    the embedding weights follows the dtype the module is cast to when loaded (BF16, FP16). The values are
+    transformers' own in FP32: 0 where attended, the lowest float32 where padded (−inf once cast to BF16 or
+    FP16, which softmax turns into the same 0). ONNX keeps :class:`LogitsOnly`: ONNX Runtime's optimizer
+    fuses attention only on transformers' own mask pattern.
+    """
+
+    def forward(self, input_ids, attention_mask):
+        weights = self.model.get_input_embeddings().weight
+        padded = 1.0 - attention_mask[:, None, None, :].type_as(weights)
+        return self.model(input_ids=input_ids, attention_mask=padded * torch.finfo(torch.float32).min).logits
+
+
 def _example(tokenizer):
     sample = tokenizer(list(PROOF_TEXTS[:2]), padding=True, return_tensors="pt")
     return sample["input_ids"], sample["attention_mask"]
@@ -106,10 +124,29 @@ def export_torchscript(model, tokenizer, output: Path) -> Path:
     # TorchScript is deprecated in PyTorch in favour of torch.export, but it is what NVIDIA's pytorch backend
     # runs; _quiet() hides the deprecation notices.
     with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(LogitsOnly(model).eval(), _example(tokenizer))
+        traced = torch.jit.trace(PortableLogits(model).eval(), _example(tokenizer))
         torch.jit.save(traced, str(output))
     model.eval()
     return output
+
+
+def torchscript_constants(path: Path) -> list[str]:
+    """Device constants in the saved module's graph (``prim::Constant[value="cpu"]`` and the like), which would
+    pin tensors to the tracing device wherever the file is loaded; a portable file has none."""
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    graph = module.inlined_graph  # kept: its nodes live as long as it does
+    return sorted(str(node.output().toIValue()) for node in graph.findAllNodes("prim::Constant")
+                  if node.output().type().kind() == "DeviceObjType")
+
+
+def torchscript_output_shape(path: Path) -> tuple[int, ...]:
+    """The shape of the saved module's logits for one window of four tokens (``(1, 4, labels)``)."""
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    tokens = torch.ones((1, 4), dtype=torch.int64)
+    with torch.inference_mode():
+        return tuple(module(tokens, tokens).shape)
 
 
 def torchscript_inputs(path: Path) -> list[str]:
@@ -199,11 +236,11 @@ class EntityAgreement:
         return self.agreement >= self.minimum
 
 
-def corpus_entities(model_file: Path, tokenizer_dir: Path) -> set[tuple]:
+def corpus_entities(model_file: Path, tokenizer_dir: Path, precision: str = "fp32", device: str = "cpu") -> set[tuple]:
     """``(text, type, start, end)`` of every entity the served code path finds in :func:`agreement_corpus`."""
     from ner.inprocess import LocalNer
 
-    results = LocalNer(model_file, tokenizer_dir).predict(agreement_corpus())
+    results = LocalNer(model_file, tokenizer_dir, precision=precision, device=device).predict(agreement_corpus())
     return {(i, e["entity_group"], e["start"], e["end"]) for i, found in enumerate(results) for e in found}
 
 

@@ -9,7 +9,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -42,16 +42,22 @@ class ExportPlan:
 
     def check(self) -> None:
         """Refuse combinations that have no meaning, in one line."""
-        if self.precisions - {Precision.FP32} and Format.ONNX not in self.formats:
-            raise ExportError("fp16 and int8 are ONNX variants: add --format onnx (or both)")
+        if Precision.INT8 in self.precisions and Format.ONNX not in self.formats:
+            raise ExportError("int8 is an ONNX variant: add --format onnx (or both)")
+        if Precision.BF16 in self.precisions and Format.TORCHSCRIPT not in self.formats:
+            raise ExportError("bf16 runs the TorchScript model cast at load: add --format torchscript (or both)")
         if Precision.FP16 in self.precisions and self.target is Target.CPU:
             raise ExportError("fp16 is a GPU precision: use --target gpu or both")
+        if Precision.FP16 in self.precisions and self.options.tensorrt and Format.TORCHSCRIPT not in self.formats:
+            raise ExportError("--tensorrt builds FP16 engines from the plain FP32 graph: drop --precision fp16")
         if Precision.INT8 in self.precisions and self.target is Target.GPU:
             raise ExportError("int8 (dynamic quantization) is a CPU precision: use --target cpu or both")
+        if Precision.BF16 in self.precisions and self.target is Target.GPU:
+            raise ExportError("bf16 is the CPU variant of the TorchScript model: use --target cpu or both")
 
     @property
     def variants(self) -> list[Variant]:
-        return configs.variants(set(self.formats), set(self.precisions), self.target)
+        return configs.variants(set(self.formats), set(self.precisions), self.target, self.options.tensorrt)
 
 
 def _sha256(path: Path) -> str:
@@ -81,30 +87,80 @@ def _existing_export(output: Path) -> bool:
     return (output / names.MANIFEST).exists() or any((output / names.MODEL / "1").glob("model*.onnx"))
 
 
-def model_io_names(path: Path) -> tuple[list[str], list[str]]:
-    """Input and output names of a model file: the ONNX graph's, or TorchScript's ``forward`` arguments."""
+_ONNX_TYPES = {"INT64": mc.TYPE_INT64, "FLOAT": mc.TYPE_FP32, "FLOAT16": mc.TYPE_FP16, "INT32": mc.TYPE_INT32}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor as the model file declares it: data type (a ``ModelConfig`` type) and shape, ``-1`` when dynamic."""
+
+    data_type: int
+    shape: tuple[int, ...]
+
+
+def model_io(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+    """Inputs and outputs of a model file, in order: the ONNX graph's, or TorchScript's ``forward`` arguments
+    with the shapes the traced module really takes and gives."""
     if path.suffix == ".onnx":
         import onnx
 
         graph = onnx.load(str(path), load_external_data=False).graph
-        return [i.name for i in graph.input], [o.name for o in graph.output]
-    return convert.torchscript_inputs(path), [names.LOGITS]
+
+        def spec(value) -> TensorSpec:
+            tensor = value.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+            return TensorSpec(_ONNX_TYPES.get(onnx.TensorProto.DataType.Name(tensor.elem_type), mc.TYPE_INVALID),
+                              shape)
+
+        return {i.name: spec(i) for i in graph.input}, {o.name: spec(o) for o in graph.output}
+    labels = convert.torchscript_output_shape(path)[-1]
+    tokens = TensorSpec(mc.TYPE_INT64, (-1, -1))
+    return ({name: tokens for name in convert.torchscript_inputs(path)},
+            {names.LOGITS: TensorSpec(mc.TYPE_FP32, (-1, -1, labels))})
+
+
+def _resolve(name: str, available: list[str]) -> str:
+    """The model's tensor that a config name means (the pytorch backend's ``<name>__<index>`` resolved)."""
+    base, _, index = name.rpartition("__")
+    if base and index.isdigit():  # NAMED_INDEX: the index is the position in forward()
+        return available[int(index)] if int(index) < len(available) and available[int(index)] == base else ""
+    return name if name in available else ""
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def check_config_against_model(config: mc.ModelConfig, model_file: Path) -> None:
-    """The config's tensors exist in the model (the pytorch backend's ``<name>__<index>`` resolved)."""
-    inputs, outputs = model_io_names(model_file)
+    """The config's tensors exist in the model with its data types and dims, compared as NVIDIA's onnxruntime
+    backend compares them when it loads the model (``CompareDimsSupported``).
 
-    def resolve(name: str, available: list[str]) -> str:
-        base, _, index = name.rpartition("__")
-        if base and index.isdigit():  # NAMED_INDEX: the index is the position in forward()
-            return available[int(index)] if int(index) < len(available) and available[int(index)] == base else ""
-        return name if name in available else ""
-
-    for tensor, available in [(t, inputs) for t in config.input] + [(t, outputs) for t in config.output]:
-        if not resolve(tensor.name, available):
-            raise ExportError(f"{config.name}: tensor {tensor.name!r} is not in {model_file.name} "
-                              f"(it has {', '.join(available)})")
+    With ``max_batch_size`` > 0 the full shape is ``[-1] + dims`` and the model's first dimension must be
+    dynamic; inputs match where the model's dimension is dynamic, outputs must match exactly. Ragged inputs
+    (the Python-backend runner pads them itself) are checked by name and type only.
+    """
+    inputs, outputs = model_io(model_file)
+    for tensors, declared, exact in ((config.input, inputs, False), (config.output, outputs, True)):
+        for tensor in tensors:
+            found = _resolve(tensor.name, list(declared))
+            if not found:
+                raise ExportError(f"{config.name}: tensor {tensor.name!r} is not in {model_file.name} "
+                                  f"(it has {', '.join(declared)})")
+            spec = declared[found]
+            if tensor.data_type != spec.data_type:
+                raise ExportError(f"{config.name}: tensor {tensor.name!r} is {mc.DataType.Name(tensor.data_type)} "
+                                  f"in the config but {mc.DataType.Name(spec.data_type)} in {model_file.name}")
+            if getattr(tensor, "allow_ragged_batch", False):
+                continue
+            full = ([-1] if config.max_batch_size > 0 else []) + list(tensor.dims)
+            model = list(spec.shape)
+            fits = len(model) == len(full) and all(m == c for m, c in zip(model, full) if exact or m != -1)
+            if config.max_batch_size > 0 and (not model or model[0] != -1):
+                fits = False
+            if not fits:
+                raise ExportError(f"{config.name}: tensor {tensor.name!r} has shape {_shape_text(model)} in "
+                                  f"{model_file.name} but the config declares {_shape_text(full)}"
+                                  f"{' (batch dimension first)' if config.max_batch_size > 0 else ''}")
 
 
 def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(), force: bool = False,
@@ -141,11 +197,11 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         _save_tokenizer(tokenizer, model, tokenizer_dir)
         version_dir = work / names.MODEL / "1"
         proofs = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)
-        files = configs.repository_configs(plan.variants, plan.options)
+        options = replace(plan.options, num_labels=model.config.num_labels)
+        files = configs.repository_configs(plan.variants, options)
         configs.write_configs(work, files)
         for variant in plan.variants:
-            relative = f"{names.MODEL}/{'configs/' + variant.config_name if variant.config_name else 'config'}.pbtxt"
-            check_config_against_model(files[relative], version_dir / variant.model_file)
+            check_config_against_model(files[configs.model_config_path(variant)], version_dir / variant.model_file)
         for path in files:  # every file parses back as a ModelConfig
             text_format.Parse((work / path).read_text(), mc.ModelConfig())
         manifest = {
@@ -184,19 +240,22 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
 
     reference: dict[str, set] = {}
 
-    def agree(path: Path, fp32: Path) -> None:
+    def agree(path: Path, fp32: Path, precision: Precision = Precision.FP32) -> None:
+        """Entities of ``path`` (a TorchScript file: cast to ``precision``) against the FP32 ONNX/TorchScript."""
+        device = "cuda" if precision is Precision.FP16 and path.suffix == ".pt" and _has_cuda() else "cpu"
         if "fp32" not in reference:
             reference["fp32"] = convert.corpus_entities(fp32, tokenizer_dir)
-        result = convert.entity_agreement(reference["fp32"], convert.corpus_entities(path, tokenizer_dir),
-                                          plan.min_agreement)
-        step(f"{path.name}: {result.agreement:.2%} of entities identical to FP32 ({result.variant_entities} vs "
+        result = convert.entity_agreement(reference["fp32"], convert.corpus_entities(
+            path, tokenizer_dir, "fp32" if path.suffix == ".onnx" else precision.value, device), plan.min_agreement)
+        label = path.name if path.suffix == ".onnx" else f"{path.name} in {precision.value.upper()} on {device}"
+        step(f"{label}: {result.agreement:.2%} of entities identical to FP32 ({result.variant_entities} vs "
              f"{result.reference_entities} entities; minimum {plan.min_agreement:.0%})")
         if not result.ok:
-            raise ExportError(f"{path.name}: only {result.agreement:.2%} of entities agree with FP32 "
+            raise ExportError(f"{label}: only {result.agreement:.2%} of entities agree with FP32 "
                               f"(minimum {plan.min_agreement:.0%})")
-        proofs[path.name] = {"entity_agreement": result.agreement, "minimum": plan.min_agreement,
-                             "reference_entities": result.reference_entities,
-                             "variant_entities": result.variant_entities}
+        proofs[path.name if path.suffix == ".onnx" else f"{path.name}:{precision.value}"] = {
+            "entity_agreement": result.agreement, "minimum": plan.min_agreement, "device": device,
+            "reference_entities": result.reference_entities, "variant_entities": result.variant_entities}
 
     if Format.ONNX in plan.formats:
         fp32 = version_dir / configs.MODEL_FILES[Format.ONNX, Precision.FP32]
@@ -216,7 +275,7 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
                 fp32.unlink(missing_ok=True)
         if plain.exists():
             plain.rename(fp32)
-        if Precision.FP16 in plan.precisions:
+        if Precision.FP16 in plan.precisions and not plan.options.tensorrt:
             step("converting to FP16")
             agree(convert.fp16_onnx(fp32, version_dir / configs.MODEL_FILES[Format.ONNX, Precision.FP16],
                                     model.config), fp32)
@@ -227,8 +286,21 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
         step("tracing TorchScript")
         traced = convert.export_torchscript(model, tokenizer,
                                             version_dir / configs.MODEL_FILES[Format.TORCHSCRIPT, Precision.FP32])
-        proofs[traced.name] = prove(traced)
+        devices = convert.torchscript_constants(traced)
+        if devices:
+            raise ExportError(f"{traced.name}: the traced graph holds device constants ({', '.join(devices)}): it "
+                              "would run part of the model on the tracing device wherever it is loaded")
+        proofs[traced.name] = prove(traced) | {"device_constants": devices}
+        for precision in (Precision.BF16, Precision.FP16):
+            if precision in plan.precisions:
+                agree(traced, traced, precision)
     return proofs
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _replace(new: Path, output: Path) -> None:

@@ -16,14 +16,37 @@ import triton_python_backend_utils as pb_utils
 from ner.parameters import InvalidInput
 
 
+def config_parameters(args: dict) -> dict[str, str]:
+    """The ``parameters`` of the model's configuration."""
+    return {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
+
+
 def config_parameter(args: dict, key: str) -> str:
     """A ``parameters`` value of the model's configuration."""
-    return json.loads(args["model_config"])["parameters"][key]["string_value"]
+    return config_parameters(args)[key]
 
 
 def repository_path(args: dict, relative: str) -> Path:
     """A path given relative to the model repository's root."""
     return Path(args["model_repository"]).parent / relative
+
+
+class ModelStepError(Exception):
+    """The model step, called from another step, answered with an error; it goes back to the client as it is."""
+
+    def __init__(self, error):
+        super().__init__(error.message())
+        self.error = error
+
+
+def error_response(error: Exception):
+    """The response for a failed request: INVALID_ARGUMENT for :class:`InvalidInput`, else the error's own."""
+    if isinstance(error, ModelStepError):
+        return pb_utils.InferenceResponse(error=error.error)
+    if isinstance(error, InvalidInput):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL))
 
 
 def for_each_request(requests: list, handle: Callable) -> list:
@@ -36,14 +59,31 @@ def for_each_request(requests: list, handle: Callable) -> list:
     for request in requests:
         try:
             responses.append(handle(request))
-        except InvalidInput as error:
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)))
         except Exception as error:  # noqa: BLE001: a failed request must not take the model down
-            traceback.print_exc()
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL)))
+            if not isinstance(error, (InvalidInput, ModelStepError)):
+                traceback.print_exc()
+            responses.append(error_response(error))
     return responses
+
+
+def model_runner(model_name: str, inputs: tuple[str, str], output: str):
+    """A runner (``(input_ids, attention_mask) -> logits``) that calls another model of the server (BLS)."""
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        request = pb_utils.InferenceRequest(
+            model_name=model_name, requested_output_names=[output],
+            inputs=[pb_utils.Tensor(inputs[0], input_ids), pb_utils.Tensor(inputs[1], attention_mask)])
+        answer = request.exec()
+        if answer.has_error():
+            raise ModelStepError(answer.error())
+        return pb_utils.get_output_tensor_by_name(answer, output).as_numpy()
+
+    return run
+
+
+def instance_device(args: dict) -> str:
+    """``cuda:N`` for an instance Triton placed on GPU N (``KIND_GPU``), else ``cpu``."""
+    return f"cuda:{args['model_instance_device_id']}" if args.get("model_instance_kind") == "GPU" else "cpu"
 
 
 def input_array(request, name: str) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""Padding requests of different lengths into one batch, and splitting the result back."""
+"""Padding requests of different lengths into one batch, grouping rows into model runs, splitting the result back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+
+from ner.parameters import InvalidInput
 
 
 def pad_stack(arrays: list[np.ndarray], pad_value: int = 0) -> np.ndarray:
@@ -64,3 +66,74 @@ def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids
             logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
         logits[rows, :width] = out
     return logits
+
+
+def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int) -> list[tuple[np.ndarray, int]]:
+    """Rows grouped by the smallest of ``buckets`` that holds each one, in runs of at most ``max_rows``.
+
+    Returns ``(rows, width)`` pairs. Every run has one of a few shapes, so that backends which batch equal shapes
+    only (NVIDIA's onnxruntime and pytorch) batch the runs of many requests, and a short window is padded to
+    its own bucket, not to a long neighbour's length. A row longer than every bucket runs at its own length.
+    """
+    ordered = np.asarray(sorted(buckets))
+    index = np.searchsorted(ordered, np.maximum(lengths, 1))
+    widths = np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)
+    runs = []
+    for width in np.unique(widths):
+        rows = np.flatnonzero(widths == width)
+        runs.extend((rows[i:i + max_rows], int(width)) for i in range(0, len(rows), max_rows))
+    return runs
+
+
+def run_in_buckets(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
+                   attention_mask: np.ndarray, buckets: tuple[int, ...], max_rows: int,
+                   pad_id: int = 0) -> np.ndarray:
+    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in the runs of :func:`bucket_runs`."""
+    lengths = attention_mask.sum(axis=1)
+    logits = None
+    for rows, width in bucket_runs(lengths, buckets, max_rows):
+        ids = np.full((len(rows), width), pad_id, dtype=input_ids.dtype)
+        mask = np.zeros((len(rows), width), dtype=attention_mask.dtype)
+        kept = min(width, input_ids.shape[1])
+        ids[:, :kept], mask[:, :kept] = input_ids[rows, :kept], attention_mask[rows, :kept]
+        out = run(ids, mask)
+        if logits is None:
+            logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
+        logits[rows, :kept] = out[:, :kept]
+    return logits
+
+
+def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: int) -> None:
+    """Refuse model-step inputs the model cannot run, naming the problem (:class:`InvalidInput`)."""
+    if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+        raise InvalidInput(f"input_ids {list(input_ids.shape)} and attention_mask {list(attention_mask.shape)} "
+                           "must both be [windows, tokens]")
+    if input_ids.shape[1] > max_length:
+        raise InvalidInput(f"windows of {input_ids.shape[1]} tokens; the model takes at most {max_length}")
+
+
+def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 inputs: list[tuple[np.ndarray, np.ndarray] | Exception],
+                 max_tokens: int) -> list[np.ndarray | Exception]:
+    """Logits of each request of a dynamic batch, its rows pooled with the others' (:func:`run_in_groups`).
+
+    An input already refused (an exception) keeps its error. If the pooled run fails, each request runs
+    alone, so that one bad request fails itself and no other request of the batch.
+    """
+    results: list[np.ndarray | Exception | None] = [x if isinstance(x, Exception) else None for x in inputs]
+    valid = [i for i, x in enumerate(inputs) if not isinstance(x, Exception)]
+
+    def pooled(indices: list[int]) -> list[np.ndarray]:
+        ids, masks = [inputs[i][0] for i in indices], [inputs[i][1] for i in indices]
+        return split_like(run_in_groups(run, pad_stack(ids), pad_stack(masks), max_tokens), ids)
+
+    try:
+        for i, logits in zip(valid, pooled(valid) if valid else []):
+            results[i] = logits
+    except Exception:  # noqa: BLE001: find the request at fault
+        for i in valid:
+            try:
+                results[i] = pooled([i])[0]
+            except Exception as error:  # noqa: BLE001
+                results[i] = error
+    return results

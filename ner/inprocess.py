@@ -22,12 +22,14 @@ class LocalNer:
         tokenizer_dir: The folder with the tokenizer files and ``config.json`` (labels).
         threads: Intra-op threads; 0 lets the runtime decide.
         max_tokens_per_run: Padded tokens per model call, as in the served runner.
+        precision: What a TorchScript model is cast to (``fp32``, ``bf16``, ``fp16``).
+        device: ``cpu`` or ``cuda`` (TorchScript).
     """
 
     def __init__(self, model_file: str | Path, tokenizer_dir: str | Path, threads: int = 0,
-                 max_tokens_per_run: int = 16384):
+                 max_tokens_per_run: int = 16384, precision: str = "fp32", device: str = "cpu"):
         self.vocab = load_vocabulary(tokenizer_dir)
-        self.run = load_runner(model_file, threads)
+        self.run = load_runner(model_file, threads, device, precision)
         self.max_tokens = max_tokens_per_run
 
     def predict(self, texts: list[str], options: RequestOptions = RequestOptions()) -> list[list[dict]]:

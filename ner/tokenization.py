@@ -98,26 +98,6 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     )
 
 
-def pad_to_lengths(batch: Batch, lengths: tuple[int, ...], pad_id: int) -> Batch:
-    """``batch`` padded to the smallest of ``lengths`` that holds it, so that requests share a few shapes.
-
-    Backends that batch only equal shapes (NVIDIA's onnxruntime and pytorch backends) can then batch requests
-    of different lengths; padding is masked, so no result changes.
-    """
-    width = batch.input_ids.shape[1]
-    target = next((n for n in sorted(lengths) if n >= width), width)
-    if target == width:
-        return batch
-    extra = ((0, 0), (0, target - width))
-    return Batch(
-        input_ids=np.pad(batch.input_ids, extra, constant_values=pad_id),
-        attention_mask=np.pad(batch.attention_mask, extra),
-        offsets=np.pad(batch.offsets, (*extra, (0, 0))),
-        special_tokens_mask=np.pad(batch.special_tokens_mask, extra, constant_values=1),
-        text_index=batch.text_index,
-    )
-
-
 def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> Batch:
     """The windows of a request's texts, after refusing what the server cannot answer as the pipeline would.
 

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ner.batching import pad_stack, plan_runs, split_like
+from ner.batching import bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets, run_requests, split_like
+from ner.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
 
@@ -44,3 +46,66 @@ def test_runs_cover_every_row_once_within_budget_and_padding(lengths, budget):
 def test_short_rows_are_not_padded_to_a_long_neighbour():
     runs = plan_runs(np.array([20, 512, 22, 25, 500]), max_tokens=16384)
     assert [sorted(r.tolist()) for r in runs] == [[1, 4], [0, 2, 3]]
+
+
+BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+@given(st.lists(st.integers(1, 512), min_size=1, max_size=80), st.integers(1, 40))
+def test_bucket_runs_cover_every_row_once_in_its_own_bucket(lengths, max_rows):
+    lengths = np.array(lengths)
+    runs = bucket_runs(lengths, BUCKETS, max_rows)
+    assert sorted(np.concatenate([rows for rows, _ in runs]).tolist()) == list(range(len(lengths)))
+    for rows, width in runs:
+        assert width in BUCKETS and len(rows) <= max_rows
+        # the smallest bucket that holds each row: nothing is padded past its own bucket
+        assert all(width == min(b for b in BUCKETS if b >= n) for n in lengths[rows])
+
+
+def _fake_model(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Logits that depend on each token and its position only, like a model on unpadded rows would not; enough
+    to see rows put back in their place."""
+    return np.stack([ids * 1.0, mask * 2.0 + np.arange(ids.shape[1])], axis=-1).astype(np.float32)
+
+
+def test_run_in_buckets_gives_each_row_its_own_logits_and_calls_only_bucket_shapes():
+    rng = np.random.default_rng(0)
+    lengths = np.array([3, 40, 17, 16, 200, 1])
+    ids = np.zeros((6, 200), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        ids[row, :n], mask[row, :n] = rng.integers(5, 100, n), 1
+    shapes = []
+
+    def model(i, m):
+        shapes.append(i.shape)
+        return _fake_model(i, m)
+
+    logits = run_in_buckets(model, ids, mask, BUCKETS, max_rows=2)
+    assert sorted(shapes) == sorted([(2, 16), (1, 16), (1, 32), (1, 64), (1, 256)])
+    for row, n in enumerate(lengths):
+        np.testing.assert_array_equal(logits[row, :n], _fake_model(ids[row:row + 1, :n], mask[row:row + 1, :n])[0])
+
+
+def test_one_bad_request_fails_alone_and_the_others_get_their_logits():
+    good = [(np.full((1, 4), 7), np.ones((1, 4), dtype=np.int64)),
+            (np.full((2, 9), 8), np.ones((2, 9), dtype=np.int64))]
+    poison = (np.full((1, 5), -1), np.ones((1, 5), dtype=np.int64))  # a token id the model cannot look up
+    refused = InvalidInput("refused before the run")
+
+    def model(ids, mask):
+        if (ids < 0).any():
+            raise IndexError("index -1 is out of bounds")
+        return _fake_model(ids, mask)
+
+    results = run_requests(model, [good[0], poison, refused, good[1]], max_tokens=16384)
+    np.testing.assert_array_equal(results[0], _fake_model(*good[0]))
+    assert isinstance(results[1], IndexError) and results[2] is refused
+    np.testing.assert_array_equal(results[3], _fake_model(*good[1]))
+
+
+def test_rows_the_model_cannot_take_are_refused_by_name():
+    with pytest.raises(InvalidInput, match="must both be"):
+        check_rows(np.zeros((2, 3)), np.zeros((2, 4)), 512)
+    with pytest.raises(InvalidInput, match="at most 512"):
+        check_rows(np.zeros((1, 513)), np.zeros((1, 513)), 512)

@@ -7,12 +7,13 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.configs import (Format, Precision, ServingOptions, Target, model_config, render, repository_configs,
-                            variants)
+from export.configs import (Format, Precision, ServingOptions, Target, model_config, on_cpu, render,
+                            repository_configs, variants)
 from ner import names
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
-ALL = variants({Format.ONNX, Format.TORCHSCRIPT}, {Precision.FP32, Precision.FP16, Precision.INT8}, Target.BOTH)
+ALL = variants(set(Format), set(Precision), Target.BOTH)
+NAMES = ["", "int8", "torchscript", "bf16", "gpu", "gpu_torchscript", "cuda"]
 
 
 @pytest.mark.parametrize("relative", list(repository_configs()))
@@ -33,11 +34,13 @@ def test_committed_config_parses_as_model_config(relative):
 
 
 def test_every_variant_is_named_once():
-    assert [v.config_name for v in ALL] == ["", "int8", "torchscript", "gpu", "gpu_torchscript"]
-    assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model_fp16.onnx", "model.pt"]
+    assert [v.config_name for v in ALL] == NAMES
+    assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model.pt", "model_fp16.onnx",
+                                           "model.pt", "model.pt"]
+    assert [v.backend.value for v in ALL] == ["python"] * 4 + ["onnxruntime", "pytorch", "python"]
 
 
-@pytest.mark.parametrize("config_name", ["", "int8", "torchscript", "gpu", "gpu_torchscript"])
+@pytest.mark.parametrize("config_name", NAMES)
 def test_ensemble_steps_are_wired_to_existing_tensors(config_name):
     """As Triton resolves --model-config-name: configs/<name>.pbtxt if the model has one, else config.pbtxt."""
     files = repository_configs(ALL)
@@ -63,13 +66,34 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
     assert (torchscript.backend, torchscript.default_model_filename) == ("pytorch", "model.pt")
     for config in (onnx, torchscript):
         assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
-        assert list(config.dynamic_batching.preferred_batch_size) == [16, 32, 64, 128]
+        assert not config.dynamic_batching.preferred_batch_size  # the largest batch available is the best one
         assert config.dynamic_batching.default_queue_policy.max_queue_size == 1024
         assert [w.name for w in config.model_warmup] == ["1x16", "32x64", "8x512"]
         assert not any(i.allow_ragged_batch for i in config.input)  # these backends batch equal shapes only
-    tokenizer = files["ner_tokenizer/configs/gpu.pbtxt"]
-    assert tokenizer.parameters["pad_to_lengths"].string_value == "16,32,64,128,256,512"
-    assert tokenizer.parameters["max_windows"].string_value == str(onnx.max_batch_size)
+        assert list(config.output[0].dims) == [-1, 9]  # [batch, tokens, labels]: outputs are compared exactly
+    assert torchscript.parameters["DISABLE_OPTIMIZED_EXECUTION"].string_value == "true"
+    for name in ("gpu", "gpu_torchscript"):
+        tokenizer = files[f"ner_tokenizer/configs/{name}.pbtxt"]
+        model = files[f"ner_model/configs/{name}.pbtxt"]
+        assert tokenizer.parameters["pad_to_lengths"].string_value == "16,32,64,128,256,512"
+        assert tokenizer.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
+        assert tokenizer.parameters["model_inputs"].string_value == ",".join(t.name for t in model.input)
+        assert tokenizer.parameters["model_output"].string_value == model.output[0].name
+        assert [s.model_name for s in files[f"ner/configs/{name}.pbtxt"].ensemble_scheduling.step] == [
+            names.TOKENIZER, names.AGGREGATE]  # the tokenizer calls the model in length groups
+    for name in ("gpu", "gpu_torchscript", "cuda"):
+        for model in (names.TOKENIZER, names.AGGREGATE):
+            assert files[f"{model}/configs/{name}.pbtxt"].instance_group[0].count == 4, (name, model)
+
+
+def test_cuda_variant_runs_the_torchscript_model_on_the_gpu_in_the_python_runner():
+    cuda = repository_configs(ALL)["ner_model/configs/cuda.pbtxt"]
+    assert (cuda.backend, cuda.instance_group[0].kind) == ("python", mc.ModelInstanceGroup.KIND_GPU)
+    assert cuda.parameters["model_file"].string_value == "model.pt"
+    assert cuda.parameters["precision"].string_value == "fp16"
+    bf16 = repository_configs(ALL)["ner_model/configs/bf16.pbtxt"]
+    assert (bf16.instance_group[0].kind, bf16.parameters["precision"].string_value) == (
+        mc.ModelInstanceGroup.KIND_CPU, "bf16")
 
 
 def test_tensorrt_fp16_accelerator_is_optional():
@@ -78,6 +102,26 @@ def test_tensorrt_fp16_accelerator_is_optional():
     accelerator, = model_config(gpu, ServingOptions(tensorrt=True)).optimization.execution_accelerators \
         .gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+    # one optimization profile covering every shape the tokenizer sends, so no engine is rebuilt at run time
+    assert accelerator.parameters["trt_profile_min_shapes"] == "input_ids:1x16,attention_mask:1x16"
+    assert accelerator.parameters["trt_profile_max_shapes"] == "input_ids:128x512,attention_mask:128x512"
+
+
+def test_tensorrt_runs_the_plain_fp32_graph():
+    """TensorRT does not run ONNX Runtime's fused operators; it makes its own FP16 engines from the FP32 graph."""
+    gpu, = [v for v in variants({Format.ONNX}, {Precision.FP16}, Target.GPU, tensorrt=True) if v.config_name == "gpu"]
+    assert gpu.model_file == "model.onnx"
+
+
+def test_on_cpu_switches_only_instance_kind_and_accelerators():
+    gpu = next(v for v in ALL if v.config_name == "gpu")
+    config = model_config(gpu, ServingOptions(tensorrt=True))
+    switched = on_cpu(config, threads=2)
+    assert switched.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert not switched.HasField("optimization")
+    assert switched.parameters["intra_op_thread_count"].string_value == "2"
+    for field in ("input", "output", "dynamic_batching", "model_warmup", "max_batch_size", "default_model_filename"):
+        assert getattr(switched, field) == getattr(config, field), field
 
 
 def test_every_model_has_its_code_committed():

@@ -21,7 +21,7 @@ def full_export(checkpoint, tmp_path_factory):
     first, second = (tmp_path_factory.mktemp(name) / "repo" for name in ("first", "second"))
     for output in (first, second):
         subprocess.run([sys.executable, "-m", "export", "--model", "fixture", "--output", str(output),
-                        "--format", "both", "--precision", "fp16", "--precision", "int8"],
+                        "--format", "both", "--precision", "fp16", "--precision", "int8", "--precision", "bf16"],
                        check=True, capture_output=True, timeout=300)
     return first, second
 
@@ -83,7 +83,44 @@ def test_full_export_proves_every_artifact(full_export):
     assert proofs["model.pt"]["max_abs_logit_diff"] <= 1e-4
     assert proofs["model_int8.onnx"]["entity_agreement"] >= 0.99
     assert proofs["model_fp16.onnx"]["entity_agreement"] >= 0.99
-    assert manifest["config_names"] == ["config", "int8", "torchscript", "gpu", "gpu_torchscript"]
+    assert proofs["model.pt:bf16"]["entity_agreement"] >= 0.99
+    assert proofs["model.pt:fp16"]["entity_agreement"] >= 0.99
+    assert manifest["config_names"] == ["config", "int8", "torchscript", "bf16", "gpu", "gpu_torchscript", "cuda"]
+
+
+def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_path):
+    """transformers' mask code traced as it is leaves prim::Constant[value="cpu"] in the graph (the mask would stay
+    on the CPU of a GPU server); the exported file has none, and the inspection does see one in such a graph."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from export.convert import LogitsOnly, _quiet, torchscript_constants
+
+    assert torchscript_constants(full_export[0] / names.MODEL / "1" / "model.pt") == []
+    model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    sample = tokenizer(["Berlin", "Angela Merkel met Emmanuel Macron"], padding=True, return_tensors="pt")
+    with _quiet(), torch.no_grad():  # tracing is deprecated in PyTorch: its warning is not the point here
+        naive = torch.jit.trace(LogitsOnly(model).eval(), (sample["input_ids"], sample["attention_mask"]))
+        torch.jit.save(naive, str(tmp_path / "naive.pt"))
+    assert torchscript_constants(tmp_path / "naive.pt") == ["cpu"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_torchscript_file_runs_cast_to_lower_precision(full_export, checkpoint, precision):
+    """The mask follows the weights' dtype (type_as), so the one file runs in BF16 and FP16 too."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    run = load_runner(full_export[0] / names.MODEL / "1" / "model.pt", precision=precision)
+    enc = tokenizer(["My name is Wolfgang and I live in Berlin", "OK"], padding=True, return_tensors="np")
+    with torch.no_grad():
+        want = load_model(checkpoint)(input_ids=torch.from_numpy(enc["input_ids"]),
+                                      attention_mask=torch.from_numpy(enc["attention_mask"])).logits.numpy()
+    got = run(enc["input_ids"], enc["attention_mask"])
+    real = enc["attention_mask"].astype(bool)
+    assert got.dtype == want.dtype and abs(got - want)[real].max() < 0.1
+    assert (got.argmax(-1) == want.argmax(-1))[real].all()
 
 
 def test_export_is_reproducible(full_export):
@@ -107,6 +144,28 @@ def test_every_model_config_names_tensors_of_its_model_file(full_export):
         wrong.input[0].name = "input_idz"
         with pytest.raises(ExportError, match="'input_idz' is not in"):
             check_config_against_model(wrong, repository / names.MODEL / "1" / model_file)
+
+
+@pytest.mark.parametrize(("dims", "message"), [
+    ([-1, -1], r"has shape \[-1, -1, 9\] in model_fp16.onnx but the config declares \[-1, -1, -1\]"),  # the bug
+    ([-1, 8], r"declares \[-1, -1, 8\]"),
+    ([9], r"declares \[-1, 9\]"),
+])
+def test_dims_check_refuses_what_nvidias_backend_refuses(full_export, dims, message):
+    """The GPU config once declared logits [-1, -1]: NVIDIA's onnxruntime backend compares outputs exactly and
+    refused it at load. The exporter now compares dims as that backend does."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repository = full_export[0]
+    config = text_format.Parse((repository / names.MODEL / "configs" / "gpu.pbtxt").read_text(), mc.ModelConfig())
+    del config.output[0].dims[:]
+    config.output[0].dims.extend(dims)
+    with pytest.raises(ExportError, match=message):
+        check_config_against_model(config, repository / names.MODEL / "1" / config.default_model_filename)
+    config.output[0].data_type = mc.TYPE_FP16
+    with pytest.raises(ExportError, match="TYPE_FP16 in the config but TYPE_FP32"):
+        check_config_against_model(config, repository / names.MODEL / "1" / config.default_model_filename)
 
 
 def test_existing_export_needs_force(checkpoint, repository):
@@ -153,7 +212,9 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "not/a/model/id"], "neither a local folder nor a valid Hub model id"),
     (["--model", "fixture", "--max-batch-size", "0"], "Invalid value"),
     (["--model", "fixture", "--precision", "fp16", "--target", "cpu"], "fp16 is a GPU precision"),
-    (["--model", "fixture", "--precision", "int8", "--format", "torchscript"], "fp16 and int8 are ONNX variants"),
+    (["--model", "fixture", "--precision", "int8", "--format", "torchscript"], "int8 is an ONNX variant"),
+    (["--model", "fixture", "--precision", "bf16"], "bf16 runs the TorchScript model"),
+    (["--model", "fixture", "--precision", "fp16", "--tensorrt"], "--tensorrt builds FP16 engines"),
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
 ])
 def test_cli_errors_are_one_line(args, message):

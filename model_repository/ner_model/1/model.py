@@ -1,23 +1,32 @@
-"""Model step on CPU: the exported model (ONNX Runtime or TorchScript) on the dynamic batcher's batch.
+"""Model step in the Python backend: the exported model (ONNX Runtime or TorchScript) on the dynamic batcher's batch.
 
 Each request brings ``[windows, tokens]`` of its own length. All rows are pooled, sorted by length and run
-in groups of at most ``max_tokens_per_run`` padded tokens; each request gets back its own rows.
+in groups of at most ``max_tokens_per_run`` padded tokens; each request gets back its own rows, or its own
+error. On ``KIND_GPU`` the TorchScript model runs on the instance's GPU, in the configured precision.
 """
 
 from ner import names
-from ner.backend import config_parameter, input_array, response
-from ner.batching import pad_stack, run_in_groups, split_like
+from ner.backend import config_parameter, error_response, input_array, instance_device, response
+from ner.batching import check_rows, run_requests
 from ner.runtime import load_runner
 
 
 class TritonPythonModel:
     def initialize(self, args):
         path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
-        self.run = load_runner(path, int(config_parameter(args, "intra_op_threads")))
+        self.run = load_runner(path, int(config_parameter(args, "intra_op_threads")), instance_device(args),
+                               config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
+        self.max_length = int(config_parameter(args, "max_sequence_length"))
+
+    def _inputs(self, request):
+        try:
+            ids, mask = input_array(request, names.INPUT_IDS), input_array(request, names.ATTENTION_MASK)
+            check_rows(ids, mask, self.max_length)
+            return ids, mask
+        except Exception as error:  # noqa: BLE001: refused alone, the rest of the batch runs
+            return error
 
     def execute(self, requests):
-        ids = [input_array(r, names.INPUT_IDS) for r in requests]
-        masks = [input_array(r, names.ATTENTION_MASK) for r in requests]
-        logits = run_in_groups(self.run, pad_stack(ids), pad_stack(masks), self.max_tokens)
-        return [response(**{names.LOGITS: piece}) for piece in split_like(logits, ids)]
+        results = run_requests(self.run, [self._inputs(r) for r in requests], self.max_tokens)
+        return [error_response(r) if isinstance(r, Exception) else response(**{names.LOGITS: r}) for r in results]

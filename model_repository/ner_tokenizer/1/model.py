@@ -1,10 +1,15 @@
-"""Tokenizer step: TEXT (several texts) to windows of token ids, character offsets and the window→text map."""
+"""Tokenizer step: TEXT (several texts) to windows of token ids, character offsets and the window→text map.
+
+In the variants of NVIDIA's backends (``model_name`` set) it also calls the model step itself, with the windows
+in groups of one padded length each, and passes the logits on.
+"""
 
 from ner import names
-from ner.backend import (config_parameter, for_each_request, input_texts, repository_path, request_parameters,
-                         response)
+from ner.backend import (config_parameter, config_parameters, for_each_request, input_texts, model_runner, repository_path,
+                         request_parameters, response)
+from ner.batching import run_in_buckets
 from ner.parameters import parse
-from ner.tokenization import load_vocabulary, pad_to_lengths, prepare
+from ner.tokenization import load_vocabulary, prepare
 
 
 class TritonPythonModel:
@@ -12,7 +17,13 @@ class TritonPythonModel:
         self.tokenizer = load_vocabulary(repository_path(args, config_parameter(args, "tokenizer_dir"))).tokenizer
         self.max_windows = int(config_parameter(args, "max_windows"))
         self.max_text_bytes = int(config_parameter(args, "max_text_bytes"))
-        self.pad_lengths = tuple(int(n) for n in config_parameter(args, "pad_to_lengths").split(",") if n)
+        parameters = config_parameters(args)
+        self.run = None
+        if "model_name" in parameters:
+            self.run = model_runner(parameters["model_name"], tuple(parameters["model_inputs"].split(",")),
+                                    parameters["model_output"])
+            self.buckets = tuple(int(n) for n in parameters["pad_to_lengths"].split(","))
+            self.max_rows = int(parameters["max_rows_per_call"])
 
     def execute(self, requests):
         return for_each_request(requests, self._tokenize)
@@ -21,12 +32,15 @@ class TritonPythonModel:
         options = parse(request_parameters(request))
         texts = input_texts(request, names.TEXT, self.max_text_bytes)
         batch = prepare(self.tokenizer, texts, options, self.max_windows)
-        if self.pad_lengths:
-            batch = pad_to_lengths(batch, self.pad_lengths, self.tokenizer.pad_token_id)
-        return response(**{
+        tensors = {
             names.INPUT_IDS: batch.input_ids,
-            names.ATTENTION_MASK: batch.attention_mask,
             names.OFFSETS: batch.offsets,
             names.SPECIAL_TOKENS_MASK: batch.special_tokens_mask,
             names.TEXT_INDEX: batch.text_index,
-        })
+        }
+        if self.run is None:
+            tensors[names.ATTENTION_MASK] = batch.attention_mask
+        else:
+            tensors[names.LOGITS] = run_in_buckets(self.run, batch.input_ids, batch.attention_mask, self.buckets,
+                                                   self.max_rows, self.tokenizer.pad_token_id)
+        return response(**tensors)
