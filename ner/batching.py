@@ -103,13 +103,16 @@ def run_in_buckets(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_id
     return logits
 
 
-def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: int) -> None:
+def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: int, vocab_size: int) -> None:
     """Refuse model-step inputs the model cannot run, naming the problem (:class:`InvalidInput`)."""
     if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
         raise InvalidInput(f"input_ids {list(input_ids.shape)} and attention_mask {list(attention_mask.shape)} "
                            "must both be [windows, tokens]")
     if input_ids.shape[1] > max_length:
         raise InvalidInput(f"windows of {input_ids.shape[1]} tokens; the model takes at most {max_length}")
+    if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise InvalidInput(f"input_ids holds {input_ids.max() if input_ids.max() >= vocab_size else input_ids.min()}"
+                           f"; token ids are 0 to {vocab_size - 1}")
 
 
 def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],

@@ -106,6 +106,10 @@ def test_one_bad_request_fails_alone_and_the_others_get_their_logits():
 
 def test_rows_the_model_cannot_take_are_refused_by_name():
     with pytest.raises(InvalidInput, match="must both be"):
-        check_rows(np.zeros((2, 3)), np.zeros((2, 4)), 512)
+        check_rows(np.zeros((2, 3)), np.zeros((2, 4)), 512, 100)
     with pytest.raises(InvalidInput, match="at most 512"):
-        check_rows(np.zeros((1, 513)), np.zeros((1, 513)), 512)
+        check_rows(np.zeros((1, 513)), np.zeros((1, 513)), 512, 100)
+    with pytest.raises(InvalidInput, match="holds 100; token ids are 0 to 99"):
+        check_rows(np.array([[1, 100]]), np.ones((1, 2)), 512, 100)
+    with pytest.raises(InvalidInput, match="holds -1"):
+        check_rows(np.array([[-1, 5]]), np.ones((1, 2)), 512, 100)

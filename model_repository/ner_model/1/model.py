@@ -18,11 +18,12 @@ class TritonPythonModel:
                                config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
+        self.vocab_size = int(config_parameter(args, "vocab_size"))
 
     def _inputs(self, request):
         try:
             ids, mask = input_array(request, names.INPUT_IDS), input_array(request, names.ATTENTION_MASK)
-            check_rows(ids, mask, self.max_length)
+            check_rows(ids, mask, self.max_length, self.vocab_size)
             return ids, mask
         except Exception as error:  # noqa: BLE001: refused alone, the rest of the batch runs
             return error
