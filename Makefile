@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,load]'
+	$(PY) -m pip install --quiet -e '.[test,load,eval]'
 	touch $@
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
