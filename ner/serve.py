@@ -10,10 +10,43 @@ from typing import Annotated
 
 import typer
 
+from ner import names
 from ner.server import Ports, ServerError, TritonServer
+
+AUTO = "auto"
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions
+
 
 class _Stop(Exception):
     """SIGTERM or SIGINT arrived."""
+
+
+def auto_config_name(repository: Path, cuda: bool, cpu_flags: set[str]) -> str | None:
+    """The fastest exported variant this machine runs: ``cuda`` (the TorchScript model on an NVIDIA GPU, FP16 if
+    exported so) when PyTorch sees a GPU, ``bf16`` on a CPU with native BF16 instructions, else ``config.pbtxt``
+    (``None``). Only variants the export wrote are chosen."""
+    exported = {path.stem for path in (repository / names.MODEL / "configs").glob("*.pbtxt")}
+    if cuda and "cuda" in exported:
+        return "cuda"
+    if cpu_flags & BF16_FLAGS and "bf16" in exported:
+        return "bf16"
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -25,11 +58,17 @@ def main(
     http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,
-    config_name: Annotated[str | None, typer.Option(help="Variant to serve: int8 or torchscript (CPU), if "
-                                                         "exported; default: config.pbtxt (ONNX FP32).")] = None,
+    config_name: Annotated[str | None, typer.Option(help="Variant to serve, if exported: int8, torchscript, bf16 "
+                                                         "(CPU), cuda (GPU, local PyTorch), gpu (NVIDIA's backends); "
+                                                         "'auto': cuda on an NVIDIA GPU, bf16 on a CPU with BF16 "
+                                                         "instructions, else the default; default: config.pbtxt "
+                                                         "(ONNX FP32).")] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
 ) -> None:
     """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
+    if config_name == AUTO:
+        config_name = auto_config_name(model_repository, _cuda_available(), _cpu_flags())
+        print(f"serve: auto: serving {config_name or 'config'}.pbtxt", file=sys.stderr)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
                           config_name=config_name)
 
