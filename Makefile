@@ -46,6 +46,14 @@ loadtest: setup
 bench: setup
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
 
+## GPU check on a lent NVIDIA GPU (loadtest/gpu_check.py): GPU logits proven against CPU FP32, the model alone
+## at batch 1-256 x 16-512 tokens, served when the local Triton is installed; results/gpu-check/gpu_check.json.
+## No setup step: the lent machine's own python (GPU_PYTHON) has what it needs. Without a GPU: a CPU dry run.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+.PHONY: gpu-check
+gpu-check:
+	$(GPU_PYTHON) -m loadtest.gpu_check $(GPU_CHECK_ARGS)
+
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup
 	$(PY) -m export.configs
