@@ -332,3 +332,23 @@ def test_an_unknown_model_is_one_line(conll, tmp_path):
     code, stdout, stderr = _run(str(conll), "--model", str(tmp_path), "--url", f"localhost:{free_ports().grpc}")
     assert (code, stdout) == (1, "")
     assert stderr == f"eval: error: --model {tmp_path}: {tmp_path} has no config.json: not a Hugging Face checkpoint\n"
+
+
+def test_conll2003_rows_become_sentences_with_tag_names(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from huggingface_hub import constants
+
+    from client.evaluate import CONLL2003_TAGS, load_conll2003
+
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(CONLL2003_TAGS)))})
+    rows = datasets.Dataset.from_dict({"tokens": [["-DOCSTART-"], ["EU", "rejects", "German", "call"]],
+                                       "ner_tags": [[0], [3, 0, 7, 0]]}, features=features)
+    asked = []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no probe of the Hub: the "cache" answers
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: asked.append((name, split)) or rows)
+    sentences = load_conll2003()
+    assert asked == [("lhoestq/conll2003", "test")]
+    assert [(s.tokens, s.tags) for s in sentences] == [(("EU", "rejects", "German", "call"),
+                                                        ("B-ORG", "O", "B-MISC", "O"))]
+    assert detect_scheme(sentences) is Scheme.IOB2
