@@ -1,14 +1,17 @@
 """A local Triton Inference Server: the ``tritonserver`` binary shipped in the nvidia-pytriton wheel.
 
 The wheel carries Triton 2.51 (NGC 24.10) with its Python backend but no ONNX Runtime or LibTorch backend,
-so on CPU every model of the repository runs in the Python backend. :class:`TritonServer` assembles a backend
-folder with the stub matching this interpreter, starts the server with the environment it needs, waits for
-readiness and stops it (and every stub process) on exit.
+so on CPU every model of the repository runs in the Python backend. NVIDIA's ``onnxruntime`` backend of the
+same release is added when ``make backends`` has built it (``backends/build-onnxruntime.sh``): then the GPU
+configs, switched to CPU, run as on NVIDIA's image. :class:`TritonServer` assembles a backend folder with the
+stub matching this interpreter, starts the server with the environment it needs, waits for readiness and
+stops it (and every stub process) on exit.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
 
+from google.protobuf import text_format
+
 from ner import names
+
+# Where backends/build-onnxruntime.sh puts NVIDIA's backends (one folder per backend).
+BUILT_BACKENDS = Path(__file__).resolve().parents[1] / "build" / "triton-backends"
+
+
+# Triton's error log lines: "E1128 15:45:59.716243 27138 model_lifecycle.cc:642] ...".
+_ERROR_LINE = re.compile(r"E\d{4} \d\d:\d\d:\d\d")
 
 
 class ServerError(RuntimeError):
@@ -68,8 +80,17 @@ def _pytriton_dirs() -> tuple[Path, Path]:
     return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
+def onnxruntime_backend() -> Path | None:
+    """The folder of NVIDIA's ``onnxruntime`` backend built by ``make backends``, or None when it is not built."""
+    folder = BUILT_BACKENDS / "onnxruntime"
+    if (folder / "libtriton_onnxruntime.so").exists() and (folder / "libonnxruntime.so.1").exists():
+        return folder
+    return None
+
+
 def backend_directory(root: Path) -> Path:
-    """A backend folder under ``root`` with the Python backend and the stub for this interpreter."""
+    """A backend folder under ``root``: the Python backend with the stub for this interpreter, and NVIDIA's
+    ``onnxruntime`` backend when it is built."""
     triton_dir, _ = _pytriton_dirs()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
@@ -82,7 +103,36 @@ def backend_directory(root: Path) -> Path:
         link = python / source.name
         if not link.exists():
             link.symlink_to(source)
+    onnxruntime = onnxruntime_backend()
+    if onnxruntime and not (root / "onnxruntime").exists():
+        (root / "onnxruntime").symlink_to(onnxruntime, target_is_directory=True)
     return root
+
+
+def backends_needed(model_repository: Path, config_name: str | None = None) -> dict[str, str]:
+    """The backend each model of the repository asks for, by ``<model>/<config file>``.
+
+    The file is the one Triton loads: ``configs/<config_name>.pbtxt`` when the model has it, else
+    ``config.pbtxt``. A file that does not parse is left for Triton to report.
+    """
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    found = {}
+    for model in sorted(p for p in model_repository.iterdir() if p.is_dir()):
+        path = model / "configs" / f"{config_name}.pbtxt" if config_name else None
+        if path is None or not path.exists():
+            path = model / "config.pbtxt"
+        if not path.exists():
+            continue
+        config = mc.ModelConfig()
+        try:
+            text_format.Parse(path.read_text(), config)
+        except (text_format.ParseError, UnicodeDecodeError):
+            continue
+        backend = config.backend or {"onnxruntime_onnx": "onnxruntime"}.get(config.platform, "")
+        if backend:
+            found[str(path.relative_to(model_repository))] = backend
+    return found
 
 
 def server_environment() -> dict[str, str]:
@@ -123,6 +173,8 @@ class TritonServer:
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self._tail: deque[str] = deque(maxlen=40)
+        self._errors: deque[str] = deque(maxlen=10)
+        self._drainer: Thread | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
         self._log_file = None
 
@@ -160,6 +212,11 @@ class TritonServer:
         if self.config_name and not list(self.model_repository.glob(f"*/configs/{self.config_name}.pbtxt")):
             raise ServerError(f"no model in {self.model_repository} has configs/{self.config_name}.pbtxt: "
                               "export that variant first")
+        if onnxruntime_backend() is None:
+            for path, backend in backends_needed(self.model_repository, self.config_name).items():
+                if backend == "onnxruntime":
+                    raise ServerError(f"{path} needs NVIDIA's onnxruntime backend, which is not built: "
+                                      "run `make backends`")
         for name, port in vars(self.ports).items():
             if _port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")
@@ -171,7 +228,8 @@ class TritonServer:
         self.process = subprocess.Popen(self.command(backends), env=server_environment(), stdout=out,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
         if out is subprocess.PIPE:
-            Thread(target=self._drain, daemon=True).start()
+            self._drainer = Thread(target=self._drain, daemon=True)
+            self._drainer.start()
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -183,20 +241,27 @@ class TritonServer:
         assert self.process and self.process.stdout
         for line in self.process.stdout:
             self._tail.append(line.rstrip())
+            if _ERROR_LINE.match(line):
+                self._errors.append(line.rstrip())
             if self.echo:
                 sys.stderr.write(line)
 
     def _last_lines(self) -> str:
-        lines = list(self._tail)
+        """Triton's error lines (a model that failed to load says why there, long before the end), then the
+        last lines of its output."""
+        lines, errors = list(self._tail), list(self._errors)
         if self.log and self.log.exists():
-            lines = self.log.read_text(errors="replace").splitlines()[-40:]
-        return "\n".join(lines)
+            everything = self.log.read_text(errors="replace").splitlines()
+            lines, errors = everything[-40:], [line for line in everything if _ERROR_LINE.match(line)][-10:]
+        return "\n".join([line for line in errors if line not in lines] + lines)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if self._drainer:
+                    self._drainer.join(2)  # the output up to the exit, the reason included
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self._last_lines()}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
