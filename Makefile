@@ -7,15 +7,22 @@ EXPORT_ARGS ?=
 CONFIG ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test export serve loadtest bench configs clean
+.PHONY: setup demo test export serve loadtest bench configs clean backends
 
 setup: $(STAMP)
+	@if command -v cmake >/dev/null && command -v $${CXX:-c++} >/dev/null; then \
+		PY=$(abspath $(PY)) backends/build-onnxruntime.sh || echo "setup: NVIDIA's onnxruntime backend is not built (see above); the Python-backend configs work without it"; \
+	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime backend (make backends builds it)"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,load,eval]'
 	touch $@
+
+## NVIDIA's onnxruntime backend (r24.10, CPU) built from source into build/triton-backends/ (backends/README.md).
+backends: $(STAMP)
+	PY=$(abspath $(PY)) backends/build-onnxruntime.sh
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
 demo: setup
