@@ -4,14 +4,15 @@ Steps, in one process, with a time budget (7 minutes by default, for an 8-minute
 
 1. the full-size benchmark model (DistilBERT with random weights, built in seconds) traced to TorchScript with
    the exporter (``export.convert.export_torchscript``, as it is in the tree);
-2. proofs against CPU FP32: the project's runner on ``cuda`` in FP32 within 1e-3 of PyTorch on CPU (proof texts
-   up to 512 tokens) and of the CPU runner (agreement corpus); FP16 and BF16 on ``cuda`` finding the same
-   entities as CPU FP32 on the exporter's agreement corpus (:data:`MIN_AGREEMENT`);
+2. proofs: no device constant in the traced file; the project's runner on ``cuda`` in FP32 within 1e-3 of
+   PyTorch on CPU (proof texts up to 512 tokens) and of the CPU runner (agreement corpus); FP16 and BF16 on
+   ``cuda`` finding the same entities as CPU FP32 on the exporter's agreement corpus (:data:`MIN_AGREEMENT`);
 3. the model alone (the project's runner, host arrays in and out) at batch 1-256 × 16-512 tokens per precision:
    median latency, sequences/s, tokens/s, CUDA-synchronised, after warmup;
 4. the served ensemble through the local Triton at concurrency 1-64, one text per request, when nvidia-pytriton
-   and tritonclient are installed (GPU Python-backend variant ``cuda`` when the export writes it, else
-   ``config.pbtxt``); otherwise the step is recorded as skipped, which is not a failure.
+   and tritonclient are installed: the TorchScript export, ``configs/cuda.pbtxt`` (Python-backend runner in FP16
+   on the GPU) when there is a GPU and the export wrote it, else ``config.pbtxt`` (on CPU). Without those
+   packages the step is recorded as skipped, which is not a failure.
 
 It writes ``results/gpu-check/gpu_check.json``, prints Markdown tables and exits 1 when a proof fails or a step
 raises. Without a GPU (or with ``--dry-run``) the same steps run on CPU with the fixture model and a small grid,
@@ -22,10 +23,13 @@ tokenizers and numpy (all on the machine; typer too, as transformers 5.17 requir
 ``export``/``ner``/``loadtest`` packages from the tree, never tritonclient, grpc, protobuf or onnx; the models are
 built there (the 260 MB benchmark weights are never committed or carried). From the repository root::
 
-    make gpu-check                       # uses .venv/bin/python if there is one, else python3
+    make gpu-check                       # .venv/bin/python if there is one, else python3 (GPU_PYTHON=...)
     python -m loadtest.gpu_check         # the same; --help for the options
 
-then fetch ``results/gpu-check/gpu_check.json`` (the printed tables hold the same figures).
+and keep ``results/gpu-check/gpu_check.json`` (the printed tables hold the same figures). Where only one folder
+comes back from the machine, write there: ``make gpu-check GPU_CHECK_ARGS="--output $OUT"``. Rehearsed on CPU
+with the lent machine's libraries (transformers 5.17, huggingface_hub 1.x, no Triton packages): the dry run and
+the full-size model's proofs pass; it has not run on a GPU yet.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, se
 class Proof:
     """One proof: a figure, its bound, and whether it must be at least (agreement) or at most (Δ) the bound."""
 
-    key: str  # stable: fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement
+    key: str  # stable: device_constants, fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement
     name: str
     measured: float | None
     bound: float
@@ -172,9 +176,12 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
                                 batch.text_index, vocab)
         return logits, {(i, e["entity_group"], e["start"], e["end"]) for i, f in enumerate(found) for e in f}
 
+    # A device constant in the traced graph would keep part of the model on the tracing device (CPU) on the GPU.
+    constants = convert.torchscript_constants(traced.torchscript)
+    proofs = [Proof("device_constants", "device constants in the traced file", len(constants), 0, False,
+                    ", ".join(constants))]
     reference_logits, reference = run_corpus(load_runner(traced.torchscript, device="cpu"))
     log(f"reference: CPU FP32 runner, {len(texts)} texts, {len(batch.input_ids)} windows, {len(reference)} entities")
-    proofs: list[Proof] = []
     figures: list[dict] = []
     for precision in PRECISIONS:
         where = f"{plan.device} {precision}"
@@ -283,7 +290,7 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     """Step 4: export a repository, serve it with the local Triton, one text per request at each concurrency."""
     if not served_available():
         return {"status": SKIPPED_NO_TRITON, "rows": []}
-    from export.configs import Format, Target
+    from export.configs import Format, Precision, Target
     from export.repository import ExportPlan, build
     from export.source import Checkpoint
     from loadtest.bench import served_run
@@ -292,7 +299,9 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     from ner.server import TritonServer, free_ports
 
     repository = work / "model_repository"
-    export_plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT}), target=Target.BOTH)
+    # TorchScript only: config.pbtxt runs it on CPU, configs/cuda.pbtxt in FP16 on the GPU (proven at export).
+    export_plan = ExportPlan(frozenset({Format.TORCHSCRIPT}), frozenset({Precision.FP32, Precision.FP16}),
+                             Target.BOTH, min_agreement=MIN_AGREEMENT["fp16"])
     build(Checkpoint(traced.checkpoint, plan.model), repository, export_plan, log=lambda m: log(f"export {m}"))
     cuda_variant = (repository / names.MODEL / "configs" / "cuda.pbtxt").exists()
     config_name = "cuda" if plan.device.startswith("cuda") and cuda_variant else None
@@ -310,8 +319,9 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
             rows.append({"concurrency": concurrency, "texts": len(texts), "seconds": seconds,
                          "texts_per_s": len(texts) / seconds, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99})
             log(f"served c={concurrency}: {len(texts) / seconds:.1f} texts/s, p50 {p50:.1f} ms")
-    return {"status": "ok", "config_name": config_name or "config", "cuda_variant_exported": cuda_variant,
-            "rows": rows}
+    model_step = "TorchScript fp16 on cuda" if config_name else "TorchScript fp32 on cpu"
+    return {"status": "ok", "config_name": config_name or "config", "model_step": model_step,
+            "cuda_variant_exported": cuda_variant, "rows": rows}
 
 
 def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
@@ -376,7 +386,9 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
 
 
 def _number(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}e}" if abs(value) < 0.01 else f"{value:,.{digits}f}"
+    if value is None or isinstance(value, int):
+        return "-" if value is None else str(value)
+    return f"{value:.{digits}e}" if 0 < abs(value) < 0.01 else f"{value:,.{digits}f}"
 
 
 def markdown(results: dict) -> str:
@@ -400,8 +412,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['precision']} | {r.get('batch', '-')} | {r.get('length', '-')} | {r['error']} | | |")
     served = results.get("served", {"status": "not run", "rows": []})
     if served["rows"]:
-        lines += ["", f"| served ({served['config_name']}.pbtxt) concurrency | texts/s | p50 ms | p95 ms | p99 ms |",
-                  "|---|---|---|---|---|"]
+        step = f"{served['config_name']}.pbtxt: {served['model_step']}"
+        lines += ["", f"| served ({step}) concurrency | texts/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|"]
         for r in served["rows"]:
             if "texts_per_s" in r:
                 lines.append(f"| {r['concurrency']} | {r['texts_per_s']:.1f} | {r['p50_ms']:.1f} | "

@@ -15,7 +15,7 @@ import pytest
 from loadtest import gpu_check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PROOFS = {"fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}
+PROOFS = {"device_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}
 # What the lent GPU machine does not have; typer too, which sends the CLI to its argparse fallback.
 ABSENT_ON_GPU_MACHINE = ("tritonclient", "pytriton", "grpc", "google.protobuf", "onnx", "typer", "rich", "locust",
                          "psutil", "matplotlib")
@@ -62,7 +62,8 @@ def test_dry_run_proves_measures_and_serves(tmp_path):
     for row in served["rows"]:
         assert row["texts"] == results["plan"]["served_texts"] and row["texts_per_s"] > 0
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
-    assert "| served (config.pbtxt) concurrency | texts/s | p50 ms | p95 ms | p99 ms |" in done.stdout
+    assert served["model_step"] == "TorchScript fp32 on cpu" and served["cuda_variant_exported"] is True
+    assert "| served (config.pbtxt: TorchScript fp32 on cpu) concurrency | texts/s |" in done.stdout
 
 
 @pytest.mark.integration
