@@ -9,14 +9,21 @@ fixed seed), on the full-size benchmark model (DistilBERT with random weights: t
    of this machine at that precision);
 4. the served ensemble through the real local Triton over gRPC, one text per request, at concurrency 1, 8, 32;
 
-then 3 and 4 again with the INT8 model, and the cost of text length (10 to 2,000 words) served. It prints a
-Markdown table, checks the targets as ratios of this run, and writes ``bench.json`` and ``bench.png``.
+then 3 and 4 again with the INT8 model, and the cost of text length (10 to 2,000 words) served; and, when
+``make backends`` has built it, the GPU config's model step in NVIDIA's own ``onnxruntime`` backend on CPU
+(``export.configs.on_cpu``: the tokenizer pads to length buckets, the backend batches equal shapes) with 1 and 2
+intra-op threads, against the Python-backend runner of ``config.pbtxt``. It prints a Markdown table, checks the
+targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--only onnxruntime-backend`` runs
+only the served FP32 rows of both backends.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -33,6 +40,7 @@ from loadtest.texts import benchmark_corpus, words_text
 CONCURRENCY = (1, 8, 32)
 LENGTHS = (10, 50, 200, 500, 2000)
 IN_PROCESS_BATCHES = (1, 8, 32, 64)
+ORT_THREADS = (1, 2)  # intra_op_thread_count of NVIDIA's onnxruntime backend: on 2 cores both are worth a row
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -156,8 +164,18 @@ class MemorySampler:
         return self.peak / 2**20
 
 
+class Rows(str, enum.Enum):
+    ALL = "all"
+    ONNXRUNTIME_BACKEND = "onnxruntime-backend"  # served FP32: Python-backend runner vs NVIDIA's backend
+
+
+def ort_row_name(threads: int) -> str:
+    return f"served onnxruntime backend, {threads} thread{'s' if threads > 1 else ''}"
+
+
 def prepare_repository(output: Path, log) -> Path:
-    """The benchmark model exported with its FP32 and INT8 ONNX variants for CPU (reused when present)."""
+    """The benchmark model exported with its FP32 and INT8 ONNX variants for CPU and its GPU configs (FP32 ONNX
+    in NVIDIA's onnxruntime backend), reused when present."""
     from export.configs import Format, Precision, Target
     from export.fixture import benchmark_model
     from export.repository import ExportPlan, build
@@ -166,13 +184,32 @@ def prepare_repository(output: Path, log) -> Path:
 
     checkpoint = benchmark_model()
     manifest = output / names.MANIFEST
-    if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint):
+    if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint) and (
+            output / names.MODEL / "configs" / "gpu.pbtxt").exists():
         return output
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
     # 99% bar holds on the trained fixture model (tests/unit/test_export.py).
-    plan = ExportPlan(frozenset({Format.ONNX}), frozenset({Precision.FP32, Precision.INT8}), Target.CPU,
+    plan = ExportPlan(frozenset({Format.ONNX}), frozenset({Precision.FP32, Precision.INT8}), Target.BOTH,
                       min_agreement=0.95)
     build(Checkpoint(checkpoint, str(checkpoint)), output, plan, force=True, log=log)
+    return output
+
+
+def onnxruntime_backend_repository(repository: Path, output: Path, threads: int) -> Path:
+    """A copy of ``repository`` (hard links) whose model step's ``configs/gpu.pbtxt`` runs on CPU in NVIDIA's
+    onnxruntime backend with ``threads`` intra-op threads: serve it with ``config_name="gpu"``."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from export.configs import on_cpu, render
+    from ner import names
+
+    shutil.rmtree(output, ignore_errors=True)
+    shutil.copytree(repository, output, copy_function=os.link)
+    config = output / names.MODEL / "configs" / "gpu.pbtxt"
+    switched = on_cpu(text_format.Parse(config.read_text(), mc.ModelConfig()), threads)
+    config.unlink()  # a hard link to the original: write a new file
+    config.write_text(render(switched))
     return output
 
 
@@ -226,12 +263,26 @@ def markdown(rows: list[Row], checks) -> str:
             lines.append(f"| {r.name} | {r.precision} | {r.concurrency or '-'} | {r.texts_per_s:.1f} | "
                          f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} | "
                          f"{f'{r.server_rss_mb:.0f}' if r.server_rss_mb else '-'} |")
-    lines += ["", "| words per text | texts/s | tokens/s | p50 ms |", "|---|---|---|---|"]
+    if any(r.tokens is not None for r in rows):
+        lines += ["", "| words per text | texts/s | tokens/s | p50 ms |", "|---|---|---|---|"]
     for r in rows:
         if r.tokens is not None:
             lines.append(f"| {r.name.split()[-1]} | {r.texts_per_s:.2f} | {r.tokens / r.seconds:.0f} | "
                          f"{r.percentile(50):.0f} |")
-    lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
+    ort = [t for t in ORT_THREADS if any(r.name == ort_row_name(t) for r in rows)]
+    if ort:
+        lines += ["", "| concurrency | Python-backend runner texts/s | "
+                  + " | ".join(f"onnxruntime backend {t} thr. texts/s (ratio)" for t in ort) + " |",
+                  "|---" * (2 + len(ort)) + "|"]
+        for python in (r for r in rows if r.name == "served" and r.precision == "fp32"):
+            cells = []
+            for t in ort:
+                row = next((r for r in rows if r.name == ort_row_name(t) and r.concurrency == python.concurrency),
+                           None)
+                cells.append(f"{row.texts_per_s:.1f} ({row.texts_per_s / python.texts_per_s:.2f}x)" if row else "-")
+            lines.append(f"| {python.concurrency} | {python.texts_per_s:.1f} | " + " | ".join(cells) + " |")
+    if checks:
+        lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
     for t in checks:
         lines.append(f"| {t.text} | {t.measured:.2f} | {'≥' if t.at_least else '≤'} {t.bound:g} | "
                      f"{'yes' if t.holds else 'NO'} |")
@@ -252,6 +303,12 @@ def plot(rows: list[Row], path: Path) -> None:
         right.plot(xs, [r.percentile(99) for r in served], "o-", color=colour, label=f"served {precision}")
         ceiling = max(r.texts_per_s for r in rows if r.name.startswith("in-process") and r.precision == precision)
         left.axhline(ceiling, color=colour, linestyle=":", label=f"in-process {precision} ceiling")
+    for threads, colour in zip(ORT_THREADS, ("tab:green", "tab:olive")):
+        ort = [r for r in rows if r.name == ort_row_name(threads)]
+        if ort:
+            for axis, values in ((left, [r.texts_per_s for r in ort]), (right, [r.percentile(99) for r in ort])):
+                axis.plot([r.concurrency for r in ort], values, "s--", color=colour,
+                          label=f"fp32, NVIDIA onnxruntime backend, {threads} thr.")
     for name, style in (("pipeline", "--"), ("pipeline batch 32", "-.")):
         row = next(r for r in rows if r.name == name)
         left.axhline(row.texts_per_s, color="grey", linestyle=style, label=f"transformers {name}")
@@ -273,18 +330,25 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
+    only: Annotated[Rows, typer.Option(help="Which rows: all, or only the served FP32 rows of the Python-backend "
+                                            "runner and NVIDIA's onnxruntime backend (no targets, no plot).")]
+    = Rows.ALL,
 ) -> None:
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
     from transformers import pipeline
 
     from ner import names
     from ner.inprocess import LocalNer
-    from ner.server import TritonServer, free_ports
+    from ner.server import TritonServer, free_ports, onnxruntime_backend
     from ner.tokenization import load_vocabulary
 
     def say(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
+    everything = only is Rows.ALL
+    if not everything and onnxruntime_backend() is None:
+        say("error: NVIDIA's onnxruntime backend is not built: run `make backends`")
+        raise typer.Exit(1)
     output.mkdir(parents=True, exist_ok=True)
     repo = prepare_repository(repository, lambda m: say(f"export: {m}"))
     tokenizer_dir = repo / names.TOKENIZER / "1" / names.TOKENIZER_DIR
@@ -296,29 +360,37 @@ def main(
         say(f"{row.name} {row.precision} c={row.concurrency or '-'}: {row.texts_per_s:.1f} texts/s, "
             f"p50 {row.percentile(50):.1f} ms")
 
-    say("transformers pipeline")
-    pipe = pipeline("token-classification", model=str(json.loads((repo / names.MANIFEST).read_text())["source"]),
-                    aggregation_strategy="simple")
-    pipe(corpus[:8])
-    record(Row("pipeline", "fp32", None, len(corpus), *timed_calls(lambda b: pipe(b[0]), corpus, 1)))
-    record(Row("pipeline batch 32", "fp32", None, len(corpus),
-               *timed_calls(lambda b: pipe(b, batch_size=32), corpus, 32)))
-    del pipe
+    def served_rows(server: TritonServer, name: str, precision: str) -> None:
+        served_run(server.grpc_url, corpus[:64], 8)  # warm-up
+        for concurrency in CONCURRENCY:
+            with MemorySampler(server.process.pid) as memory:
+                seconds, latencies = served_run(server.grpc_url, corpus, concurrency)
+            record(Row(name, precision, concurrency, len(corpus), seconds, latencies, memory.peak_mb))
+
+    if everything:
+        say("transformers pipeline")
+        pipe = pipeline("token-classification",
+                        model=str(json.loads((repo / names.MANIFEST).read_text())["source"]),
+                        aggregation_strategy="simple")
+        pipe(corpus[:8])
+        record(Row("pipeline", "fp32", None, len(corpus), *timed_calls(lambda b: pipe(b[0]), corpus, 1)))
+        record(Row("pipeline batch 32", "fp32", None, len(corpus),
+                   *timed_calls(lambda b: pipe(b, batch_size=32), corpus, 32)))
+        del pipe
 
     for precision, model_file, config_name in (("fp32", "model.onnx", None), ("int8", "model_int8.onnx", "int8")):
-        local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir)
-        local.predict(corpus[:32])
-        for batch in IN_PROCESS_BATCHES:
-            record(Row(f"in-process batch {batch}", precision, None, len(corpus),
-                       *timed_calls(local.predict, corpus, batch)))
-        del local
+        if not everything and precision != "fp32":
+            continue
+        if everything:
+            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir)
+            local.predict(corpus[:32])
+            for batch in IN_PROCESS_BATCHES:
+                record(Row(f"in-process batch {batch}", precision, None, len(corpus),
+                           *timed_calls(local.predict, corpus, batch)))
+            del local
         with TritonServer(repo, free_ports(), config_name=config_name) as server:
-            served_run(server.grpc_url, corpus[:64], 8)  # warm-up
-            for concurrency in CONCURRENCY:
-                with MemorySampler(server.process.pid) as memory:
-                    seconds, latencies = served_run(server.grpc_url, corpus, concurrency)
-                record(Row("served", precision, concurrency, len(corpus), seconds, latencies, memory.peak_mb))
-            if precision == "fp32":
+            served_rows(server, "served", precision)
+            if precision == "fp32" and everything:
                 tokenizer = load_vocabulary(tokenizer_dir).tokenizer
                 for words in LENGTHS:
                     sample = length_sample(words)
@@ -327,7 +399,16 @@ def main(
                     record(Row(f"served fp32 c=8, words {words}", precision, 8, len(sample), seconds, latencies,
                                tokens=tokens))
 
-    checks = targets(rows)
+    if onnxruntime_backend() is None:
+        say("NVIDIA's onnxruntime backend is not built (make backends): no rows for it")
+    else:
+        for threads in ORT_THREADS:
+            ort_repo = onnxruntime_backend_repository(repo, repository.with_name(f"{repository.name}-onnxruntime"),
+                                                      threads)
+            with TritonServer(ort_repo, free_ports(), config_name="gpu") as server:
+                served_rows(server, ort_row_name(threads), "fp32")
+
+    checks = targets(rows) if everything else []
     table = markdown(rows, checks)
     print(table)
     (output / "bench.json").write_text(json.dumps({
@@ -335,8 +416,11 @@ def main(
         "rows": [r.summary() for r in rows],
         "targets": [asdict(t) | {"holds": t.holds} for t in checks],
     }, indent=2) + "\n")
-    plot(rows, output / "bench.png")
-    say(f"wrote {output / 'bench.json'} and {output / 'bench.png'}")
+    if everything:
+        plot(rows, output / "bench.png")
+        say(f"wrote {output / 'bench.json'} and {output / 'bench.png'}")
+    else:
+        say(f"wrote {output / 'bench.json'}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtest.bench import Row, length_sample, markdown, plot, targets, timed_calls
+from loadtest.bench import ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, targets, timed_calls
 
 
 def rows(served_fp32=30.0, served_int8=90.0, rss=1000.0):
@@ -53,3 +53,14 @@ def test_length_samples_have_the_asked_word_count():
     sample = length_sample(50)
     assert len(sample) == 80 and {len(t.split()) for t in sample} == {50}
     assert len(length_sample(2000)) == 8
+
+
+def test_onnxruntime_backend_rows_are_compared_with_the_python_runner_at_each_concurrency(tmp_path):
+    made = [Row("served", "fp32", c, 100, 100 / 30, [30.0] * 100) for c in (1, 8, 32)]
+    made += [Row(ort_row_name(t), "fp32", c, 100, 100 / (15 * t), [30.0] * 100) for t in ORT_THREADS
+             for c in (1, 8, 32)]
+    text = markdown(made, [])
+    assert "| 8 | 30.0 | 15.0 (0.50x) | 30.0 (1.00x) |" in text
+    assert "| target |" not in text and "| words per text |" not in text
+    plot(rows() + made[3:], tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").exists()
