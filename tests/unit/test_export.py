@@ -7,7 +7,7 @@ from hashlib import sha256
 
 import pytest
 
-from export.configs import render, repository_configs
+from export.configs import ServingOptions, render, repository_configs
 from export.convert import export_onnx, export_torchscript, load_model, prove_logits
 from export.repository import build, check_config_against_model
 from export.source import Checkpoint, ExportError, HubUnreachable, resolve
@@ -33,7 +33,10 @@ def test_repository_is_complete_and_manifest_hashes_match(repository):
     for relative, digest in manifest["artifacts"].items():
         assert sha256((repository / relative).read_bytes()).hexdigest() == digest, relative
     assert f"{names.MODEL}/1/{names.ONNX_FILE}" in manifest["artifacts"]
-    for relative, config in repository_configs().items():
+    checkpoint_config = json.loads((repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR / "config.json")
+                                   .read_text())
+    options = ServingOptions(vocab_size=checkpoint_config["vocab_size"], num_labels=len(manifest["labels"]))
+    for relative, config in repository_configs(options=options).items():
         assert (repository / relative).read_text() == render(config)
 
 
