@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ GPU_CONFIG = f"{names.MODEL}/configs/gpu.pbtxt"
 def nvidia_onnxruntime():
     """The built backend folder; built now if needed. In CI a failed build fails the tests, never skips them."""
     if onnxruntime_backend() is None:
-        build_run = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
+        build_run = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True,
+                                   env={**os.environ, "PY": sys.executable})
         if build_run.returncode != 0 or onnxruntime_backend() is None:
             reason = (build_run.stderr.strip().splitlines() or ["no output"])[-1]
             if os.environ.get("CI"):
