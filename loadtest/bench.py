@@ -9,12 +9,13 @@ fixed seed), on the full-size benchmark model (DistilBERT with random weights: t
    of this machine at that precision);
 4. the served ensemble through the real local Triton over gRPC, one text per request, at concurrency 1, 8, 32;
 
-then 3 and 4 again with the INT8 model, and the cost of text length (10 to 2,000 words) served; and, when
+then 3 and 4 again with the INT8 model and with the BF16 model (the TorchScript file cast to bfloat16 at load, on
+a CPU with AVX-512 BF16 or AMX), and the cost of text length (10 to 2,000 words) served; and, when
 ``make backends`` has built it, the GPU config's model step in NVIDIA's own ``onnxruntime`` backend on CPU
 (``export.configs.on_cpu``: the tokenizer pads to length buckets, the backend batches equal shapes) with 1 and 2
 intra-op threads, against the Python-backend runner of ``config.pbtxt``. It prints a Markdown table, checks the
 targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--only onnxruntime-backend`` runs
-only the served FP32 rows of both backends.
+only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import typer
 from loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
+BF16_GAIN = 1.3  # served BF16 (TorchScript, AVX-512 BF16) over served FP32 (ONNX Runtime, fused graph)
 LENGTHS = (10, 50, 200, 500, 2000)
 IN_PROCESS_BATCHES = (1, 8, 32, 64)
 ORT_THREADS = (1, 2)  # intra_op_thread_count of NVIDIA's onnxruntime backend: on 2 cores both are worth a row
@@ -167,6 +169,7 @@ class MemorySampler:
 class Rows(str, enum.Enum):
     ALL = "all"
     ONNXRUNTIME_BACKEND = "onnxruntime-backend"  # served FP32: Python-backend runner vs NVIDIA's backend
+    BF16 = "bf16"  # served FP32 (ONNX Runtime) and BF16 (TorchScript cast at load), in process and served
 
 
 def ort_row_name(threads: int) -> str:
@@ -174,8 +177,8 @@ def ort_row_name(threads: int) -> str:
 
 
 def prepare_repository(output: Path, log) -> Path:
-    """The benchmark model exported with its FP32 and INT8 ONNX variants for CPU and its GPU configs (FP32 ONNX
-    in NVIDIA's onnxruntime backend), reused when present."""
+    """The benchmark model exported with its FP32 and INT8 ONNX variants and the BF16 TorchScript variant for CPU
+    and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when present."""
     from export.configs import Format, Precision, Target
     from export.fixture import benchmark_model
     from export.repository import ExportPlan, build
@@ -185,12 +188,13 @@ def prepare_repository(output: Path, log) -> Path:
     checkpoint = benchmark_model()
     manifest = output / names.MANIFEST
     if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint) and (
-            output / names.MODEL / "configs" / "gpu.pbtxt").exists():
+            output / names.MODEL / "configs" / "gpu.pbtxt").exists() and (
+            output / names.MODEL / "configs" / "bf16.pbtxt").exists():
         return output
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
     # 99% bar holds on the trained fixture model (tests/unit/test_export.py).
-    plan = ExportPlan(frozenset({Format.ONNX}), frozenset({Precision.FP32, Precision.INT8}), Target.BOTH,
-                      min_agreement=0.95)
+    plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT}),
+                      frozenset({Precision.FP32, Precision.INT8, Precision.BF16}), Target.BOTH, min_agreement=0.95)
     build(Checkpoint(checkpoint, str(checkpoint)), output, plan, force=True, log=log)
     return output
 
@@ -252,6 +256,9 @@ def targets(rows: list[Row]) -> list[Target]:
         ("served int8 c=32 / served fp32 c=32", served["int8"].texts_per_s / served["fp32"].texts_per_s, 1.6, True),
         ("server memory under load (MB)", max(r.server_rss_mb or 0 for r in rows), 1536.0, False),
     ]
+    if any(r.name == "served" and r.precision == "bf16" for r in rows):
+        checks.append(("served bf16 c=32 / served fp32 c=32",
+                       find("served", "bf16", 32).texts_per_s / served["fp32"].texts_per_s, BF16_GAIN, True))
     return [Target(*check) for check in checks]
 
 
@@ -296,8 +303,10 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for precision, colour in (("fp32", "tab:blue"), ("int8", "tab:orange")):
+    for precision, colour in (("fp32", "tab:blue"), ("int8", "tab:orange"), ("bf16", "tab:red")):
         served = [r for r in rows if r.name == "served" and r.precision == precision]
+        if not served:
+            continue
         xs = [r.concurrency for r in served]
         left.plot(xs, [r.texts_per_s for r in served], "o-", color=colour, label=f"served {precision}")
         right.plot(xs, [r.percentile(99) for r in served], "o-", color=colour, label=f"served {precision}")
@@ -330,8 +339,9 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
-    only: Annotated[Rows, typer.Option(help="Which rows: all, or only the served FP32 rows of the Python-backend "
-                                            "runner and NVIDIA's onnxruntime backend (no targets, no plot).")]
+    only: Annotated[Rows, typer.Option(help="Which rows: all; onnxruntime-backend: the served FP32 rows of the "
+                                            "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
+                                            "and BF16 in process and served (no targets, no plot).")]
     = Rows.ALL,
 ) -> None:
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
@@ -346,7 +356,7 @@ def main(
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     everything = only is Rows.ALL
-    if not everything and onnxruntime_backend() is None:
+    if only is Rows.ONNXRUNTIME_BACKEND and onnxruntime_backend() is None:
         say("error: NVIDIA's onnxruntime backend is not built: run `make backends`")
         raise typer.Exit(1)
     output.mkdir(parents=True, exist_ok=True)
@@ -378,11 +388,13 @@ def main(
                    *timed_calls(lambda b: pipe(b, batch_size=32), corpus, 32)))
         del pipe
 
-    for precision, model_file, config_name in (("fp32", "model.onnx", None), ("int8", "model_int8.onnx", "int8")):
-        if not everything and precision != "fp32":
+    for precision, model_file, config_name in (("fp32", "model.onnx", None), ("int8", "model_int8.onnx", "int8"),
+                                               ("bf16", "model.pt", "bf16")):
+        if not everything and precision not in ("fp32", only.value):
             continue
-        if everything:
-            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir)
+        if everything or only is Rows.BF16:
+            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir,
+                             precision="bf16" if precision == "bf16" else "fp32")
             local.predict(corpus[:32])
             for batch in IN_PROCESS_BATCHES:
                 record(Row(f"in-process batch {batch}", precision, None, len(corpus),
@@ -399,7 +411,9 @@ def main(
                     record(Row(f"served fp32 c=8, words {words}", precision, 8, len(sample), seconds, latencies,
                                tokens=tokens))
 
-    if onnxruntime_backend() is None:
+    if only is Rows.BF16:
+        pass
+    elif onnxruntime_backend() is None:
         say("NVIDIA's onnxruntime backend is not built (make backends): no rows for it")
     else:
         for threads in ORT_THREADS:

@@ -64,3 +64,10 @@ def test_onnxruntime_backend_rows_are_compared_with_the_python_runner_at_each_co
     assert "| target |" not in text and "| words per text |" not in text
     plot(rows() + made[3:], tmp_path / "bench.png")
     assert (tmp_path / "bench.png").exists()
+
+
+def test_bf16_target_is_checked_when_bf16_was_served():
+    made = rows() + [Row("served", "bf16", c, 100, 100 / 45.0, [20.0] * 100, 1200.0) for c in (1, 8, 32)]
+    checks = {t.text: (t.measured, t.holds) for t in targets(made)}
+    assert checks["served bf16 c=32 / served fp32 c=32"] == (pytest.approx(1.5), True)
+    assert "served bf16 c=32 / served fp32 c=32" not in {t.text for t in targets(rows())}
