@@ -89,7 +89,6 @@ class ServingOptions:
         intra_op_threads: Threads per CPU model-step instance; 0 lets the runtime decide.
         tensorrt: On GPU, let ONNX Runtime run the plain FP32 graph with TensorRT in FP16.
         num_labels: Labels of the checkpoint (the last dimension of ``logits``).
-        vocab_size: Token ids of the checkpoint (``input_ids`` at or past it are refused by the runner).
     """
 
     max_batch_size: int = 1024
@@ -103,7 +102,6 @@ class ServingOptions:
     intra_op_threads: int = 0
     tensorrt: bool = False
     num_labels: int = len(names.CONLL_LABELS)
-    vocab_size: int = 28996  # dslim/distilbert-NER's (bert-base-cased's)
 
 
 @dataclass(frozen=True)
@@ -232,7 +230,7 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
         cast = variant.precision if variant.format is Format.TORCHSCRIPT else Precision.FP32
         _parameters(config, model_file=variant.model_file, precision=cast.value,
                     intra_op_threads=options.intra_op_threads, max_tokens_per_run=options.max_tokens_per_run,
-                    max_sequence_length=MAX_SEQUENCE_LENGTH, vocab_size=options.vocab_size)
+                    max_sequence_length=MAX_SEQUENCE_LENGTH, tokenizer_dir=_TOKENIZER_DIR)
         return config
     ids, mask, logits = _model_tensor_names(variant)
     batch = options.gpu_max_batch_size

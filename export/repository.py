@@ -197,7 +197,7 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         _save_tokenizer(tokenizer, model, tokenizer_dir)
         version_dir = work / names.MODEL / "1"
         proofs = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)
-        options = replace(plan.options, num_labels=model.config.num_labels, vocab_size=model.config.vocab_size)
+        options = replace(plan.options, num_labels=model.config.num_labels)
         files = configs.repository_configs(plan.variants, options)
         configs.write_configs(work, files)
         for variant in plan.variants:

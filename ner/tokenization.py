@@ -28,9 +28,13 @@ def load_vocabulary(folder: str | Path) -> Vocabulary:
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if not tokenizer.is_fast:
         raise ValueError(f"{folder}: a fast (tokenizers-backed) tokenizer is required for character offsets")
-    config = json.loads((folder / "config.json").read_text())
-    id2label = {int(k): v for k, v in config["id2label"].items()}
+    id2label = {int(k): v for k, v in checkpoint_config(folder)["id2label"].items()}
     return Vocabulary(tokenizer=tokenizer, id2label=id2label)
+
+
+def checkpoint_config(folder: str | Path) -> dict:
+    """The checkpoint's ``config.json`` saved beside the tokenizer (labels, ``vocab_size``)."""
+    return json.loads((Path(folder) / "config.json").read_text())
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ error. On ``KIND_GPU`` the TorchScript model runs on the instance's GPU, in the 
 """
 
 from ner import names
-from ner.backend import config_parameter, error_response, input_array, instance_device, response
+from ner.backend import config_parameter, error_response, input_array, instance_device, repository_path, response
 from ner.batching import check_rows, run_requests
 from ner.runtime import load_runner
+from ner.tokenization import checkpoint_config
 
 
 class TritonPythonModel:
@@ -18,7 +19,7 @@ class TritonPythonModel:
                                config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
-        self.vocab_size = int(config_parameter(args, "vocab_size"))
+        self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
 
     def _inputs(self, request):
         try:
