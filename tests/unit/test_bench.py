@@ -30,15 +30,15 @@ def test_targets_are_ratios_of_the_same_run():
     assert checks["served int8 c=32 / pipeline one text per call"] == (pytest.approx(4.5), True)
     assert checks["served int8 c=32 / served fp32 c=32"] == (pytest.approx(3.0), True)
     assert checks["served fp32 c=1 p50 - in-process single-text p50 (ms)"] == (pytest.approx(3.0), True)
-    assert checks["server memory under load (MB)"] == (1000.0, True)
-    assert not {t.text: t.holds for t in targets(rows(rss=2000.0))}["server memory under load (MB)"]
+    assert checks["server memory under load, config.pbtxt (MB)"] == (1000.0, True)
+    assert not {t.text: t.holds for t in targets(rows(rss=2000.0))}["server memory under load, config.pbtxt (MB)"]
 
 
 def test_markdown_has_every_row_and_target(tmp_path):
     made = rows()
     text = markdown(made, targets(made))
     assert text.count("| served | fp32 |") == 3 and "| 10 | 10.00 | 130 | 5 |" in text
-    assert "| server memory under load (MB) | 1000.00 | ≤ 1536 | yes |" in text
+    assert "| server memory under load, config.pbtxt (MB) | 1000.00 | ≤ 1536 | yes |" in text
     plot(made, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
