@@ -9,8 +9,8 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +20,7 @@ import typer
 from client.errors import ClientError
 from client.inputs import count_texts, read_texts
 from client.library import AsyncNerClient, Protocol
+from client.render import progress as progress_bar
 from ner.aggregation import Strategy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -51,26 +52,6 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-@contextmanager
-def _progress(show: bool, total: int | None) -> Iterator[Callable[[], None]]:
-    """``advance()``, which moves a progress bar on stderr by one text; a no-op unless ``show`` and stderr is a
-    terminal (a bar in a log file would be noise)."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    console = Console(stderr=True)
-    if not show or not console.is_terminal:
-        yield lambda: None
-        return
-    # Transient: a failure leaves its one line only. Not redirecting stdout: the results must not go to stderr.
-    with Progress(TextColumn("client"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-                  redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("texts", total=total)
-        yield lambda: bar.advance(task)
-
-
 async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, pretty: bool,
                show_progress: bool, **options) -> tuple[int, int]:
     """Print the entities of every text in order; return how many texts and entities."""
@@ -90,7 +71,7 @@ async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, 
     count = found = 0
     async with client:
         await client.check()
-        with closing(texts), _progress(show_progress, total) as advance:
+        with closing(texts), progress_bar(show_progress, "client", "texts", total) as advance:
             async for entities in client.predict_iter(remembered(texts), **options):
                 text = in_flight.popleft()
                 if console is None:

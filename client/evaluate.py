@@ -21,8 +21,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -32,6 +31,7 @@ import typer
 
 from client.errors import ClientError
 from client.library import NerClient, Protocol
+from client.render import progress as progress_bar
 from ner.aggregation import Strategy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -437,24 +437,6 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-@contextmanager
-def _progress(show: bool, label: str, total: int) -> Iterator[Callable[[], None]]:
-    """``advance()``, moving a progress bar on stderr by one sentence; a no-op unless ``show`` and stderr is a
-    terminal."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not show or not console.is_terminal:
-        yield lambda: None
-        return
-    with Progress(TextColumn(f"eval: {label}"), BarColumn(), MofNCompleteColumn(), TextColumn("sentences"),
-                  TimeElapsedColumn(), console=console, transient=True, redirect_stdout=False,
-                  redirect_stderr=False) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
-
-
 @app.command()
 def main(
     data: Annotated[Path | None, typer.Argument(
@@ -535,7 +517,7 @@ def main(
     try:
         pipe = load_pipeline(model, strategy.value) if in_process else None  # first: a bad --model fails fast
         started = time.monotonic()
-        with _progress(show, "served", len(texts)) as advance:
+        with progress_bar(show, "eval: served", "sentences", len(texts)) as advance:
             entities = predict_served(texts, strategy.value, advance, url=url, protocol=protocol.value,
                                       timeout=timeout, retries=retries, batch_size=batch_size,
                                       concurrency=concurrency)
@@ -545,7 +527,7 @@ def main(
         local = None
         if pipe is not None:
             started = time.monotonic()
-            with _progress(show, "in-process", len(texts)) as advance:
+            with progress_bar(show, "eval: in-process", "sentences", len(texts)) as advance:
                 entities = predict_in_process(pipe, texts, advance)
             local = Side(f"transformers pipeline on {model}",
                          score(gold, predicted_tags(sentences, entities, scheme)), time.monotonic() - started)

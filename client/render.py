@@ -1,8 +1,11 @@
-"""The terminal view of the command line: each text with its entities highlighted, one colour per entity type."""
+"""The terminal view of the command lines: each text with its entities highlighted, one colour per entity type,
+and the progress bar on stderr."""
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.text import Text
 
@@ -38,3 +41,23 @@ def highlighted(text: str, entities: list[dict]) -> Text:
         position = end
     view.append(text[position:])
     return view
+
+
+@contextmanager
+def progress(show: bool, label: str, unit: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """``advance()``, which moves a progress bar on stderr by one ``unit``; a no-op unless ``show`` and stderr is
+    a terminal (a bar in a log file would be noise)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    if not show or not console.is_terminal:
+        yield lambda: None
+        return
+    # Transient: a failure leaves its one line only. Not redirecting stdout: the results must not go to stderr.
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as bar:
+        task = bar.add_task(unit, total=total)
+        yield lambda: bar.advance(task)
