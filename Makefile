@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 	@if command -v cmake >/dev/null && command -v $${CXX:-c++} >/dev/null; then \
-		PY=$(abspath $(PY)) backends/build-onnxruntime.sh || echo "setup: NVIDIA's onnxruntime backend is not built (see above); the Python-backend configs work without it"; \
-	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime backend (make backends builds it)"; fi
+		for backend in onnxruntime pytorch; do PY=$(abspath $(PY)) backends/build-$$backend.sh || echo "setup: NVIDIA's $$backend backend is not built (see above); the Python-backend configs work without it"; done; \
+	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime and pytorch backends (make backends builds them)"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,load,eval]'
 	touch $@
 
-## NVIDIA's onnxruntime backend (r24.10, CPU) built from source into build/triton-backends/ (backends/README.md).
+## NVIDIA's onnxruntime and pytorch backends (r24.10, CPU) built from source into build/triton-backends/
+## (backends/README.md).
 backends: $(STAMP)
 	PY=$(abspath $(PY)) backends/build-onnxruntime.sh
+	PY=$(abspath $(PY)) backends/build-pytorch.sh
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
 demo: setup

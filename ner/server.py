@@ -1,8 +1,8 @@
 """A local Triton Inference Server: the ``tritonserver`` binary shipped in the nvidia-pytriton wheel.
 
 The wheel carries Triton 2.51 (NGC 24.10) with its Python backend but no ONNX Runtime or LibTorch backend,
-so on CPU every model of the repository runs in the Python backend. NVIDIA's ``onnxruntime`` backend of the
-same release is added when ``make backends`` has built it (``backends/build-onnxruntime.sh``): then the GPU
+so on CPU every model of the repository runs in the Python backend. NVIDIA's ``onnxruntime`` and ``pytorch``
+backends of the same release are added when ``make backends`` has built them (``backends/``): then the GPU
 configs, switched to CPU, run as on NVIDIA's image. :class:`TritonServer` assembles a backend folder with the
 stub matching this interpreter, starts the server with the environment it needs, waits for readiness and
 stops it (and every stub process) on exit.
@@ -80,17 +80,24 @@ def _pytriton_dirs() -> tuple[Path, Path]:
     return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
+NVIDIA_BACKENDS = ("onnxruntime", "pytorch")
+
+
+def built_backend(name: str) -> Path | None:
+    """The folder of NVIDIA's backend ``name`` built by ``make backends``, or None when it is not built."""
+    folder = BUILT_BACKENDS / name
+    return folder if (folder / f"libtriton_{name}.so").exists() and (folder / ".stamp").exists() else None
+
+
 def onnxruntime_backend() -> Path | None:
     """The folder of NVIDIA's ``onnxruntime`` backend built by ``make backends``, or None when it is not built."""
-    folder = BUILT_BACKENDS / "onnxruntime"
-    if (folder / "libtriton_onnxruntime.so").exists() and (folder / "libonnxruntime.so.1").exists():
-        return folder
-    return None
+    folder = built_backend("onnxruntime")
+    return folder if folder and (folder / "libonnxruntime.so.1").exists() else None
 
 
 def backend_directory(root: Path) -> Path:
     """A backend folder under ``root``: the Python backend with the stub for this interpreter, and NVIDIA's
-    ``onnxruntime`` backend when it is built."""
+    ``onnxruntime`` and ``pytorch`` backends when they are built."""
     triton_dir, _ = _pytriton_dirs()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
@@ -103,9 +110,10 @@ def backend_directory(root: Path) -> Path:
         link = python / source.name
         if not link.exists():
             link.symlink_to(source)
-    onnxruntime = onnxruntime_backend()
-    if onnxruntime and not (root / "onnxruntime").exists():
-        (root / "onnxruntime").symlink_to(onnxruntime, target_is_directory=True)
+    for name in NVIDIA_BACKENDS:
+        folder = onnxruntime_backend() if name == "onnxruntime" else built_backend(name)
+        if folder and not (root / name).exists():
+            (root / name).symlink_to(folder, target_is_directory=True)
     return root
 
 
@@ -129,7 +137,8 @@ def backends_needed(model_repository: Path, config_name: str | None = None) -> d
             text_format.Parse(path.read_text(), config)
         except (text_format.ParseError, UnicodeDecodeError):
             continue
-        backend = config.backend or {"onnxruntime_onnx": "onnxruntime"}.get(config.platform, "")
+        backend = config.backend or {"onnxruntime_onnx": "onnxruntime", "pytorch_libtorch": "pytorch"}.get(
+            config.platform, "")
         if backend:
             found[str(path.relative_to(model_repository))] = backend
     return found
@@ -212,11 +221,10 @@ class TritonServer:
         if self.config_name and not list(self.model_repository.glob(f"*/configs/{self.config_name}.pbtxt")):
             raise ServerError(f"no model in {self.model_repository} has configs/{self.config_name}.pbtxt: "
                               "export that variant first")
-        if onnxruntime_backend() is None:
-            for path, backend in backends_needed(self.model_repository, self.config_name).items():
-                if backend == "onnxruntime":
-                    raise ServerError(f"{path} needs NVIDIA's onnxruntime backend, which is not built: "
-                                      "run `make backends`")
+        built = {"onnxruntime": onnxruntime_backend(), "pytorch": built_backend("pytorch")}
+        for path, backend in backends_needed(self.model_repository, self.config_name).items():
+            if backend in built and built[backend] is None:
+                raise ServerError(f"{path} needs NVIDIA's {backend} backend, which is not built: run `make backends`")
         for name, port in vars(self.ports).items():
             if _port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")

@@ -16,10 +16,7 @@ agreement corpus, 2·|served ∩ in-process| / (|served| + |in-process|) of (tex
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,25 +32,17 @@ from export.source import Checkpoint
 from ner import names
 from ner.inprocess import LocalNer
 from ner.server import ServerError, TritonServer, free_ports, onnxruntime_backend
+from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
 pytestmark = pytest.mark.integration
-BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "backends" / "build-onnxruntime.sh"
 GPU_CONFIG = f"{names.MODEL}/configs/gpu.pbtxt"
 
 
 @pytest.fixture(scope="session")
 def nvidia_onnxruntime():
     """The built backend folder; built now if needed. In CI a failed build fails the tests, never skips them."""
-    if onnxruntime_backend() is None:
-        build_run = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True,
-                                   env={**os.environ, "PY": sys.executable})
-        if build_run.returncode != 0 or onnxruntime_backend() is None:
-            reason = (build_run.stderr.strip().splitlines() or ["no output"])[-1]
-            if os.environ.get("CI"):
-                pytest.fail(f"NVIDIA's onnxruntime backend did not build: {reason}")
-            pytest.skip(f"NVIDIA's onnxruntime backend is not built ({reason})")
-    return onnxruntime_backend()
+    return ensure_built("onnxruntime", onnxruntime_backend)
 
 
 @pytest.fixture(scope="module")

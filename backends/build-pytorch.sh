@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Build NVIDIA's pytorch (LibTorch) backend, release r24.10, for CPU, against the PyTorch wheel of this project's
+# virtual environment, so that the local tritonserver 2.51 loads the gpu_torchscript configs switched to CPU.
+# Sources: backends/sources/pytorch_backend (r24.10, BSD-3-Clause, see its COMMIT and LICENSE) and the backend, core
+# and common archives of ../shared/triton-src, or FetchContent from GitHub where those archives are absent.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PY="${PY:-$ROOT/.venv/bin/python}"
+SRC_ARCHIVES="${TRITON_SRC:-$ROOT/../shared/triton-src}"
+BACKEND_SRC="$ROOT/backends/sources/pytorch_backend"
+TAG=r24.10
+WORK="$ROOT/build/pytorch-backend"
+OUT="$ROOT/build/triton-backends/pytorch"
+LIB="$OUT/libtriton_pytorch.so"
+
+say() { echo "backends: $*" >&2; }
+fail() { say "error: $*"; exit 1; }
+[[ "${1:-}" == "--force" ]] && rm -rf "$WORK" "$OUT"
+
+[[ -x "$PY" ]] || fail "no Python environment at $PY: run \`make setup\` first"
+read -r TORCH_DIR TRITON_LIB PY_INCLUDE < <("$PY" - <<'PYEOF' 2>/dev/null || true
+import glob, pathlib, sysconfig, torch, pytriton
+triton = sorted(glob.glob(str(pathlib.Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs" / "libtritonserver*.so")))
+print(pathlib.Path(torch.__file__).parent, triton[0] if triton else "-", sysconfig.get_paths()["include"])
+PYEOF
+)
+[[ -n "${TORCH_DIR:-}" && -f "$TORCH_DIR/lib/libtorch.so" ]] || fail "the torch wheel's libtorch.so was not found (run \`make setup\`)"
+[[ -n "${TRITON_LIB:-}" && "$TRITON_LIB" != - ]] || fail "the nvidia-pytriton wheel's libtritonserver*.so was not found (run \`make setup\`)"
+[[ -f "$PY_INCLUDE/Python.h" ]] || fail "Python.h is missing in $PY_INCLUDE (the torch headers include it)"
+
+if [[ -d "$SRC_ARCHIVES" ]]; then
+    SOURCE="archives $(cd "$SRC_ARCHIVES" && cat backend.tar.gz core.tar.gz common.tar.gz | sha256sum | cut -c1-16)"
+else
+    SOURCE="github $TAG"
+fi
+STAMP="$SOURCE; backend $(cat "$BACKEND_SRC/COMMIT"); gpu off; torch $TORCH_DIR; triton $(basename "$TRITON_LIB"); script $(sha256sum "$0" | cut -c1-16)"
+if [[ -f "$LIB" && -f "$OUT/.stamp" && "$(cat "$OUT/.stamp")" == "$STAMP" ]]; then
+    say "already built: $LIB"
+    exit 0
+fi
+
+for tool in cmake patchelf; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (Debian: apt-get install cmake g++ rapidjson-dev googletest patchelf)"
+done
+command -v "${CXX:-c++}" >/dev/null || fail "no C++ compiler (${CXX:-c++}) (Debian: apt-get install g++)"
+[[ -f /usr/include/rapidjson/rapidjson.h || -n "${RapidJSON_DIR:-}" ]] \
+    || fail "RapidJSON headers are missing (Debian: apt-get install rapidjson-dev)"
+
+say "building NVIDIA's pytorch backend ($TAG, CPU) against $TORCH_DIR from $SOURCE"
+rm -rf "$WORK"
+mkdir -p "$WORK/src" "$OUT"
+CMAKE_ARGS=(
+    -DCMAKE_BUILD_TYPE=Release
+    -DTRITON_ENABLE_GPU=OFF
+    -DTRITON_PYTORCH_ENABLE_TORCHVISION=OFF
+    -DTRITON_PYTORCH_INCLUDE_PATHS="$TORCH_DIR/include;$TORCH_DIR/include/torch/csrc/api/include"
+    -DTRITON_PYTORCH_LIB_PATHS="$TORCH_DIR/lib"
+    -DPython3_INCLUDE_DIR="$PY_INCLUDE"
+    -DTRITON_BACKEND_REPO_TAG=$TAG -DTRITON_CORE_REPO_TAG=$TAG -DTRITON_COMMON_REPO_TAG=$TAG
+)
+if [[ -d "$SRC_ARCHIVES" ]]; then
+    for repo in backend core common; do
+        tar -xzf "$SRC_ARCHIVES/$repo.tar.gz" -C "$WORK/src" || fail "cannot unpack $SRC_ARCHIVES/$repo.tar.gz"
+    done
+    GTEST=/usr/src/googletest
+    [[ -f "$GTEST/CMakeLists.txt" ]] || fail "googletest sources are missing in $GTEST (Debian: apt-get install googletest)"
+    CMAKE_ARGS+=(
+        -DFETCHCONTENT_FULLY_DISCONNECTED=ON
+        -DFETCHCONTENT_SOURCE_DIR_REPO-COMMON="$WORK/src/common"
+        -DFETCHCONTENT_SOURCE_DIR_REPO-CORE="$WORK/src/core"
+        -DFETCHCONTENT_SOURCE_DIR_REPO-BACKEND="$WORK/src/backend"
+        -DFETCHCONTENT_SOURCE_DIR_GOOGLETEST="$GTEST"
+    )
+fi
+
+JOBS="$(nproc 2>/dev/null || echo 2)"
+cmake -S "$BACKEND_SRC" -B "$WORK/cmake" "${CMAKE_ARGS[@]}" >"$WORK/cmake.log" 2>&1 \
+    || fail "cmake configure failed, see $WORK/cmake.log: $(grep -m1 -E 'Error|error' "$WORK/cmake.log" || tail -n1 "$WORK/cmake.log")"
+cmake --build "$WORK/cmake" --target triton-pytorch-backend -j "$JOBS" >"$WORK/build.log" 2>&1 \
+    || fail "compilation failed, see $WORK/build.log: $(grep -m1 -E 'error' "$WORK/build.log" || tail -n1 "$WORK/build.log")"
+
+cp "$WORK/cmake/libtriton_pytorch.so" "$LIB.tmp"
+# The wheel ships libtritonserver renamed; LibTorch lives in the torch wheel, found through the RUNPATH.
+patchelf --replace-needed libtritonserver.so "$(basename "$TRITON_LIB")" "$LIB.tmp"
+patchelf --set-rpath "\$ORIGIN:$TORCH_DIR/lib" "$LIB.tmp"
+mv "$LIB.tmp" "$LIB"
+echo "$STAMP" >"$OUT/.stamp"
+say "built $LIB"
