@@ -18,8 +18,8 @@ WORK="$ROOT/build/onnxruntime-backend"
 OUT="$ROOT/build/triton-backends/onnxruntime"
 LIB="$OUT/libtriton_onnxruntime.so"
 
-say() { echo "backends: $*" >&2; }
-fail() { say "error: $*"; exit 1; }
+# shellcheck source=backends/common.sh
+source "$ROOT/backends/common.sh"
 [[ "${1:-}" == "--force" ]] && rm -rf "$WORK" "$OUT"
 
 # The two wheel libraries the backend is bound to.
@@ -39,7 +39,7 @@ if [[ -d "$SRC_ARCHIVES" ]]; then
 else
     SOURCE="github $TAG"
 fi
-STAMP="$SOURCE; gpu off; ort $ORT_LIB; triton $(basename "$TRITON_LIB"); script $(sha256sum "$0" | cut -c1-16)"
+STAMP="$SOURCE; gpu off; ort $ORT_LIB; triton $(basename "$TRITON_LIB"); script $(cat "$0" "$ROOT/backends/common.sh" | sha256sum | cut -c1-16)"
 
 link_onnxruntime() {  # refreshed on every run: cheap, and follows a recreated virtual environment
     ln -sfn "$ORT_LIB" "$OUT/libonnxruntime.so.1"
@@ -51,12 +51,7 @@ if [[ -f "$LIB" && -f "$OUT/.stamp" && "$(cat "$OUT/.stamp")" == "$STAMP" ]]; th
     exit 0
 fi
 
-for tool in cmake patchelf; do
-    command -v "$tool" >/dev/null || fail "$tool is missing (Debian: apt-get install cmake g++ rapidjson-dev googletest patchelf)"
-done
-command -v "${CXX:-c++}" >/dev/null || fail "no C++ compiler (${CXX:-c++}) (Debian: apt-get install g++)"
-[[ -f /usr/include/rapidjson/rapidjson.h || -n "${RapidJSON_DIR:-}" ]] \
-    || fail "RapidJSON headers are missing (Debian: apt-get install rapidjson-dev)"
+check_build_tools
 
 say "building NVIDIA's onnxruntime backend ($TAG, CPU) from $SOURCE"
 rm -rf "$WORK"
@@ -73,19 +68,8 @@ CMAKE_ARGS=(
     -DTRITON_BACKEND_REPO_TAG=$TAG -DTRITON_CORE_REPO_TAG=$TAG -DTRITON_COMMON_REPO_TAG=$TAG
 )
 if [[ -d "$SRC_ARCHIVES" ]]; then
-    for repo in onnxruntime_backend backend core common; do
-        tar -xzf "$SRC_ARCHIVES/$repo.tar.gz" -C "$WORK/src" || fail "cannot unpack $SRC_ARCHIVES/$repo.tar.gz"
-    done
+    use_archived_sources onnxruntime_backend
     cp "$SRC_ARCHIVES/onnxruntime-include/onnxruntime_c_api.h" "$WORK/onnxruntime/include/"
-    GTEST=/usr/src/googletest
-    [[ -f "$GTEST/CMakeLists.txt" ]] || fail "googletest sources are missing in $GTEST (Debian: apt-get install googletest)"
-    CMAKE_ARGS+=(
-        -DFETCHCONTENT_FULLY_DISCONNECTED=ON
-        -DFETCHCONTENT_SOURCE_DIR_REPO-COMMON="$WORK/src/common"
-        -DFETCHCONTENT_SOURCE_DIR_REPO-CORE="$WORK/src/core"
-        -DFETCHCONTENT_SOURCE_DIR_REPO-BACKEND="$WORK/src/backend"
-        -DFETCHCONTENT_SOURCE_DIR_GOOGLETEST="$GTEST"
-    )
 else
     # Not exercised on the machines without internet this was written on: the same build from the repositories.
     command -v git >/dev/null || fail "git is missing (needed to fetch the sources without ../shared/triton-src)"
@@ -96,11 +80,7 @@ else
         || fail "cannot download the ONNX Runtime C API header ($ORT_HEADER_URL)"
 fi
 
-JOBS="$(nproc 2>/dev/null || echo 2)"
-cmake -S "$WORK/src/onnxruntime_backend" -B "$WORK/cmake" "${CMAKE_ARGS[@]}" >"$WORK/cmake.log" 2>&1 \
-    || fail "cmake configure failed, see $WORK/cmake.log: $(grep -m1 -E 'Error|error' "$WORK/cmake.log" || tail -n1 "$WORK/cmake.log")"
-cmake --build "$WORK/cmake" --target triton-onnxruntime-backend -j "$JOBS" >"$WORK/build.log" 2>&1 \
-    || fail "compilation failed, see $WORK/build.log: $(grep -m1 -E 'error' "$WORK/build.log" || tail -n1 "$WORK/build.log")"
+configure_and_build "$WORK/src/onnxruntime_backend" triton-onnxruntime-backend
 
 cp "$WORK/cmake/libtriton_onnxruntime.so" "$LIB.tmp"
 # The wheel ships libtritonserver.so renamed; the running server has already loaded it under that soname.

@@ -14,8 +14,8 @@ WORK="$ROOT/build/pytorch-backend"
 OUT="$ROOT/build/triton-backends/pytorch"
 LIB="$OUT/libtriton_pytorch.so"
 
-say() { echo "backends: $*" >&2; }
-fail() { say "error: $*"; exit 1; }
+# shellcheck source=backends/common.sh
+source "$ROOT/backends/common.sh"
 [[ "${1:-}" == "--force" ]] && rm -rf "$WORK" "$OUT"
 
 [[ -x "$PY" ]] || fail "no Python environment at $PY: run \`make setup\` first"
@@ -34,18 +34,13 @@ if [[ -d "$SRC_ARCHIVES" ]]; then
 else
     SOURCE="github $TAG"
 fi
-STAMP="$SOURCE; backend $(cat "$BACKEND_SRC/COMMIT"); gpu off; torch $TORCH_DIR; triton $(basename "$TRITON_LIB"); script $(sha256sum "$0" | cut -c1-16)"
+STAMP="$SOURCE; backend $(cat "$BACKEND_SRC/COMMIT"); gpu off; torch $TORCH_DIR; triton $(basename "$TRITON_LIB"); script $(cat "$0" "$ROOT/backends/common.sh" | sha256sum | cut -c1-16)"
 if [[ -f "$LIB" && -f "$OUT/.stamp" && "$(cat "$OUT/.stamp")" == "$STAMP" ]]; then
     say "already built: $LIB"
     exit 0
 fi
 
-for tool in cmake patchelf; do
-    command -v "$tool" >/dev/null || fail "$tool is missing (Debian: apt-get install cmake g++ rapidjson-dev googletest patchelf)"
-done
-command -v "${CXX:-c++}" >/dev/null || fail "no C++ compiler (${CXX:-c++}) (Debian: apt-get install g++)"
-[[ -f /usr/include/rapidjson/rapidjson.h || -n "${RapidJSON_DIR:-}" ]] \
-    || fail "RapidJSON headers are missing (Debian: apt-get install rapidjson-dev)"
+check_build_tools
 
 say "building NVIDIA's pytorch backend ($TAG, CPU) against $TORCH_DIR from $SOURCE"
 rm -rf "$WORK"
@@ -59,26 +54,8 @@ CMAKE_ARGS=(
     -DPython3_INCLUDE_DIR="$PY_INCLUDE"
     -DTRITON_BACKEND_REPO_TAG=$TAG -DTRITON_CORE_REPO_TAG=$TAG -DTRITON_COMMON_REPO_TAG=$TAG
 )
-if [[ -d "$SRC_ARCHIVES" ]]; then
-    for repo in backend core common; do
-        tar -xzf "$SRC_ARCHIVES/$repo.tar.gz" -C "$WORK/src" || fail "cannot unpack $SRC_ARCHIVES/$repo.tar.gz"
-    done
-    GTEST=/usr/src/googletest
-    [[ -f "$GTEST/CMakeLists.txt" ]] || fail "googletest sources are missing in $GTEST (Debian: apt-get install googletest)"
-    CMAKE_ARGS+=(
-        -DFETCHCONTENT_FULLY_DISCONNECTED=ON
-        -DFETCHCONTENT_SOURCE_DIR_REPO-COMMON="$WORK/src/common"
-        -DFETCHCONTENT_SOURCE_DIR_REPO-CORE="$WORK/src/core"
-        -DFETCHCONTENT_SOURCE_DIR_REPO-BACKEND="$WORK/src/backend"
-        -DFETCHCONTENT_SOURCE_DIR_GOOGLETEST="$GTEST"
-    )
-fi
-
-JOBS="$(nproc 2>/dev/null || echo 2)"
-cmake -S "$BACKEND_SRC" -B "$WORK/cmake" "${CMAKE_ARGS[@]}" >"$WORK/cmake.log" 2>&1 \
-    || fail "cmake configure failed, see $WORK/cmake.log: $(grep -m1 -E 'Error|error' "$WORK/cmake.log" || tail -n1 "$WORK/cmake.log")"
-cmake --build "$WORK/cmake" --target triton-pytorch-backend -j "$JOBS" >"$WORK/build.log" 2>&1 \
-    || fail "compilation failed, see $WORK/build.log: $(grep -m1 -E 'error' "$WORK/build.log" || tail -n1 "$WORK/build.log")"
+if [[ -d "$SRC_ARCHIVES" ]]; then use_archived_sources; fi
+configure_and_build "$BACKEND_SRC" triton-pytorch-backend
 
 cp "$WORK/cmake/libtriton_pytorch.so" "$LIB.tmp"
 # The wheel ships libtritonserver renamed; LibTorch lives in the torch wheel, found through the RUNPATH.
