@@ -14,10 +14,10 @@ setup: $(STAMP)
 		for backend in onnxruntime pytorch; do PY=$(abspath $(PY)) backends/build-$$backend.sh || echo "setup: NVIDIA's $$backend backend is not built (see above); the Python-backend configs work without it"; done; \
 	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime and pytorch backends (make backends builds them)"; fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,load,eval]'
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[all]'
 	touch $@
 
 ## NVIDIA's onnxruntime and pytorch backends (r24.10, CPU) built from source into build/triton-backends/
@@ -28,7 +28,7 @@ backends: $(STAMP)
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
 demo: setup
-	$(PY) -m ner.demo --model '$(MODEL)'
+	$(PY) -m triton_ner.demo --model '$(MODEL)'
 
 ## The whole suite, the real Triton server included.
 test: setup
@@ -36,24 +36,24 @@ test: setup
 
 ## Export MODEL into model_repository/ (more with EXPORT_ARGS, e.g. "--format both --precision int8").
 export: setup
-	$(PY) -m export --model '$(MODEL)' --fallback-to-fixture --force $(EXPORT_ARGS)
+	$(PY) -m triton_ner.export --model '$(MODEL)' --fallback-to-fixture --force $(EXPORT_ARGS)
 
 ## Serve model_repository/ on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C; CONFIG=int8 or
 ## CONFIG=torchscript serves that exported variant.
 serve: setup
 	test -f model_repository/manifest.json || $(MAKE) export
-	$(PY) -m ner.serve $(if $(CONFIG),--config-name $(CONFIG))
+	$(PY) -m triton_ner.serve $(if $(CONFIG),--config-name $(CONFIG))
 
 ## Headless Locust run (16 users, 30 s) against the local Triton, started if needed; reports in results/loadtest.
-## More options: .venv/bin/python -m loadtest.run --help
+## More options: .venv/bin/python -m triton_ner.loadtest.run --help
 loadtest: setup
 	test -f model_repository/manifest.json || $(MAKE) export
-	$(PY) -m loadtest.run $(LOADTEST_ARGS)
+	$(PY) -m triton_ner.loadtest.run $(LOADTEST_ARGS)
 
 ## Benchmark: transformers pipeline vs in-process ONNX Runtime vs served (FP32 and INT8) on the full-size
 ## random-weight model; table on stdout, results/bench/bench.json and bench.png.
 bench: setup
-	$(PY) -m loadtest.bench $(BENCH_ARGS)
+	$(PY) -m triton_ner.loadtest.bench $(BENCH_ARGS)
 
 ## GPU check on a lent NVIDIA GPU (loadtest/gpu_check.py): GPU logits proven against CPU FP32, the model alone
 ## at batch 1-256 x 16-512 tokens, served when the local Triton is installed; results/gpu-check/gpu_check.json.
@@ -61,11 +61,11 @@ bench: setup
 GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
 .PHONY: gpu-check
 gpu-check:
-	$(GPU_PYTHON) -m loadtest.gpu_check $(GPU_CHECK_ARGS)
+	$(GPU_PYTHON) -m triton_ner.loadtest.gpu_check $(GPU_CHECK_ARGS)
 
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup
-	$(PY) -m export.configs
+	$(PY) -m triton_ner.export.configs
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis model_repository/manifest.json \

@@ -1,4 +1,4 @@
-"""``python -m client`` (``ner-client``): entities of texts from arguments, stdin or files, as JSON lines in input
+"""``python -m triton_ner.client`` (``ner-client``): entities of texts from arguments, stdin or files, as JSON lines in input
 order, or highlighted in the terminal."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
-from client.errors import ClientError
-from client.inputs import count_texts, read_texts
-from client.library import AsyncNerClient, Protocol
-from client.render import progress as progress_bar
-from ner.aggregation import Strategy
+from triton_ner.client.errors import ClientError
+from triton_ner.client.inputs import count_texts, read_texts
+from triton_ner.client.library import AsyncNerClient, Protocol
+from triton_ner.client.render import progress as progress_bar
+from triton_ner.core.aggregation import Strategy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -57,7 +57,7 @@ async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, 
     """Print the entities of every text in order; return how many texts and entities."""
     from rich.console import Console
 
-    from client.render import highlighted
+    from triton_ner.client.render import highlighted
 
     console = Console(highlight=False) if pretty else None
     in_flight: deque[str] = deque()

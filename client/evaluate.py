@@ -1,4 +1,4 @@
-"""``ner-eval`` (``python -m client.evaluate``): accuracy of the served model on CoNLL-format data, beside the
+"""``ner-eval`` (``python -m triton_ner.client.evaluate``): accuracy of the served model on CoNLL-format data, beside the
 same checkpoint in process.
 
 Each sentence's tokens are joined by single spaces and sent through the served ``ner`` ensemble; the entities'
@@ -29,10 +29,10 @@ from typing import Annotated, Any
 
 import typer
 
-from client.errors import ClientError
-from client.library import NerClient, Protocol
-from client.render import progress as progress_bar
-from ner.aggregation import Strategy
+from triton_ner.client.errors import ClientError
+from triton_ner.client.library import NerClient, Protocol
+from triton_ner.client.render import progress as progress_bar
+from triton_ner.core.aggregation import Strategy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -343,7 +343,7 @@ def load_pipeline(model: str | Path, strategy: str):
     from transformers import pipeline
     from transformers.utils import logging
 
-    from export.source import ExportError, resolve
+    from triton_ner.export.source import ExportError, resolve
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -356,7 +356,7 @@ def load_pipeline(model: str | Path, strategy: str):
 
 def predict_in_process(pipe, texts: Iterable[str], advance: Callable[[], None] = lambda: None) -> list[Entities]:
     """Entities of each text from the pipeline; a text longer than one window is cut with the server's stride."""
-    from ner.tokenization import DEFAULT_STRIDE
+    from triton_ner.core.tokenization import DEFAULT_STRIDE
 
     limit = pipe.tokenizer.model_max_length
     found = []

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from client.errors import ClientError, ModelNotReady, backoff_delay, server_name, typed_error
-from ner import names
+from triton_ner.client.errors import ClientError, ModelNotReady, backoff_delay, server_name, typed_error
+from triton_ner.core import names
 
 log = logging.getLogger(__name__)
 

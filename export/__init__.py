@@ -1,1 +1,1 @@
-"""Hugging Face token-classification checkpoint to a Triton model repository (``python -m export``)."""
+"""Hugging Face token-classification checkpoint to a Triton model repository (``ner-export``)."""

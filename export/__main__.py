@@ -1,4 +1,4 @@
-"""``python -m export``: a checkpoint to a Triton model repository, every artifact proven against PyTorch."""
+"""``python -m triton_ner.export``: a checkpoint to a Triton model repository, every artifact proven against PyTorch."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from export.configs import Format, Precision, ServingOptions, Target
-from export.convert import MIN_AGREEMENT
-from export.source import BENCHMARK, FIXTURE, ExportError
-from ner.names import DEFAULT_MODEL
+from triton_ner.export.configs import Format, Precision, ServingOptions, Target
+from triton_ner.export.convert import MIN_AGREEMENT
+from triton_ner.export.source import BENCHMARK, FIXTURE, ExportError
+from triton_ner.core.names import DEFAULT_MODEL
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT}}
@@ -47,8 +47,8 @@ def main(
         help="If the Hub cannot be reached, warn and export the fixture model.")] = False,
 ) -> None:
     """Export a token-classification checkpoint into a Triton model repository (ONNX and/or TorchScript)."""
-    from export.repository import ExportPlan, build
-    from export.source import resolve
+    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.source import resolve
 
     def log(message: str) -> None:
         print(f"export: {message}", file=sys.stderr)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import corpus
-from export.source import ExportError
-from ner import names
-from ner.runtime import Runner
+from triton_ner.export import corpus
+from triton_ner.export.source import ExportError
+from triton_ner.core import names
+from triton_ner.core.runtime import Runner
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -238,7 +238,7 @@ class EntityAgreement:
 
 def corpus_entities(model_file: Path, tokenizer_dir: Path, precision: str = "fp32", device: str = "cpu") -> set[tuple]:
     """``(text, type, start, end)`` of every entity the served code path finds in :func:`agreement_corpus`."""
-    from ner.inprocess import LocalNer
+    from triton_ner.core.inprocess import LocalNer
 
     results = LocalNer(model_file, tokenizer_dir, precision=precision, device=device).predict(agreement_corpus())
     return {(i, e["entity_group"], e["start"], e["end"]) for i, found in enumerate(results) for e in found}

@@ -16,11 +16,11 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import configs, convert
-from export.configs import Format, Precision, ServingOptions, Target, Variant
-from export.source import Checkpoint, ExportError
-from ner import names
-from ner.runtime import load_runner
+from triton_ner.export import configs, convert
+from triton_ner.export.configs import Format, Precision, ServingOptions, Target, Variant
+from triton_ner.export.source import Checkpoint, ExportError
+from triton_ner.core import names
+from triton_ner.core.runtime import load_runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The committed repository holds the models' code; every export copies it from here.

@@ -66,11 +66,11 @@ def resolve(model: str, revision: str | None = None, fallback_to_fixture: bool =
     With ``fallback_to_fixture``, an unreachable Hub gives one warning line and the fixture model.
     """
     if model == FIXTURE:
-        from export.fixture import fixture_model
+        from triton_ner.export.fixture import fixture_model
 
         checkpoint = Checkpoint(fixture_model(), FIXTURE)
     elif model == BENCHMARK:
-        from export.fixture import benchmark_model
+        from triton_ner.export.fixture import benchmark_model
 
         checkpoint = Checkpoint(benchmark_model(), BENCHMARK)
     elif Path(model).exists():

@@ -36,7 +36,7 @@ from typing import Annotated
 
 import typer
 
-from loadtest.texts import benchmark_corpus, words_text
+from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
 BF16_GAIN = 1.3  # served BF16 (TorchScript, AVX-512 BF16) over served FP32 (ONNX Runtime, fused graph)
@@ -95,7 +95,7 @@ def length_sample(words: int) -> list[str]:
 
 def served_run(url: str, texts: list[str], concurrency: int) -> tuple[float, list[float]]:
     """``concurrency`` gRPC clients, one text per request, until the texts are done."""
-    from client import NerClient
+    from triton_ner.client import NerClient
 
     work = deque(texts)
     latencies: list[float] = []
@@ -179,11 +179,11 @@ def ort_row_name(threads: int) -> str:
 def prepare_repository(output: Path, log) -> Path:
     """The benchmark model exported with its FP32 and INT8 ONNX variants and the BF16 TorchScript variant for CPU
     and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when present."""
-    from export.configs import Format, Precision, Target
-    from export.fixture import benchmark_model
-    from export.repository import ExportPlan, build
-    from export.source import Checkpoint
-    from ner import names
+    from triton_ner.export.configs import Format, Precision, Target
+    from triton_ner.export.fixture import benchmark_model
+    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.source import Checkpoint
+    from triton_ner.core import names
 
     checkpoint = benchmark_model()
     manifest = output / names.MANIFEST
@@ -205,8 +205,8 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from export.configs import on_cpu, render
-    from ner import names
+    from triton_ner.export.configs import on_cpu, render
+    from triton_ner.core import names
 
     shutil.rmtree(output, ignore_errors=True)
     shutil.copytree(repository, output, copy_function=os.link)
@@ -350,10 +350,10 @@ def main(
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
     from transformers import pipeline
 
-    from ner import names
-    from ner.inprocess import LocalNer
-    from ner.server import TritonServer, free_ports, onnxruntime_backend
-    from ner.tokenization import load_vocabulary
+    from triton_ner.core import names
+    from triton_ner.core.inprocess import LocalNer
+    from triton_ner.server import TritonServer, free_ports, onnxruntime_backend
+    from triton_ner.core.tokenization import load_vocabulary
 
     def say(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)

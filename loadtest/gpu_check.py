@@ -24,7 +24,7 @@ tokenizers and numpy (all on the machine; typer too, as transformers 5.17 requir
 built there (the 260 MB benchmark weights are never committed or carried). From the repository root::
 
     make gpu-check                       # .venv/bin/python if there is one, else python3 (GPU_PYTHON=...)
-    python -m loadtest.gpu_check         # the same; --help for the options
+    python -m triton_ner.loadtest.gpu_check         # the same; --help for the options
 
 and keep ``results/gpu-check/gpu_check.json`` (the printed tables hold the same figures). Where only one folder
 comes back from the machine, write there: ``make gpu-check GPU_CHECK_ARGS="--output $OUT"``. Rehearsed on CPU
@@ -146,8 +146,8 @@ def trace(plan: Plan, work: Path) -> Traced:
     """Step 1: build (or reuse) the plan's model and trace it with the project's exporter."""
     from transformers import AutoTokenizer
 
-    from export import convert
-    from export.fixture import benchmark_model, fixture_model
+    from triton_ner.export import convert
+    from triton_ner.export.fixture import benchmark_model, fixture_model
 
     checkpoint = benchmark_model() if plan.model == "benchmark" else fixture_model()
     model = convert.load_model(checkpoint)
@@ -157,12 +157,12 @@ def trace(plan: Plan, work: Path) -> Traced:
 
 def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[Proof], list[dict]]:
     """Step 2: every precision on the plan's device against CPU FP32; the proofs and each precision's figures."""
-    from export import convert
-    from ner.aggregation import aggregate_texts
-    from ner.batching import run_in_groups
-    from ner.parameters import RequestOptions
-    from ner.runtime import load_runner
-    from ner.tokenization import load_vocabulary, prepare
+    from triton_ner.export import convert
+    from triton_ner.core.aggregation import aggregate_texts
+    from triton_ner.core.batching import run_in_groups
+    from triton_ner.core.parameters import RequestOptions
+    from triton_ner.core.runtime import load_runner
+    from triton_ner.core.tokenization import load_vocabulary, prepare
 
     vocab = load_vocabulary(traced.checkpoint)
     texts = convert.agreement_corpus()
@@ -244,7 +244,7 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
     """Step 3: the project's runner alone over the plan's grid of batch sizes and lengths, per precision."""
     import torch
 
-    from ner.runtime import load_runner
+    from triton_ner.core.runtime import load_runner
 
     sync = torch.cuda.synchronize if plan.device.startswith("cuda") else (lambda: None)
     vocab_size = traced.model.config.vocab_size
@@ -290,13 +290,13 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     """Step 4: export a repository, serve it with the local Triton, one text per request at each concurrency."""
     if not served_available():
         return {"status": SKIPPED_NO_TRITON, "rows": []}
-    from export.configs import Format, Precision, Target
-    from export.repository import ExportPlan, build
-    from export.source import Checkpoint
-    from loadtest.bench import served_run
-    from loadtest.texts import benchmark_corpus
-    from ner import names
-    from ner.server import TritonServer, free_ports
+    from triton_ner.export.configs import Format, Precision, Target
+    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.source import Checkpoint
+    from triton_ner.loadtest.bench import served_run
+    from triton_ner.loadtest.texts import benchmark_corpus
+    from triton_ner.core import names
+    from triton_ner.server import TritonServer, free_ports
 
     repository = work / "model_repository"
     # TorchScript only: config.pbtxt runs it on CPU, configs/cuda.pbtxt in FP16 on the GPU (proven at export).
@@ -471,7 +471,7 @@ if typer is not None:
 def _argparse_cli(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m loadtest.gpu_check",
+    parser = argparse.ArgumentParser(prog="python -m triton_ner.loadtest.gpu_check",
                                      description="Prove the model's GPU logits against CPU FP32, then measure "
                                                  "the model alone and served.")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Folder for gpu_check.json.")

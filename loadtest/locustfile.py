@@ -25,9 +25,9 @@ import time  # noqa: E402
 
 from locust import User, events, tag, task  # noqa: E402
 
-from client import NerClient  # noqa: E402
-from loadtest.targets import ALLOWED_HOSTS, is_allowed_target  # noqa: E402
-from loadtest.texts import scenario_text  # noqa: E402
+from triton_ner.client import NerClient  # noqa: E402
+from triton_ner.loadtest.targets import ALLOWED_HOSTS, is_allowed_target  # noqa: E402
+from triton_ner.loadtest.texts import scenario_text  # noqa: E402
 
 
 

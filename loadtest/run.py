@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ner.server import Ports, ServerError, TritonServer
+from triton_ner.server import Ports, ServerError, TritonServer
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

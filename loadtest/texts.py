@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from export import corpus
+from triton_ner.export import corpus
 
 SCENARIOS = ("short", "news", "long")
 

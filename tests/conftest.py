@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from export import corpus
+from triton_ner.export import corpus
 
 LABEL_SETS = ("conll", "plain")
 
@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def checkpoint_of():
     """``checkpoint_of(name)``: a fixture checkpoint ("conll", "plain") or "benchmark" (full size, random weights)."""
-    from export.fixture import benchmark_model, fixture_model
+    from triton_ner.export.fixture import benchmark_model, fixture_model
 
     cache = {}
 
@@ -58,8 +58,8 @@ def pipeline_of(checkpoint_of):
 @pytest.fixture(scope="session")
 def repository_of(checkpoint_of, tmp_path_factory):
     """``repository_of(label_set)``: a model repository exported from that checkpoint."""
-    from export.repository import build
-    from export.source import Checkpoint
+    from triton_ner.export.repository import build
+    from triton_ner.export.source import Checkpoint
 
     cache = {}
 
@@ -76,7 +76,7 @@ def repository_of(checkpoint_of, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server_of(repository_of):
     """``server_of(label_set)``: a real Triton server on that repository, on free ports, until the session ends."""
-    from ner.server import TritonServer, free_ports
+    from triton_ner.server import TritonServer, free_ports
 
     with contextlib.ExitStack() as stack:
         cache = {}

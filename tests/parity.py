@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from export import corpus
-from ner.tokenization import DEFAULT_STRIDE
+from triton_ner.export import corpus
+from triton_ner.core.tokenization import DEFAULT_STRIDE
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 

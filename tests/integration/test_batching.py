@@ -10,9 +10,9 @@ import threading
 import pytest
 import tritonclient.grpc as grpcclient
 
-from client import ClientError, NerClient
-from export import corpus
-from ner import names
+from triton_ner.client import ClientError, NerClient
+from triton_ner.export import corpus
+from triton_ner.core import names
 from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration

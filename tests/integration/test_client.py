@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
+from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
                     NerClient, ServerUnreachable)
-from export import corpus
-from ner.server import TritonServer, free_ports
+from triton_ner.export import corpus
+from triton_ner.server import TritonServer, free_ports
 from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def predict(server, protocol, kind, texts, url=None, **settings):
 
 
 def run_client(*args, stdin=None, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error", "-m", "client", *map(str, args)], input=stdin,
+    return subprocess.run([sys.executable, "-W", "error", "-m", "triton_ner.client", *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -108,7 +108,7 @@ def test_a_string_gives_one_list_and_options_reach_the_server(triton, protocol, 
 
 @pytest.mark.parametrize(("protocol", "kind"), KINDS)
 def test_invalid_strategy_gives_the_servers_message_without_retrying(triton, protocol, kind, caplog):
-    with caplog.at_level(logging.INFO, logger="client.library"), pytest.raises(InvalidArgument) as error:
+    with caplog.at_level(logging.INFO, logger="triton_ner.client.library"), pytest.raises(InvalidArgument) as error:
         predict(triton, protocol, kind, [SEED] * 100, aggregation_strategy="bogus", batch_size=10)
     assert str(error.value) == BAD_STRATEGY
     assert caplog.records == []
@@ -167,7 +167,7 @@ def test_a_killed_server_gives_server_unreachable(own_server):
 
 def test_a_server_killed_during_a_large_file_stops_the_command_with_one_line(own_server, big_file):
     own_server.start()
-    process = subprocess.Popen([sys.executable, "-W", "error", "-m", "client", "--url", own_server.grpc_url,
+    process = subprocess.Popen([sys.executable, "-W", "error", "-m", "triton_ner.client", "--url", own_server.grpc_url,
                                 "--file", str(big_file), "--batch-size", "8", "--concurrency", "2",
                                 "--retries", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = process.stdout.readline()
@@ -193,7 +193,7 @@ def test_unavailable_is_retried_until_the_server_comes_up(repository, tmp_path, 
 
     starter = threading.Thread(target=server.start)
     try:
-        with caplog.at_level(logging.INFO, logger="client.library"):
+        with caplog.at_level(logging.INFO, logger="triton_ner.client.library"):
             starter.start()
             results = asyncio.run(both())
     finally:
@@ -265,7 +265,7 @@ def test_tls_refusals_are_typed(tls_server, certificates, kind, caplog):
                 certificate_chain=mutual["certificate_chain"], private_key=mutual["private_key"])
     with pytest.raises(ServerUnreachable):  # TLS expected, plain text sent
         predict(tls_server, "grpc", kind, SEED, retries=0)
-    with caplog.at_level(logging.INFO, logger="client.library"), pytest.raises(AccessDenied) as error:
+    with caplog.at_level(logging.INFO, logger="triton_ner.client.library"), pytest.raises(AccessDenied) as error:
         predict(tls_server, "grpc", kind, SEED, retries=3, **mutual)
     assert "expecting header 'triton-grpc-protocol-infer-key'" in str(error.value)
     assert caplog.records == []  # refused, not unavailable: no retry
@@ -344,7 +344,7 @@ def test_a_bad_input_line_is_one_error_line(triton, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly(triton, big_file):
-    process = subprocess.Popen([sys.executable, "-W", "error", "-m", "client", "--url", triton.grpc_url,
+    process = subprocess.Popen([sys.executable, "-W", "error", "-m", "triton_ner.client", "--url", triton.grpc_url,
                                 "--file", str(big_file), "--batch-size", "8", "--concurrency", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = process.stdout.readline()

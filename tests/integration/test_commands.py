@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ner.server import free_ports
+from triton_ner.server import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def test_serve_runs_until_sigterm_and_leaves_no_stub(repository, tmp_path):
     own = tmp_path / "repo"
     subprocess.run(["cp", "-r", str(repository), str(own)], check=True)
     ports = free_ports()
-    serve = subprocess.Popen([sys.executable, "-m", "ner.serve", "--model-repository", str(own), "--quiet",
+    serve = subprocess.Popen([sys.executable, "-m", "triton_ner.serve", "--model-repository", str(own), "--quiet",
                               "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
                               "--metrics-port", str(ports.metrics)], stderr=subprocess.PIPE, text=True)
     _wait_ready(ports.http, serve)
@@ -59,7 +59,7 @@ def test_serve_runs_until_sigterm_and_leaves_no_stub(repository, tmp_path):
 
 def test_serve_on_a_busy_port_is_one_line(triton, repository):
     ports = free_ports()
-    result = subprocess.run([sys.executable, "-m", "ner.serve", "--model-repository", str(repository),
+    result = subprocess.run([sys.executable, "-m", "triton_ner.serve", "--model-repository", str(repository),
                              "--http-port", str(triton.ports.http), "--grpc-port", str(ports.grpc),
                              "--metrics-port", str(ports.metrics)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
@@ -67,7 +67,7 @@ def test_serve_on_a_busy_port_is_one_line(triton, repository):
 
 
 def test_client_command_prints_json_lines(triton):
-    result = subprocess.run([sys.executable, "-m", "client", "--url", triton.grpc_url,
+    result = subprocess.run([sys.executable, "-m", "triton_ner.client", "--url", triton.grpc_url,
                              "My name is Wolfgang and I live in Berlin", "Siemens is in Munich"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -78,7 +78,7 @@ def test_client_command_prints_json_lines(triton):
 
 def test_client_command_against_no_server_is_one_line():
     port = free_ports().grpc
-    result = subprocess.run([sys.executable, "-m", "client", "--url", f"localhost:{port}", "Berlin"],
+    result = subprocess.run([sys.executable, "-m", "triton_ner.client", "--url", f"localhost:{port}", "Berlin"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith("client: error:") and result.stderr.count("\n") == 1

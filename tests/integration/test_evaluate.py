@@ -10,14 +10,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from typer.testing import CliRunner
 
-from client.evaluate import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
+from triton_ner.client.evaluate import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
                              predicted_tags, read_conll, score, to_iob1)
-from export import corpus
-from export.configs import Format, Precision, Target
-from export.repository import ExportPlan, build
-from export.source import Checkpoint
-from ner import names
-from ner.server import TritonServer, free_ports
+from triton_ner.export import corpus
+from triton_ner.export.configs import Format, Precision, Target
+from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.source import Checkpoint
+from triton_ner.core import names
+from triton_ner.server import TritonServer, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_variants_against_fp32_in_process(variants_repository, data, in_process,
 
 
 def test_the_command_prints_both_sides_and_fails_on_min_f1(triton, checkpoint, iob2_file, in_process):
-    result = subprocess.run([sys.executable, "-m", "client.evaluate", str(iob2_file), "--url", triton.grpc_url,
+    result = subprocess.run([sys.executable, "-m", "triton_ner.client.evaluate", str(iob2_file), "--url", triton.grpc_url,
                              "--model", str(checkpoint), "--min-f1", "1.01", "--max-delta", "0"],
                             capture_output=True, text=True, timeout=300)
     f1 = in_process[1].overall.f1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import gpu_check
+from triton_ner.loadtest import gpu_check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROOFS = {"device_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}

@@ -24,14 +24,14 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from client import NerClient
-from export.configs import Format, Precision, ServingOptions, Target, on_cpu, render
-from export.convert import agreement_corpus, entity_agreement
-from export.repository import ExportPlan, build
-from export.source import Checkpoint
-from ner import names
-from ner.inprocess import LocalNer
-from ner.server import ServerError, TritonServer, free_ports, onnxruntime_backend
+from triton_ner.client import NerClient
+from triton_ner.export.configs import Format, Precision, ServingOptions, Target, on_cpu, render
+from triton_ner.export.convert import agreement_corpus, entity_agreement
+from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.source import Checkpoint
+from triton_ner.core import names
+from triton_ner.core.inprocess import LocalNer
+from triton_ner.server import ServerError, TritonServer, free_ports, onnxruntime_backend
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
@@ -165,7 +165,7 @@ def test_logits_dims_that_do_not_match_the_graph_are_refused_at_load(nvidia_onnx
 
 
 def test_a_config_needing_the_backend_is_refused_in_one_line_when_it_is_not_built(exports, monkeypatch):
-    from ner import server
+    from triton_ner import server
 
     monkeypatch.setattr(server, "onnxruntime_backend", lambda: None)
     with pytest.raises(ServerError, match=r"^ner_model/configs/gpu.pbtxt needs NVIDIA's onnxruntime backend, "

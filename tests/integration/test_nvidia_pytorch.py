@@ -15,12 +15,12 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from client import NerClient
-from export.configs import Format, Precision, Target, on_cpu, render
-from export.repository import ExportPlan, build
-from export.source import Checkpoint
-from ner import names
-from ner.server import ServerError, TritonServer, built_backend, free_ports
+from triton_ner.client import NerClient
+from triton_ner.export.configs import Format, Precision, Target, on_cpu, render
+from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.source import Checkpoint
+from triton_ner.core import names
+from triton_ner.server import ServerError, TritonServer, built_backend, free_ports
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
@@ -64,7 +64,7 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
 
 
 def test_a_config_needing_the_pytorch_backend_is_refused_in_one_line_when_it_is_not_built(repository, monkeypatch):
-    from ner import server
+    from triton_ner import server
 
     monkeypatch.setattr(server, "built_backend", lambda name: None)
     with pytest.raises(ServerError, match=rf"^ner_model/configs/{CONFIG_NAME}.pbtxt needs NVIDIA's pytorch backend, "

@@ -8,10 +8,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from client import ClientError, NerClient
-from export.configs import repository_configs
-from ner import names
-from ner.server import Ports, ServerError, TritonServer, free_ports
+from triton_ner.client import ClientError, NerClient
+from triton_ner.export.configs import repository_configs
+from triton_ner.core import names
+from triton_ner.server import Ports, ServerError, TritonServer, free_ports
 from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration

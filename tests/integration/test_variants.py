@@ -13,13 +13,13 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from client import NerClient
-from export.configs import Format, Precision, Target, on_cpu, render
-from export.repository import ExportPlan, build
-from export.source import Checkpoint
-from ner import names
-from ner.inprocess import LocalNer
-from ner.server import TritonServer, free_ports
+from triton_ner.client import NerClient
+from triton_ner.export.configs import Format, Precision, Target, on_cpu, render
+from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.source import Checkpoint
+from triton_ner.core import names
+from triton_ner.core.inprocess import LocalNer
+from triton_ner.server import TritonServer, free_ports
 from tests.parity import HARD_CASES, assert_same
 
 pytestmark = pytest.mark.integration

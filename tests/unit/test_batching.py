@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ner.batching import bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets, run_requests, split_like
-from ner.parameters import InvalidInput
+from triton_ner.core.batching import bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets, run_requests, split_like
+from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtest.bench import ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, targets, timed_calls
+from triton_ner.loadtest.bench import ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, targets, timed_calls
 
 
 def rows(served_fp32=30.0, served_int8=90.0, rss=1000.0):

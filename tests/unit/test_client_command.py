@@ -6,9 +6,9 @@ import json
 import pytest
 from rich.console import Console
 
-from client.__main__ import parse_header, parse_labels
-from client.inputs import STDIN, InputError, count_texts, jsonl_texts, read_texts, text_lines
-from client.render import colour, entity_type, highlighted
+from triton_ner.client.__main__ import parse_header, parse_labels
+from triton_ner.client.inputs import STDIN, InputError, count_texts, jsonl_texts, read_texts, text_lines
+from triton_ner.client.render import colour, entity_type, highlighted
 
 
 def test_text_lines_keep_empty_lines_so_outputs_match_lines():

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
+from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
                     NerClient, ServerUnreachable)
-from client.errors import backoff_delay, renumber, typed_error
-from client.library import batches, request_parameters
-from ner.aggregation import Strategy
+from triton_ner.client.errors import backoff_delay, renumber, typed_error
+from triton_ner.client.library import batches, request_parameters
+from triton_ner.core.aggregation import Strategy
 
 
 def test_batches_keep_order_and_number_the_first_text():
@@ -232,7 +232,7 @@ def test_unavailable_is_retried_with_backoff(monkeypatch, caplog):
     monkeypatch.setattr("client.library.time.sleep", sleeps.append)
     unavailable = _exception("StatusCode.UNAVAILABLE", "Socket closed")
     server = FakeServer(failures=[unavailable, unavailable])
-    with caplog.at_level("INFO", logger="client.library"), _on(NerClient(retries=3, backoff=1.0), server) as client:
+    with caplog.at_level("INFO", logger="triton_ner.client.library"), _on(NerClient(retries=3, backoff=1.0), server) as client:
         assert client.predict("Berlin") == [{"word": "Berlin"}]
     assert len(server.calls) == 3
     assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0

@@ -7,20 +7,20 @@ from hashlib import sha256
 
 import pytest
 
-from export.configs import ServingOptions, render, repository_configs
-from export.convert import export_onnx, export_torchscript, load_model, prove_logits
-from export.repository import build, check_config_against_model
-from export.source import Checkpoint, ExportError, HubUnreachable, resolve
-from ner import names
-from ner.runtime import load_runner
+from triton_ner.export.configs import ServingOptions, render, repository_configs
+from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
+from triton_ner.export.repository import build, check_config_against_model
+from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
+from triton_ner.core import names
+from triton_ner.core.runtime import load_runner
 
 @pytest.fixture(scope="module")
 def full_export(checkpoint, tmp_path_factory):
-    """The fixture exported in both formats and every precision, twice, each by its own `python -m export`
+    """The fixture exported in both formats and every precision, twice, each by its own `python -m triton_ner.export`
     (TorchScript names traced classes with a per-process counter, so a rerun means a new process)."""
     first, second = (tmp_path_factory.mktemp(name) / "repo" for name in ("first", "second"))
     for output in (first, second):
-        subprocess.run([sys.executable, "-m", "export", "--model", "fixture", "--output", str(output),
+        subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--output", str(output),
                         "--format", "both", "--precision", "fp16", "--precision", "int8", "--precision", "bf16"],
                        check=True, capture_output=True, timeout=300)
     return first, second
@@ -94,7 +94,7 @@ def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_pa
     import torch
     from transformers import AutoTokenizer
 
-    from export.convert import LogitsOnly, _quiet, torchscript_constants
+    from triton_ner.export.convert import LogitsOnly, _quiet, torchscript_constants
 
     assert torchscript_constants(full_export[0] / names.MODEL / "1" / "model.pt") == []
     model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
@@ -218,14 +218,14 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
 ])
 def test_cli_errors_are_one_line(args, message):
-    result = subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "triton_ner.export", *args], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_fixture_training_is_deterministic(checkpoint, tmp_path):
-    from export.fixture import train
+    from triton_ner.export.fixture import train
 
     again = train(tmp_path / "again")
     assert (again / "model.safetensors").read_bytes() == (checkpoint / "model.safetensors").read_bytes()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ner import server
-from ner.server import ServerError, TritonServer, free_ports
+from triton_ner import server
+from triton_ner.server import ServerError, TritonServer, free_ports
 
 
 def test_missing_binary_is_one_clear_error(repository, tmp_path, monkeypatch):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.run import locust_command
-from loadtest.targets import is_allowed_target
-from loadtest.texts import benchmark_corpus, scenario_text
-from ner.server import Ports
+from triton_ner.loadtest.run import locust_command
+from triton_ner.loadtest.targets import is_allowed_target
+from triton_ner.loadtest.texts import benchmark_corpus, scenario_text
+from triton_ner.server import Ports
 
 
 @pytest.mark.parametrize(("url", "allowed"), [

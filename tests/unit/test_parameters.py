@@ -1,7 +1,7 @@
 import pytest
 
-from ner.aggregation import Strategy
-from ner.parameters import InvalidInput, RequestOptions, parse
+from triton_ner.core.aggregation import Strategy
+from triton_ner.core.parameters import InvalidInput, RequestOptions, parse
 
 
 def test_defaults_group_entities_and_drop_o():

@@ -13,8 +13,10 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PINS = PROJECT_ROOT / "requirements" / "triton-24.10-py310.txt"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;#]+)\s*(?:#\s*(.*))?$")
-# What the Python steps import: the ner package and the models' adapters.
-BACKEND_CODE = sorted([*PROJECT_ROOT.glob("ner/*.py"), *PROJECT_ROOT.glob("model_repository/*/1/model.py")])
+CONSTRAINTS = PROJECT_ROOT / "requirements" / "constraints.txt"
+# What the Python steps import: the core, the Triton glue and the models' adapters.
+BACKEND_CODE = sorted([*PROJECT_ROOT.glob("triton_ner/core/*.py"), PROJECT_ROOT / "triton_ner" / "backend.py",
+                       PROJECT_ROOT / "triton_ner" / "__init__.py", *PROJECT_ROOT.glob("model_repository/*/1/model.py")])
 
 
 def _normalize(name: str) -> str:
@@ -39,8 +41,8 @@ def _file_pins() -> dict[str, tuple[str, str]]:
 
 
 def _project_pins() -> dict[str, tuple[str, str]]:
-    # Every quoted "name==version" of pyproject.toml: the dependencies and the extras (no tomllib, which is 3.11+).
-    return _pins(re.findall(r'"([^"\s]+==[^"\s]+)"', (PROJECT_ROOT / "pyproject.toml").read_text()))
+    """The exact versions of requirements/constraints.txt, which `make setup` and CI install."""
+    return _pins(CONSTRAINTS.read_text().splitlines())
 
 
 @pytest.mark.slow
@@ -58,15 +60,15 @@ def test_the_pins_resolve_for_python_3_10_to_exactly_themselves(tmp_path):
     assert resolved == {name: version for name, (version, _) in _file_pins().items()}
 
 
-def test_pins_shared_with_pyproject_agree_or_say_why():
+def test_pins_shared_with_the_constraints_agree_or_say_why():
     project = _project_pins()
     pins = _file_pins()
     assert {"numpy", "tokenizers", "transformers"} <= pins.keys()
     assert not {"torch", "onnxruntime", "nvidia-pytriton", "tritonclient"} & pins.keys()
     for name, (version, comment) in pins.items():
         if name in project and project[name][0] != version:
-            assert "pyproject.toml" in comment and "Python" in comment, (
-                f"{name}=={version} differs from pyproject.toml's {project[name][0]} without a comment saying why")
+            assert "constraints.txt" in comment and "Python" in comment, (
+                f"{name}=={version} differs from constraints.txt's {project[name][0]} without a comment saying why")
     assert pins["transformers"][0] != project["transformers"][0]  # 5.21 and later need Python 3.11
 
 

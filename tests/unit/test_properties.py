@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ner.aggregation import Strategy, aggregate_texts
-from ner.tokenization import check_stride, encode, load_vocabulary, window_tokens
+from triton_ner.core.aggregation import Strategy, aggregate_texts
+from triton_ner.core.tokenization import check_stride, encode, load_vocabulary, window_tokens
 
 # Any code point but lone surrogates (not encodable); weighted towards what the tokenizer splits on.
 ANY_CHAR = st.characters(exclude_categories=("Cs",))
@@ -81,7 +81,7 @@ def test_a_text_gets_the_same_entities_alone_and_in_any_batch(vocab, text, other
 @settings(max_examples=100, deadline=None)
 @given(texts=st.lists(TEXT, min_size=1, max_size=4), stride=st.integers(0, 20))
 def test_window_counts_are_exact_and_the_cheap_bound_holds(vocab, texts, stride):
-    from ner.tokenization import count_windows, most_windows
+    from triton_ner.core.tokenization import count_windows, most_windows
 
     stride = min(stride, window_tokens(vocab.tokenizer) - 1)
     counts = count_windows(vocab.tokenizer, texts, stride)
@@ -90,8 +90,8 @@ def test_window_counts_are_exact_and_the_cheap_bound_holds(vocab, texts, stride)
 
 
 def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab):
-    from ner.parameters import InvalidInput, RequestOptions
-    from ner.tokenization import prepare
+    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.tokenization import prepare
 
     text = "Wolfgang lives in Berlin . " * 200  # 1,000 tokens
     windows = len(encode(vocab.tokenizer, [text], 4).text_index)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ner.serve import auto_config_name
+from triton_ner.serve import auto_config_name
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 
-from ner import names
-from ner.aggregation import aggregate_texts, to_python
-from ner.backend import (config_parameter, for_each_request, input_array, input_texts, repository_path,
+from triton_ner.core import names
+from triton_ner.core.aggregation import aggregate_texts, to_python
+from triton_ner.backend import (config_parameter, for_each_request, input_array, input_texts, repository_path,
                          request_parameters, response)
-from ner.parameters import parse
-from ner.tokenization import load_vocabulary
+from triton_ner.core.parameters import parse
+from triton_ner.core.tokenization import load_vocabulary
 
 
 class TritonPythonModel:

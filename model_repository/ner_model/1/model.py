@@ -5,11 +5,11 @@ in groups of at most ``max_tokens_per_run`` padded tokens; each request gets bac
 error. On ``KIND_GPU`` the TorchScript model runs on the instance's GPU, in the configured precision.
 """
 
-from ner import names
-from ner.backend import config_parameter, error_response, input_array, instance_device, repository_path, response
-from ner.batching import check_rows, run_requests
-from ner.runtime import load_runner
-from ner.tokenization import checkpoint_config
+from triton_ner.core import names
+from triton_ner.backend import config_parameter, error_response, input_array, instance_device, repository_path, response
+from triton_ner.core.batching import check_rows, run_requests
+from triton_ner.core.runtime import load_runner
+from triton_ner.core.tokenization import checkpoint_config
 
 
 class TritonPythonModel:

@@ -4,12 +4,12 @@ In the variants of NVIDIA's backends (``model_name`` set) it also calls the mode
 in groups of one padded length each, and passes the logits on.
 """
 
-from ner import names
-from ner.backend import (config_parameter, config_parameters, for_each_request, input_texts, model_runner, repository_path,
+from triton_ner.core import names
+from triton_ner.backend import (config_parameter, config_parameters, for_each_request, input_texts, model_runner, repository_path,
                          request_parameters, response)
-from ner.batching import run_in_buckets
-from ner.parameters import parse
-from ner.tokenization import load_vocabulary, prepare
+from triton_ner.core.batching import run_in_buckets
+from triton_ner.core.parameters import parse
+from triton_ner.core.tokenization import load_vocabulary, prepare
 
 
 class TritonPythonModel:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ner.aggregation import Strategy
+from triton_ner.core.aggregation import Strategy
 
 
 class InvalidInput(ValueError):

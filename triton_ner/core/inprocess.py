@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ner.aggregation import Strategy, aggregate_texts
-from ner.batching import run_in_groups
-from ner.parameters import RequestOptions
-from ner.runtime import load_runner
-from ner.tokenization import load_vocabulary, prepare
+from triton_ner.core.aggregation import Strategy, aggregate_texts
+from triton_ner.core.batching import run_in_groups
+from triton_ner.core.parameters import RequestOptions
+from triton_ner.core.runtime import load_runner
+from triton_ner.core.tokenization import load_vocabulary, prepare
 
 
 class LocalNer:

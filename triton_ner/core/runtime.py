@@ -1,7 +1,7 @@
 """Run an exported model: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files, on a device and in a
 precision.
 
-Used by the Python-backend model step of the repository and by the in-process reference (:mod:`ner.inprocess`),
+Used by the Python-backend model step of the repository and by the in-process reference (:mod:`triton_ner.core.inprocess`),
 so both run the same code. ONNX files carry their precision inside (``model_fp16.onnx``, ``model_int8.onnx``) and
 run on CPU; a TorchScript file is FP32 and is cast when loaded: ``bf16`` on a CPU with AVX-512 BF16/AMX or a GPU,
 ``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ner import names
+from triton_ner.core import names
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> float32 logits
 

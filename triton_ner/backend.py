@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from ner.parameters import InvalidInput
+from triton_ner.core.parameters import InvalidInput
 
 
 def config_parameters(args: dict) -> dict[str, str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ner.aggregation import Strategy, Vocabulary
-from ner.parameters import InvalidInput, RequestOptions
+from triton_ner.core.aggregation import Strategy, Vocabulary
+from triton_ner.core.parameters import InvalidInput, RequestOptions
 
 DEFAULT_STRIDE = 128
 

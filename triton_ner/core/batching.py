@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ner.parameters import InvalidInput
+from triton_ner.core.parameters import InvalidInput
 
 
 def pad_stack(arrays: list[np.ndarray], pad_value: int = 0) -> np.ndarray:

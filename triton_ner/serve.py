@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ner import names
-from ner.server import Ports, ServerError, TritonServer
+from triton_ner.core import names
+from triton_ner.server import Ports, ServerError, TritonServer
 
 AUTO = "auto"
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions

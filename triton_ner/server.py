@@ -28,7 +28,7 @@ from threading import Thread
 
 from google.protobuf import text_format
 
-from ner import names
+from triton_ner.core import names
 
 # Where backends/build-onnxruntime.sh puts NVIDIA's backends (one folder per backend).
 BUILT_BACKENDS = Path(__file__).resolve().parents[1] / "build" / "triton-backends"

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ner.names import DEFAULT_MODEL
+from triton_ner.core.names import DEFAULT_MODEL
 
 SEED_SENTENCE = "My name is Wolfgang and I live in Berlin"
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -24,10 +24,10 @@ def main(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to ask about.")] = None,
 ) -> None:
     """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
-    from client import ClientError, NerClient
-    from export.repository import build
-    from export.source import ExportError, resolve
-    from ner.server import ServerError, TritonServer, free_ports
+    from triton_ner.client import ClientError, NerClient
+    from triton_ner.export.repository import build
+    from triton_ner.export.source import ExportError, resolve
+    from triton_ner.server import ServerError, TritonServer, free_ports
 
     def say(message: str) -> None:
         print(f"demo: {message}", file=sys.stderr)

@@ -1,1 +1,0 @@
-"""Core of the NER-on-Triton bundle: names, tokenization and BIO aggregation, with no Triton import."""
