@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from triton_ner.core import names
-from triton_ner.server import Ports, ServerError, TritonServer
+from triton_ner.server import RESTRICTED_APIS, GrpcTls, Ports, ServerError, TritonServer
 
 AUTO = "auto"
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions
@@ -64,13 +64,32 @@ def main(
                                                          "instructions, else the default; default: config.pbtxt "
                                                          "(ONNX FP32).")] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
+    admin_key: Annotated[str | None, typer.Option(
+        envvar="NER_ADMIN_KEY", show_default=False,
+        help=f"Put Triton's {', '.join(RESTRICTED_APIS)} APIs behind this key: callers send the header "
+             "'admin-key: KEY' (gRPC: 'triton-grpc-protocol-admin-key'). Inference, health and metadata stay "
+             "open.")] = None,
+    grpc_use_ssl: Annotated[bool, typer.Option(help="Serve gRPC over TLS (needs --grpc-server-cert and "
+                                                    "--grpc-server-key).")] = False,
+    grpc_server_cert: Annotated[Path | None, typer.Option(help="PEM certificate of the gRPC server.")] = None,
+    grpc_server_key: Annotated[Path | None, typer.Option(help="PEM private key of the gRPC server.")] = None,
+    grpc_root_cert: Annotated[Path | None, typer.Option(help="PEM CA that signs client certificates (mutual "
+                                                            "TLS).")] = None,
+    grpc_use_ssl_mutual: Annotated[bool, typer.Option(help="Mutual TLS: require a client certificate signed by "
+                                                           "--grpc-root-cert (implies --grpc-use-ssl).")] = False,
 ) -> None:
     """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
     if config_name == AUTO:
         config_name = auto_config_name(model_repository, _cuda_available(), _cpu_flags())
         print(f"serve: auto: serving {config_name or 'config'}.pbtxt", file=sys.stderr)
+    tls = None
+    if grpc_use_ssl or grpc_use_ssl_mutual:
+        if grpc_server_cert is None or grpc_server_key is None:
+            print("serve: error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key", file=sys.stderr)
+            raise typer.Exit(2)
+        tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
-                          config_name=config_name)
+                          config_name=config_name, admin_key=admin_key or None, grpc_tls=tls)
 
     def stop(signum, _frame):
         raise _Stop(signal.Signals(signum).name)

@@ -42,6 +42,56 @@ class ServerError(RuntimeError):
     """The server could not be started; the message says why in one line."""
 
 
+# Triton's APIs that change or reveal the server rather than serve it (load and unload models, read configs, map
+# shared memory, change logging and tracing): behind the admin key when one is set. Inference, health, metadata
+# and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
+ADMIN_HEADER = "admin-key"
+# Triton's gRPC endpoint reads a restricted protocol's key from the metadata key "triton-grpc-protocol-<key>".
+GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
+_HEADER_VALUE = re.compile(r"[!-~]+")  # printable ASCII, no spaces: valid as an HTTP header and gRPC metadata
+
+
+def admin_headers(key: str, protocol: str = "http") -> dict[str, str]:
+    """The header that opens the restricted APIs of a server started with ``admin_key=key``."""
+    return {(GRPC_RESTRICTED_PREFIX if protocol == "grpc" else "") + ADMIN_HEADER: key}
+
+
+def restricted_api_args(key: str) -> list[str]:
+    """``tritonserver`` arguments that put :data:`RESTRICTED_APIS` behind the header ``admin-key: <key>`` on HTTP
+    and gRPC."""
+    if not _HEADER_VALUE.fullmatch(key):
+        raise ServerError("the admin key must be printable ASCII without spaces")
+    apis = ",".join(RESTRICTED_APIS)
+    return [f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}",
+            f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}"]
+
+
+@dataclass(frozen=True)
+class GrpcTls:
+    """gRPC over TLS: the server's certificate and key; for mutual TLS, the CA that signs client certificates.
+
+    Triton's HTTP endpoint has no TLS: put a proxy in front of it, or use gRPC.
+    """
+
+    server_cert: Path
+    server_key: Path
+    root_cert: Path | None = None
+    mutual: bool = False
+
+    def args(self) -> list[str]:
+        """The ``tritonserver`` arguments; :class:`ServerError` names a file that is missing."""
+        if self.mutual and self.root_cert is None:
+            raise ServerError("mutual TLS needs the CA of the client certificates (--grpc-root-cert)")
+        files = {"--grpc-server-cert": self.server_cert, "--grpc-server-key": self.server_key,
+                 "--grpc-root-cert": self.root_cert}
+        for option, path in files.items():
+            if path is not None and not Path(path).is_file():
+                raise ServerError(f"{option} {path}: no such file")
+        return ["--grpc-use-ssl=true", *(f"{option}={Path(path).resolve()}" for option, path in files.items() if path),
+                *(["--grpc-use-ssl-mutual=true"] if self.mutual else [])]
+
+
 @dataclass(frozen=True)
 class Ports:
     http: int = 8000
@@ -170,16 +220,23 @@ class TritonServer:
         config_name: A variant of the repository (``int8``, ``torchscript``, ...): each model loads
             ``configs/<name>.pbtxt`` if it has one, else its ``config.pbtxt``.
         extra_args: More ``tritonserver`` arguments.
+        admin_key: Put :data:`RESTRICTED_APIS` behind the header ``admin-key: <key>`` (gRPC:
+            ``triton-grpc-protocol-admin-key``); Triton reads it from its command line, so other local users
+            can see it in the process list.
+        grpc_tls: Serve gRPC over TLS, or mutual TLS.
     """
 
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
-                 echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = ()):
+                 echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
+                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None):
         self.model_repository = Path(model_repository).resolve()
         self.config_name = config_name
         self.ports = ports
         self.log = log
         self.echo = echo
         self.extra_args = extra_args
+        self.admin_key = admin_key
+        self.grpc_tls = grpc_tls
         self.process: subprocess.Popen | None = None
         self._tail: deque[str] = deque(maxlen=40)
         self._errors: deque[str] = deque(maxlen=10)
@@ -207,6 +264,8 @@ class TritonServer:
             "--exit-on-error=true",
             "--log-info=true",
             *([f"--model-config-name={self.config_name}"] if self.config_name else []),
+            *(restricted_api_args(self.admin_key) if self.admin_key else []),
+            *(self.grpc_tls.args() if self.grpc_tls else []),
             *self.extra_args,
         ]
 
@@ -228,6 +287,7 @@ class TritonServer:
         for name, port in vars(self.ports).items():
             if _port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")
+        self.command(Path())  # a bad key or a missing certificate is refused before anything is made
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         backends = backend_directory(Path(self._workdir.name) / "backends")
         self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)

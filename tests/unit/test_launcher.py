@@ -1,5 +1,7 @@
 """The launcher's refusals, without starting a server."""
 
+from pathlib import Path
+
 import pytest
 
 from triton_ner import server
@@ -25,3 +27,37 @@ def test_environment_puts_this_interpreter_first():
     env = server.server_environment()
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["LD_LIBRARY_PATH"].split(":")[0] == sysconfig.get_config_var("LIBDIR")
+
+
+def _command(**settings) -> list[str]:
+    return TritonServer("repo", free_ports(), **settings).command(Path("backends"))
+
+
+def test_admin_key_restricts_the_admin_apis_on_both_protocols():
+    command = _command(admin_key="s3cret=")
+    apis = "model-repository,model-config,shared-memory,logging,trace"
+    assert f"--http-restricted-api={apis}:admin-key=s3cret=" in command
+    assert f"--grpc-restricted-protocol={apis}:admin-key=s3cret=" in command
+    assert not any("restricted" in arg for arg in _command())
+    assert server.admin_headers("k", "grpc") == {"triton-grpc-protocol-admin-key": "k"}
+    assert server.admin_headers("k", "http") == {"admin-key": "k"}
+
+
+@pytest.mark.parametrize("key", ["two words", "line\nbreak", "ünï"])
+def test_an_admin_key_that_no_header_can_carry_is_refused(key):
+    with pytest.raises(ServerError, match="^the admin key must be printable ASCII without spaces$"):
+        _command(admin_key=key)
+
+
+def test_grpc_tls_arguments_and_refusals(tmp_path):
+    for name in ("server.crt", "server.key", "ca.crt"):
+        (tmp_path / name).write_text("")
+    tls = server.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt", mutual=True)
+    assert tls.args() == ["--grpc-use-ssl=true", f"--grpc-server-cert={tmp_path / 'server.crt'}",
+                          f"--grpc-server-key={tmp_path / 'server.key'}", f"--grpc-root-cert={tmp_path / 'ca.crt'}",
+                          "--grpc-use-ssl-mutual=true"]
+    assert tls.args()[0] in _command(grpc_tls=tls)
+    with pytest.raises(ServerError, match=f"^--grpc-server-key {tmp_path / 'nope.key'}: no such file$"):
+        server.GrpcTls(tmp_path / "server.crt", tmp_path / "nope.key").args()
+    with pytest.raises(ServerError, match=r"^mutual TLS needs the CA of the client certificates \(--grpc-root-cert\)$"):
+        server.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True).args()
