@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= dslim/distilbert-NER
 EXPORT_ARGS ?=
+# What the export writes (never committed); model_repository/ holds the models' code it copies.
+REPOSITORY ?= build/model_repository
 CONFIG ?=
 STAMP := $(VENV)/.installed
 
@@ -28,27 +30,27 @@ backends: $(STAMP)
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
 demo: setup
-	$(PY) -m triton_ner.demo --model '$(MODEL)'
+	$(PY) -m triton_ner.demo --model '$(MODEL)' --output '$(REPOSITORY)'
 
 ## The whole suite, the real Triton server included.
 test: setup
 	$(PY) -m pytest
 
-## Export MODEL into model_repository/ (more with EXPORT_ARGS, e.g. "--format both --precision int8").
+## Export MODEL into REPOSITORY (more with EXPORT_ARGS, e.g. "--format both --precision int8").
 export: setup
-	$(PY) -m triton_ner.export --model '$(MODEL)' --fallback-to-fixture --force $(EXPORT_ARGS)
+	$(PY) -m triton_ner.export --model '$(MODEL)' --output '$(REPOSITORY)' --fallback-to-fixture --force $(EXPORT_ARGS)
 
-## Serve model_repository/ on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C; CONFIG=int8 or
+## Serve REPOSITORY on ports 8000 (HTTP), 8001 (gRPC), 8002 (metrics) until Ctrl-C; CONFIG=int8 or
 ## CONFIG=torchscript serves that exported variant.
 serve: setup
-	test -f model_repository/manifest.json || $(MAKE) export
-	$(PY) -m triton_ner.serve $(if $(CONFIG),--config-name $(CONFIG))
+	test -f '$(REPOSITORY)/manifest.json' || $(MAKE) export
+	$(PY) -m triton_ner.serve --model-repository '$(REPOSITORY)' $(if $(CONFIG),--config-name $(CONFIG))
 
 ## Headless Locust run (16 users, 30 s) against the local Triton, started if needed; reports in results/loadtest.
 ## More options: .venv/bin/python -m triton_ner.loadtest.run --help
 loadtest: setup
-	test -f model_repository/manifest.json || $(MAKE) export
-	$(PY) -m triton_ner.loadtest.run $(LOADTEST_ARGS)
+	test -f '$(REPOSITORY)/manifest.json' || $(MAKE) export
+	$(PY) -m triton_ner.loadtest.run --model-repository '$(REPOSITORY)' $(LOADTEST_ARGS)
 
 ## Benchmark: transformers pipeline vs in-process ONNX Runtime vs served (FP32 and INT8) on the full-size
 ## random-weight model; table on stdout, results/bench/bench.json and bench.png.
@@ -68,5 +70,4 @@ configs: setup
 	$(PY) -m triton_ner.export.configs
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .hypothesis model_repository/manifest.json \
-		model_repository/*/1/*.onnx model_repository/ner_tokenizer/1/tokenizer
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis build/model_repository

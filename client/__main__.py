@@ -17,13 +17,14 @@ from typing import Annotated
 
 import typer
 
+from triton_ner import cli
 from triton_ner.client.errors import ClientError
 from triton_ner.client.inputs import count_texts, read_texts
 from triton_ner.client.library import AsyncNerClient, Protocol
 from triton_ner.client.render import progress as progress_bar
-from triton_ner.core.aggregation import Strategy
+from triton_ner.core.parameters import Strategy
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 
 
 class Output(str, Enum):
@@ -46,10 +47,6 @@ def parse_labels(value: str | None) -> list[str] | None:
         return None
     return [label.strip() for label in value.split(",") if label.strip()]
 
-
-def _fail(message: str, code: int) -> typer.Exit:
-    print(f"client: {message}", file=sys.stderr)
-    return typer.Exit(code)
 
 
 async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, pretty: bool,
@@ -156,13 +153,13 @@ def main(
                                         show_progress, aggregation_strategy=strategy,
                                         ignore_labels=parse_labels(ignore_labels), stride=stride))
     except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
+        raise cli.interrupted("client") from None
     except BrokenPipeError:
         # The reader went away (| head): no traceback, and no second error when Python flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(1) from None
     except (ClientError, ValueError) as error:
-        raise _fail(f"error: {error}", 1) from None
+        raise cli.fail("client", str(error)) from None
     if show_progress:
         seconds = time.monotonic() - started
         print(f"client: {count:,} texts, {found:,} entities in {seconds:.1f} s ({count / seconds:,.0f} texts/s)",

@@ -29,15 +29,14 @@ from typing import Annotated, Any
 
 import typer
 
+from triton_ner import cli
 from triton_ner.client.errors import ClientError
 from triton_ner.client.library import NerClient, Protocol
 from triton_ner.client.render import progress as progress_bar
-from triton_ner.core.aggregation import Strategy
+from triton_ner.core.parameters import Strategy
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 
-USAGE = 2  # the caller's mistake: bad data or options (as typer's own usage errors)
-FAILED = 1  # the evaluation could not run, or its figures broke --min-f1 / --max-delta
 DOCSTART = "-DOCSTART-"
 TAG = re.compile(r"(?:O|[BI]-\S+)\Z")
 CONLL2003_DATASET = "lhoestq/conll2003"  # CoNLL-2003 as data files, loadable without a dataset script
@@ -432,10 +431,6 @@ def table(result: dict[str, Any]) -> str:
 
 # Command line
 
-def _fail(message: str, code: int) -> typer.Exit:
-    print(f"eval: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
 
 @app.command()
 def main(
@@ -493,14 +488,15 @@ def main(
     """
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if (data is None) == (not conll2003):
-        raise _fail("error: give a CoNLL-format file or --conll2003 (one of them)", USAGE)
+        raise cli.fail("eval", "give a CoNLL-format file or --conll2003 (one of them)", cli.USAGE)
     if strategy is Strategy.NONE:
-        raise _fail("error: --strategy none gives tokens, not entities: choose simple, first, average or max", USAGE)
+        raise cli.fail("eval", "--strategy none gives tokens, not entities: choose simple, first, average or max",
+                       cli.USAGE)
     if in_process and model is None:
-        raise _fail("error: --model is needed for the in-process side (the served repository holds no PyTorch "
-                    "weights): pass the checkpoint it was exported from, or --no-in-process", USAGE)
+        raise cli.fail("eval", "--model is needed for the in-process side (the served repository holds no PyTorch "
+                       "weights): pass the checkpoint it was exported from, or --no-in-process", cli.USAGE)
     if max_delta is not None and not in_process:
-        raise _fail("error: --max-delta compares with the in-process side: drop --no-in-process", USAGE)
+        raise cli.fail("eval", "--max-delta compares with the in-process side: drop --no-in-process", cli.USAGE)
     show = progress if progress is not None else sys.stderr.isatty()
     try:
         sentences = read_conll(data) if data is not None else load_conll2003(dataset, split)
@@ -509,9 +505,9 @@ def main(
         scheme = scheme or detect_scheme(sentences)
         check_scheme(sentences, scheme, source)
     except DataError as error:
-        raise _fail(f"error: {error}", USAGE) from None
+        raise cli.fail("eval", str(error), cli.USAGE) from None
     except DataUnavailable as error:
-        raise _fail(f"error: {error}", FAILED) from None
+        raise cli.fail("eval", str(error), cli.FAILED) from None
     gold = [list(s.tags) for s in sentences]
     texts = [s.text for s in sentences]
     try:
@@ -532,18 +528,18 @@ def main(
             local = Side(f"transformers pipeline on {model}",
                          score(gold, predicted_tags(sentences, entities, scheme)), time.monotonic() - started)
     except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
+        raise cli.interrupted("eval") from None
     except (ClientError, DataUnavailable) as error:
-        raise _fail(f"error: {error}", FAILED) from None
+        raise cli.fail("eval", str(error), cli.FAILED) from None
     except ValueError as error:  # the client's settings (a URL with a scheme, TLS over HTTP)
-        raise _fail(f"error: {error}", USAGE) from None
+        raise cli.fail("eval", str(error), cli.USAGE) from None
     problems = failures(served.scores, local.scores if local else None, min_f1, max_delta)
     result = report(source, sentences, scheme, strategy.value, served, local, problems)
     print(json.dumps(result, indent=2) if json_output else table(result))
     for problem in problems:
         print(f"eval: {problem}", file=sys.stderr)
     if problems:
-        raise typer.Exit(FAILED)
+        raise typer.Exit(cli.FAILED)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from triton_ner import cli
 from triton_ner.export.configs import Format, Precision, ServingOptions, Target
 from triton_ner.export.convert import MIN_AGREEMENT
 from triton_ner.export.source import BENCHMARK, FIXTURE, ExportError
 from triton_ner.core.names import DEFAULT_MODEL
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT}}
 
 
@@ -23,7 +23,7 @@ def main(
                                             f"model) or '{BENCHMARK}' (full-size DistilBERT, random weights).",
                                        envvar="MODEL")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to pin.")] = None,
-    output: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
+    output: Annotated[Path, typer.Option(help="Model repository to write.")] = cli.REPOSITORY,
     format: Annotated[str, typer.Option("--format", help="onnx, torchscript or both.")] = "onnx",
     precision: Annotated[list[Precision] | None, typer.Option(
         help="Extra precisions, repeatable: fp16 (GPU: model_fp16.onnx in configs/gpu.pbtxt, the TorchScript "
@@ -50,23 +50,16 @@ def main(
     from triton_ner.export.repository import ExportPlan, build
     from triton_ner.export.source import resolve
 
-    def log(message: str) -> None:
-        print(f"export: {message}", file=sys.stderr)
-
     if format not in FORMATS:
-        print(f"export: error: --format {format!r} is not one of: {', '.join(FORMATS)}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise cli.fail("export", f"--format {format!r} is not one of: {', '.join(FORMATS)}", cli.USAGE)
     options = ServingOptions(max_batch_size=max_batch_size, gpu_max_batch_size=gpu_max_batch_size,
                              instances=instances, tensorrt=tensorrt)
     plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
                       optimize, min_agreement)
-    try:
+    with cli.one_line_errors("export", ExportError):
         plan.check()
         checkpoint = resolve(model, revision, fallback_to_fixture)
-        build(checkpoint, output, plan, force=force, log=log)
-    except ExportError as error:
-        print(f"export: error: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        build(checkpoint, output, plan, force=force, log=lambda message: cli.say("export", message))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ EPOCHS = 3
 
 
 def cache_dir() -> Path:
-    """Where generated models live: ``$NER_CACHE_DIR`` or ``.cache/`` in the project."""
-    return Path(os.environ.get("NER_CACHE_DIR", PROJECT_ROOT / ".cache"))
+    """Where generated models live: ``$NER_CACHE_DIR``, else ``.cache/`` of a source checkout, else the user's
+    cache (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``distilbert-ner-triton`` (never inside an installation)."""
+    if "NER_CACHE_DIR" in os.environ:
+        return Path(os.environ["NER_CACHE_DIR"])
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distilbert-ner-triton"
 
 
 def _code_hash() -> str:

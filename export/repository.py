@@ -10,7 +10,8 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata
+from importlib import metadata, resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -22,10 +23,9 @@ from triton_ner.export.source import Checkpoint, ExportError
 from triton_ner.core import names
 from triton_ner.core.runtime import load_runner
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The committed repository holds the models' code; every export copies it from here.
-TEMPLATE = PROJECT_ROOT / "model_repository"
-CODE_FILES = ("model.py", ".gitkeep")
+# The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
+# triton_ner.model_repository (the folder model_repository/ of a checkout).
+PYTHON_MODELS = (names.TOKENIZER, names.MODEL, names.AGGREGATE)
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton")
 
 
@@ -68,12 +68,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy_code(repository: Path) -> None:
-    for model in (names.ENSEMBLE, names.TOKENIZER, names.MODEL, names.AGGREGATE):
+def models_code() -> Traversable:
+    """The installed models' code: ``<model>/1/model.py`` for each Python-backend model."""
+    return resources.files("triton_ner.model_repository")
+
+
+def _is_models_code(folder: Path) -> bool:
+    """Whether ``folder`` is where the models' code is installed from (model_repository/ of a checkout)."""
+    template, copy = (root / names.TOKENIZER / "1" / "model.py" for root in (models_code(), folder))
+    return isinstance(template, Path) and copy.exists() and copy.samefile(template)
+
+
+def _copy_code(repository: Path, code: Traversable | None = None) -> None:
+    """Version folders for every model, and each Python-backend model's ``model.py``; a missing file is an
+    error naming it (a repository without it would not load)."""
+    code = code or models_code()
+    for model in (names.ENSEMBLE, *PYTHON_MODELS):
         (repository / model / "1").mkdir(parents=True, exist_ok=True)
-        for name in CODE_FILES:
-            if (TEMPLATE / model / "1" / name).exists():
-                shutil.copy2(TEMPLATE / model / "1" / name, repository / model / "1" / name)
+    for model in PYTHON_MODELS:
+        source = code / model / "1" / "model.py"
+        if not source.is_file():
+            raise ExportError(f"the code of the {model} model ({model}/1/model.py) is missing from {code}: "
+                              "reinstall distilbert-ner-triton")
+        (repository / model / "1" / "model.py").write_bytes(source.read_bytes())
 
 
 def _save_tokenizer(tokenizer, model, folder: Path) -> None:
@@ -174,6 +191,9 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
 
     plan.check()
     output = output.resolve()
+    if _is_models_code(output):
+        raise ExportError(f"{output} holds the models' code that every export copies (committed): export into "
+                          "another folder (the default is build/model_repository)")
     if _existing_export(output) and not force:
         raise ExportError(f"{output} already holds an exported model: pass --force to replace it")
     try:

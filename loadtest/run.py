@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from triton_ner import cli
+from triton_ner.health import is_ready
 from triton_ner.server import Ports, ServerError, TritonServer
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-def _ready(http_port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://localhost:{http_port}/v2/health/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+app = cli.command()
 
 
 def locust_command(results: Path, users: int, spawn_rate: float, run_time: str, protocol: str,
@@ -60,29 +53,25 @@ def main(
     max_p95_ms: Annotated[float | None, typer.Option(help="Fail above this p95 latency (ms).")] = None,
     results: Annotated[Path, typer.Option(help="Folder for the CSV and HTML reports.")] = Path("results/loadtest"),
     model_repository: Annotated[Path, typer.Option(help="Repository to serve if no server answers.")]
-    = Path("model_repository"),
+    = cli.REPOSITORY,
     http_port: Annotated[int, typer.Option(help="HTTP port of the server.")] = Ports.http,
     grpc_port: Annotated[int, typer.Option(help="gRPC port of the server.")] = Ports.grpc,
     metrics_port: Annotated[int, typer.Option(help="Metrics port, if the server is started here.")] = Ports.metrics,
 ) -> None:
     """Load the served ner ensemble with Locust for a bounded time; reports in RESULTS."""
     if protocol not in ("grpc", "http"):
-        print(f"loadtest: error: --protocol {protocol!r} is not one of: grpc, http", file=sys.stderr)
-        raise typer.Exit(2)
+        raise cli.fail("loadtest", f"--protocol {protocol!r} is not one of: grpc, http", cli.USAGE)
     ports = Ports(http_port, grpc_port, metrics_port)
     results.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        if not _ready(http_port):
-            print(f"loadtest: no server on port {http_port}; starting Triton on {model_repository}", file=sys.stderr)
-            try:
+        if not is_ready(f"localhost:{http_port}", timeout=2):
+            cli.say("loadtest", f"no server on port {http_port}; starting Triton on {model_repository}")
+            with cli.one_line_errors("loadtest", ServerError):
                 stack.enter_context(TritonServer(model_repository, ports))
-            except ServerError as error:
-                print(f"loadtest: error: {error}", file=sys.stderr)
-                raise typer.Exit(1) from None
         command = locust_command(results, users, spawn_rate, run_time, protocol, scenario, texts_per_request,
                                  strategy, ports, max_failure_ratio, max_p95_ms)
         code = subprocess.run(command).returncode
-    print(f"loadtest: reports in {results}/ (locust.html, locust_stats.csv); exit code {code}", file=sys.stderr)
+    cli.say("loadtest", f"reports in {results}/ (locust.html, locust_stats.csv); exit code {code}")
     raise typer.Exit(code)
 
 

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from triton_ner import cli
 from triton_ner.core.names import DEFAULT_MODEL
 
 SEED_SENTENCE = "My name is Wolfgang and I live in Berlin"
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 
 
 @app.command()
 def main(
     model: Annotated[str, typer.Option(help="Hub id or local checkpoint folder; the fixture model is used if "
                                             "the Hub cannot be reached.", envvar="MODEL")] = DEFAULT_MODEL,
-    output: Annotated[Path, typer.Option(help="Model repository to export into.")] = Path("model_repository"),
+    output: Annotated[Path, typer.Option(help="Model repository to export into.")] = cli.REPOSITORY,
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to ask about.")] = None,
 ) -> None:
     """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
@@ -30,10 +30,10 @@ def main(
     from triton_ner.server import ServerError, TritonServer, free_ports
 
     def say(message: str) -> None:
-        print(f"demo: {message}", file=sys.stderr)
+        cli.say("demo", message)
 
     started = time.perf_counter()
-    try:
+    with cli.one_line_errors("demo", ExportError, ServerError, ClientError):
         checkpoint = resolve(model, fallback_to_fixture=True)
         build(checkpoint, output, force=True, log=lambda m: say(f"export: {m}"))
         say("starting Triton")
@@ -46,9 +46,6 @@ def main(
                         print(f"  {entity['entity_group']:<5} {entity['word']!r:<24} "
                               f"[{entity['start']}:{entity['end']}]  score {entity['score']:.3f}")
                     print(json.dumps(entities, ensure_ascii=False))
-    except (ExportError, ServerError, ClientError) as error:
-        say(f"error: {error}")
-        raise typer.Exit(1) from None
     say(f"done in {time.perf_counter() - started:.0f} s; the server is stopped")
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from triton_ner import cli
 from triton_ner.core import names
 from triton_ner.server import RESTRICTED_APIS, GrpcTls, Ports, ServerError, TritonServer
 
@@ -54,7 +55,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def main(
-    model_repository: Annotated[Path, typer.Option(help="Exported model repository.")] = Path("model_repository"),
+    model_repository: Annotated[Path, typer.Option(help="Exported model repository.")] = cli.REPOSITORY,
     http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,

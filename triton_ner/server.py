@@ -18,9 +18,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +26,7 @@ from threading import Thread
 from google.protobuf import text_format
 
 from triton_ner.core import names
+from triton_ner.health import wait_ready
 
 # Where backends/build-onnxruntime.sh puts NVIDIA's backends (one folder per backend).
 BUILT_BACKENDS = Path(__file__).resolve().parents[1] / "build" / "triton-backends"
@@ -324,20 +322,12 @@ class TritonServer:
         return "\n".join([line for line in errors if line not in lines] + lines)
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://{self.http_url}/v2/health/ready"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                if self._drainer:
-                    self._drainer.join(2)  # the output up to the exit, the reason included
-                raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self._last_lines()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
+        if wait_ready(self.http_url, timeout, alive=lambda: self.process.poll() is None):
+            return
+        if self.process.poll() is not None:
+            if self._drainer:
+                self._drainer.join(2)  # the output up to the exit, the reason included
+            raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self._last_lines()}")
         raise ServerError(f"tritonserver was not ready after {timeout:.0f} s:\n{self._last_lines()}")
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from triton_ner.health import wait_ready
 from triton_ner.server import free_ports
 
 pytestmark = pytest.mark.integration
@@ -29,15 +28,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    if not wait_ready(f"localhost:{port}", timeout, alive=lambda: process.poll() is None):
         assert process.poll() is None, process.communicate()[1]
-        try:
-            with urllib.request.urlopen(f"http://localhost:{port}/v2/health/ready", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.25)
-    pytest.fail("server not ready")
+        pytest.fail("server not ready")
 
 
 def test_serve_runs_until_sigterm_and_leaves_no_stub(repository, tmp_path):

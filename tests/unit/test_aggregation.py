@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from triton_ner.core.aggregation import Strategy, aggregate_texts, softmax, to_python
+from triton_ner.core.aggregation import aggregate_texts, softmax, to_python
+from triton_ner.core.parameters import Strategy
 from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, encode, load_vocabulary
 from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
 

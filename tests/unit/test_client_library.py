@@ -16,7 +16,7 @@ from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, Deadli
                     NerClient, ServerUnreachable)
 from triton_ner.client.errors import backoff_delay, renumber, typed_error
 from triton_ner.client.library import batches, request_parameters
-from triton_ner.core.aggregation import Strategy
+from triton_ner.core.parameters import Strategy
 
 
 def test_batches_keep_order_and_number_the_first_text():

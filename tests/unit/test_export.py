@@ -7,7 +7,7 @@ from hashlib import sha256
 
 import pytest
 
-from triton_ner.export.configs import ServingOptions, render, repository_configs
+from triton_ner.export.configs import MODEL_FILES, Format, Precision, ServingOptions, render, repository_configs
 from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
 from triton_ner.export.repository import build, check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
@@ -32,7 +32,7 @@ def test_repository_is_complete_and_manifest_hashes_match(repository):
     assert manifest["labels"] == ["O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
     for relative, digest in manifest["artifacts"].items():
         assert sha256((repository / relative).read_bytes()).hexdigest() == digest, relative
-    assert f"{names.MODEL}/1/{names.ONNX_FILE}" in manifest["artifacts"]
+    assert f"{names.MODEL}/1/{MODEL_FILES[Format.ONNX, Precision.FP32]}" in manifest["artifacts"]
     for relative, config in repository_configs(options=ServingOptions(num_labels=len(manifest["labels"]))).items():
         assert (repository / relative).read_text() == render(config)
 
@@ -40,7 +40,7 @@ def test_repository_is_complete_and_manifest_hashes_match(repository):
 def test_onnx_graph_has_the_declared_names(repository):
     import onnx
 
-    graph = onnx.load(str(repository / names.MODEL / "1" / names.ONNX_FILE)).graph
+    graph = onnx.load(str(repository / names.MODEL / "1" / MODEL_FILES[Format.ONNX, Precision.FP32])).graph
     assert [i.name for i in graph.input] == [names.INPUT_IDS, names.ATTENTION_MASK]
     assert [o.name for o in graph.output] == [names.LOGITS]
     for tensor in list(graph.input) + list(graph.output):

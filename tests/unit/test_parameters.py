@@ -1,6 +1,6 @@
 import pytest
 
-from triton_ner.core.aggregation import Strategy
+from triton_ner.core.parameters import Strategy
 from triton_ner.core.parameters import InvalidInput, RequestOptions, parse
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triton_ner.core.aggregation import Strategy, aggregate_texts
+from triton_ner.core.aggregation import aggregate_texts
+from triton_ner.core.parameters import Strategy
 from triton_ner.core.tokenization import check_stride, encode, load_vocabulary, window_tokens
 
 # Any code point but lone surrogates (not encodable); weighted towards what the tokenizer splits on.

@@ -8,46 +8,12 @@ used here.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 
-
-class Strategy(str, enum.Enum):
-    """The pipeline's ``aggregation_strategy`` values."""
-
-    NONE = "none"
-    SIMPLE = "simple"
-    FIRST = "first"
-    AVERAGE = "average"
-    MAX = "max"
-
-
-class Tokenizer(Protocol):
-    """What aggregation needs of a Hugging Face fast tokenizer."""
-
-    unk_token_id: int
-
-    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]: ...
-
-    def convert_tokens_to_string(self, tokens: list[str]) -> str: ...
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """A tokenizer and the label names: everything aggregation reads besides the arrays."""
-
-    tokenizer: Any
-    id2label: dict[int, str]
-
-    @property
-    def word_aware(self) -> bool:
-        """True for tokenizers that mark continuation pieces (WordPiece ``##``), as the pipeline checks."""
-        backend = getattr(self.tokenizer, "_tokenizer", None)
-        return bool(backend and getattr(backend.model, "continuing_subword_prefix", None))
+from triton_ner.core.parameters import Strategy
+from triton_ner.core.tokenization import Vocabulary
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

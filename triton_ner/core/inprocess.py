@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triton_ner.core.aggregation import Strategy, aggregate_texts
+from triton_ner.core.aggregation import aggregate_texts
 from triton_ner.core.batching import run_in_groups
-from triton_ner.core.parameters import RequestOptions
+from triton_ner.core.parameters import RequestOptions, Strategy
 from triton_ner.core.runtime import load_runner
 from triton_ner.core.tokenization import load_vocabulary, prepare
 

@@ -25,6 +25,5 @@ SPECIAL_TOKENS_MASK = "special_tokens_mask"
 TEXT_INDEX = "text_index"  # the text each window belongs to (long texts have several windows)
 
 # Files inside the repository.
-ONNX_FILE = "model.onnx"
 MANIFEST = "manifest.json"  # written last by the export: its presence means the repository is complete
 TOKENIZER_DIR = "tokenizer"  # holds the tokenizer files and the checkpoint's config.json (labels)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from triton_ner.core.aggregation import Strategy
+
+class Strategy(str, enum.Enum):
+    """The pipeline's ``aggregation_strategy`` values."""
+
+    NONE = "none"
+    SIMPLE = "simple"
+    FIRST = "first"
+    AVERAGE = "average"
+    MAX = "max"
+
 
 
 class InvalidInput(ValueError):
@@ -45,20 +55,25 @@ def _labels(value: Any) -> tuple[str, ...]:
 
 
 def _stride(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise InvalidInput(f"stride {value!r} must be a whole number of tokens, 0 or more")
 
 
+_READERS = {"aggregation_strategy": _strategy, "ignore_labels": _labels, "stride": _stride}
+
+
 def parse(parameters: dict[str, Any]) -> RequestOptions:
-    """Options from a request's parameters; keys this model does not read are left alone."""
-    options = {}
-    if "aggregation_strategy" in parameters:
-        options["aggregation_strategy"] = _strategy(parameters["aggregation_strategy"])
-    if "ignore_labels" in parameters:
-        options["ignore_labels"] = _labels(parameters["ignore_labels"])
-    if "stride" in parameters:
-        options["stride"] = _stride(parameters["stride"])
-    return RequestOptions(**options)
+    """Options from a request's parameters.
+
+    Raises:
+        InvalidInput: A parameter this model does not know (a mistyped name would otherwise be ignored
+            silently, and the client would get the defaults it meant to change), or a value out of range.
+    """
+    unknown = sorted(set(parameters) - set(_READERS))
+    if unknown:
+        raise InvalidInput(f"unknown request parameter {unknown[0]!r}; the parameters are: {', '.join(_READERS)}")
+    return RequestOptions(**{key: _READERS[key](value) for key, value in parameters.items()})

@@ -11,13 +11,27 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from triton_ner.core.aggregation import Strategy, Vocabulary
-from triton_ner.core.parameters import InvalidInput, RequestOptions
+from triton_ner.core.parameters import InvalidInput, RequestOptions, Strategy
 
 DEFAULT_STRIDE = 128
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A tokenizer and the label names: everything aggregation reads besides the arrays."""
+
+    tokenizer: Any
+    id2label: dict[int, str]
+
+    @property
+    def word_aware(self) -> bool:
+        """True for tokenizers that mark continuation pieces (WordPiece ``##``), as the pipeline checks."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        return bool(backend and getattr(backend.model, "continuing_subword_prefix", None))
 
 
 def load_vocabulary(folder: str | Path) -> Vocabulary:

@@ -1,0 +1,52 @@
+"""The conventions every command shares (ner-export, ner-serve, ner-client, ner-eval, ner-demo, loadtest).
+
+typer with ``Annotated`` options; an error is one line ``<command>: error: <why>`` on stderr and an exit code:
+1 when the work failed (a server, a model or data that cannot be reached), 2 for the caller's mistake (as typer's
+own usage errors). Never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+FAILED = 1
+USAGE = 2
+# Where the commands write and read the exported repository unless told otherwise. model_repository/ of a
+# checkout holds the models' code the export copies (committed); what the export writes is never committed.
+REPOSITORY = Path("build/model_repository")
+
+
+def command() -> typer.Typer:
+    """A single-command typer application without shell completion or rich tracebacks."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def say(prog: str, message: str) -> None:
+    """One line on stderr, prefixed by the command's name."""
+    print(f"{prog}: {message}", file=sys.stderr)
+
+
+def fail(prog: str, message: str, code: int = FAILED) -> typer.Exit:
+    """Print ``<prog>: error: <message>`` and return the exit to raise (``raise fail(...) from None``)."""
+    say(prog, f"error: {message}")
+    return typer.Exit(code)
+
+
+def interrupted(prog: str) -> typer.Exit:
+    """Ctrl-C: say so and return the exit to raise, with the shell's code for SIGINT."""
+    say(prog, "interrupted")
+    return typer.Exit(130)
+
+
+@contextmanager
+def one_line_errors(prog: str, *errors: type[BaseException], code: int = FAILED) -> Iterator[None]:
+    """Turn the expected ``errors`` of a command into one line and an exit code."""
+    try:
+        yield
+    except errors as error:
+        raise fail(prog, str(error), code) from None
