@@ -1,0 +1,106 @@
+"""The wheel as users install it: the client extra alone in a fresh environment, and an export from the
+installed (not editable) package that a real Triton serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.parity import assert_same
+from triton_ner.server import TritonServer, free_ports
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONSTRAINTS = PROJECT_ROOT / "requirements" / "constraints.txt"
+SEED = "My name is Wolfgang and I live in Berlin"
+# What the client must not bring: the model libraries and the Triton server wheel.
+HEAVY = {"torch", "transformers", "tokenizers", "onnxruntime", "onnx", "nvidia-pytriton", "safetensors"}
+
+
+def _run(*command, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, check=False, **kwargs)
+    assert done.returncode == 0, f"{' '.join(map(str, command))}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    # In a copy, so that the build's own egg-info and build/ never touch the checkout.
+    source = tmp_path_factory.mktemp("source") / "project"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", ".cache", "results", "*.egg-info", "__pycache__", ".pytest_cache", "sources"))
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", out, source,
+         timeout=300)
+    (found,) = out.glob("distilbert_ner_triton-*.whl")
+    return found
+
+
+def test_the_wheel_holds_one_import_name_and_the_models_code(wheel):
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"triton_ner"}
+    for model in ("ner_tokenizer", "ner_model", "ner_aggregate"):
+        assert f"triton_ner/model_repository/{model}/1/model.py" in names
+    assert {"triton_ner/client/__init__.py", "triton_ner/export/__main__.py", "triton_ner/core/aggregation.py",
+            "triton_ner/loadtest/locustfile.py"} <= set(names)
+
+
+def test_the_client_extra_alone_installs_light_and_queries_the_server(wheel, tmp_path, triton, pipelines):
+    venv = tmp_path / "client-venv"
+    _run(sys.executable, "-m", "venv", venv, timeout=120)
+    python = venv / "bin" / "python"
+    _run(python, "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, f"{wheel}[client]", timeout=600)
+    installed = {line.split("==")[0].lower() for line in _run(python, "-m", "pip", "freeze").stdout.splitlines()}
+    assert not HEAVY & installed, f"the client extra installed {sorted(HEAVY & installed)}"
+
+    want = pipelines("simple")(SEED)
+    command = _run(venv / "bin" / "ner-client", "--url", triton.grpc_url, SEED, timeout=120)
+    assert_same(json.loads(command.stdout), want, "ner-client, gRPC")
+    code = ("import json, sys; from triton_ner.client import NerClient\n"
+            "with NerClient(sys.argv[1], 'http') as c: print(json.dumps(c.predict([sys.argv[2]])[0]))")
+    library = _run(python, "-c", code, triton.http_url, SEED, cwd=tmp_path, timeout=120)
+    assert_same(json.loads(library.stdout), want, "NerClient, HTTP")
+
+    client_mb = _size_mb(venv / "lib")
+    full_mb = _size_mb(Path(sys.prefix) / "lib")
+    print(f"\ninstall size: client extra {client_mb:.0f} MB, make setup (all extras) {full_mb:.0f} MB "
+          f"({client_mb / full_mb:.1%})")
+    assert client_mb < full_mb / 5
+
+
+def test_an_export_from_the_installed_wheel_is_served_by_triton(wheel, tmp_path, checkpoint, pipelines,
+                                                               monkeypatch):
+    # The wheel's files alone on the path, ahead of the editable checkout; its dependencies from this venv.
+    target = tmp_path / "installed"
+    _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, wheel, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = _run(sys.executable, "-c", "import triton_ner.export, triton_ner.model_repository as m; "
+                 "print(triton_ner.export.__file__)", env=env, cwd=tmp_path).stdout
+    assert where.startswith(str(target)), where
+    repository = tmp_path / "repository"
+    _run(sys.executable, "-m", "triton_ner.export", "--model", str(checkpoint), "--output", repository, env=env,
+         cwd=tmp_path, timeout=600)
+    for model in ("ner_tokenizer", "ner_model", "ner_aggregate"):
+        assert (repository / model / "1" / "model.py").read_bytes() == (
+            target / "triton_ner" / "model_repository" / model / "1" / "model.py").read_bytes()
+
+    monkeypatch.setenv("PYTHONPATH", str(target))  # the stubs import the installed package too
+    from triton_ner.client import NerClient
+
+    with TritonServer(repository, free_ports()) as server, NerClient(server.grpc_url) as client:
+        (got,) = client.predict([SEED])
+    assert_same(got, pipelines("simple")(SEED), "served from the wheel's export")
