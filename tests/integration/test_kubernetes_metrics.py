@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.kubernetes import OVERLAYS, only, render, scaling_queries, selectors
 from triton_ner.client import NerClient
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server import TritonServer, admin_headers, free_ports
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
@@ -72,16 +72,14 @@ def test_the_deployments_arguments_start_triton_with_the_restricted_apis(reposit
             urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=10)
         refused.value.close()
         assert refused.value.code == 403
-        allowed = urllib.request.Request(index, data=b"{}", method="POST", headers={"admin-key": key})
+        allowed = urllib.request.Request(index, data=b"{}", method="POST", headers=admin_headers(key))
         with urllib.request.urlopen(allowed, timeout=10) as response:
             assert response.status == 200
         grpc = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             with pytest.raises(InferenceServerException, match="restricted"):
                 grpc.get_model_repository_index()
-            # Over gRPC, Triton expects the header with a prefix: triton-grpc-protocol-<header>.
-            models = grpc.get_model_repository_index(headers={"triton-grpc-protocol-admin-key": key},
-                                                     as_json=True)["models"]
+            models = grpc.get_model_repository_index(headers=admin_headers(key, "grpc"), as_json=True)["models"]
             assert "ner" in {model["name"] for model in models}
         finally:
             grpc.close()

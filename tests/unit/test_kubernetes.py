@@ -24,15 +24,14 @@ from cloudcoil.models.prometheus_operator.v1 import PodMonitor
 
 from tests.kubernetes import KUBERNETES, OVERLAYS, PROJECT_ROOT, only, render, scaling_queries, selectors
 from triton_ner.core import names
+from triton_ner.server import restricted_api_args
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {"ScaledObject": ScaledObject, "PodMonitor": PodMonitor}
 EXPECTED = {("Namespace", "ner"), ("Deployment", "ner-triton"), ("Service", "ner-triton"),
             ("Service", "ner-triton-headless"), ("PodDisruptionBudget", "ner-triton"), ("PodMonitor", "ner-triton"),
             ("ScaledObject", "ner-triton")}
-# The restricted APIs and the header that opens them (README "Scale-out"); the key is the Secret's.
-RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
-KEY_HEADER = "admin-key"
+# The container's variable that holds the Secret's admin key (ner-serve reads the same one).
 KEY_VARIABLE = "NER_ADMIN_KEY"
 VERSION = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
@@ -164,8 +163,10 @@ def test_termination_outlasts_the_drain(overlay):
 
 def test_restricted_apis_need_the_key_from_the_secret(overlay):
     triton = _containers(overlay[1])["triton"]
-    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
-        assert _flag(triton, flag) == f"{RESTRICTED}:{KEY_HEADER}=$({KEY_VARIABLE})"
+    # The same APIs behind the same header as `ner-serve --admin-key`.
+    expected = restricted_api_args(f"$({KEY_VARIABLE})")
+    assert [arg for arg in triton["args"] if arg.split("=", 1)[0] in ("--http-restricted-api",
+                                                                      "--grpc-restricted-protocol")] == expected
     # The kubelet expands $(NAME) only for a variable of the container's own env.
     variable = next(e for e in triton["env"] if e["name"] == KEY_VARIABLE)
     assert variable["valueFrom"]["secretKeyRef"] == {"name": "ner-triton-admin", "key": "admin-key"}
