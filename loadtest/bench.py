@@ -36,6 +36,7 @@ from typing import Annotated
 
 import typer
 
+from triton_ner import cli
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
@@ -43,7 +44,7 @@ BF16_GAIN = 1.3  # served BF16 (TorchScript, AVX-512 BF16) over served FP32 (ONN
 LENGTHS = (10, 50, 200, 500, 2000)
 IN_PROCESS_BATCHES = (1, 8, 32, 64)
 ORT_THREADS = (1, 2)  # intra_op_thread_count of NVIDIA's onnxruntime backend: on 2 cores both are worth a row
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 
 
 @dataclass
@@ -356,12 +357,11 @@ def main(
     from triton_ner.core.tokenization import load_vocabulary
 
     def say(message: str) -> None:
-        print(f"bench: {message}", file=sys.stderr, flush=True)
+        cli.say("bench", message)
 
     everything = only is Rows.ALL
     if only is Rows.ONNXRUNTIME_BACKEND and onnxruntime_backend() is None:
-        say("error: NVIDIA's onnxruntime backend is not built: run `make backends`")
-        raise typer.Exit(1)
+        raise cli.fail("bench", "NVIDIA's onnxruntime backend is not built: run `make backends`")
     output.mkdir(parents=True, exist_ok=True)
     repo = prepare_repository(repository, lambda m: say(f"export: {m}"))
     tokenizer_dir = repo / names.TOKENIZER / "1" / names.TOKENIZER_DIR

@@ -28,7 +28,7 @@ def command() -> typer.Typer:
 
 def say(prog: str, message: str) -> None:
     """One line on stderr, prefixed by the command's name."""
-    print(f"{prog}: {message}", file=sys.stderr)
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
 
 
 def fail(prog: str, message: str, code: int = FAILED) -> typer.Exit:
