@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import threading
 import time
 from collections import deque
