@@ -1,5 +1,6 @@
 """``NerClient`` and ``AsyncNerClient``: texts in, the transformers pipeline's entity lists out, over Triton's
-gRPC or HTTP API, in batches of a configurable size, with retries on unavailability and typed errors."""
+gRPC or HTTP API, in batches of a configurable size, with retries on unavailability and typed errors; over
+several servers, round-robin with failover (:mod:`triton_ner.client.balancing`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from triton_ner.client.balancing import Balancer
 from triton_ner.client.errors import ClientError, ModelNotReady, backoff_delay, server_name, typed_error
 from triton_ner.core import names
 
@@ -69,17 +71,16 @@ def request_parameters(aggregation_strategy: str | Enum | None = None,
 class _BaseClient:
     """What both clients share: validated settings, request tensors, decoding, and the retry decision."""
 
-    def __init__(self, url: str | None, protocol: str, model: str, timeout: float | None, retries: int,
+    def __init__(self, url: str | Sequence[str] | None, protocol: str, model: str, timeout: float | None, retries: int,
                  backoff: float, batch_size: int | None, concurrency: int, ssl: bool,
                  root_certificates: str | Path | None, private_key: str | Path | None,
                  certificate_chain: str | Path | None, headers: dict[str, str] | None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
         self.protocol = Protocol(protocol)
-        self.url = url or f"localhost:{DEFAULT_PORTS[self.protocol]}"
-        if "://" in self.url:
-            raise ValueError(f"url {self.url!r} must be host:port without a scheme (choose the protocol with "
-                             "protocol=)")
+        target = url or f"localhost:{DEFAULT_PORTS[self.protocol]}"
+        self.url = target if isinstance(target, str) else ",".join(target)
+        self.balancer = Balancer(target)  # one address or several: requests in turn, a retry to the next one
         for name, value, least in (("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
                                    ("retries", retries, 0)):
             if value is not None and value < least:
@@ -130,16 +131,19 @@ class _BaseClient:
     def _entities(result) -> list[Entities]:
         return [json.loads(document) for document in result.as_numpy(names.ENTITIES)]
 
-    def _retry_delay(self, error: Exception, attempt: int, first: int) -> float:
-        """Seconds to wait before retrying after ``error`` on ``attempt`` (1 first), or raise the typed error."""
-        failure = typed_error(error, self.url, self.protocol.value, self.model, self.timeout, first)
+    def _retry_delay(self, error: Exception, attempt: int, first: int, address: str) -> float:
+        """Seconds to wait before retrying after ``error`` on ``attempt`` (1 first) at ``address``, or raise the
+        typed error. No wait when another server is there to take the retry."""
+        failure = typed_error(error, address, self.protocol.value, self.model, self.timeout, first)
         if failure is None:
             raise error
+        if failure.retryable:
+            self.balancer.failed(address)
         if not failure.retryable or attempt > self.retries:
             if attempt > 1:
                 failure = type(failure)(f"{failure} (gave up after {attempt} attempts)")
             raise failure from None
-        delay = backoff_delay(attempt - 1, self.backoff)
+        delay = 0.0 if self.balancer.available() else backoff_delay(attempt - 1, self.backoff)
         log.info("%s; retry %d of %d in %.2f s", failure, attempt, self.retries, delay)
         return delay
 
@@ -156,12 +160,16 @@ class NerClient(_BaseClient):
 
     Args:
         url: ``host:port`` of the server's gRPC or HTTP endpoint; default ``localhost:8001`` (gRPC) or
-            ``localhost:8000`` (HTTP).
+            ``localhost:8000`` (HTTP). Several servers: a list, ``"host:port,host:port"`` or
+            ``"dns:///name:port"`` (every address of the name, e.g. a Kubernetes headless Service, resolved again
+            every 30 s); requests go to them in turn, and a request that finds one unreachable is retried on the
+            next at once (see :class:`~triton_ner.client.balancing.Balancer`).
         protocol: ``"grpc"`` or ``"http"``.
         model: Name of the ensemble.
         timeout: Seconds one request may take (None: no limit); beyond it :class:`DeadlineExceeded`.
         retries: Retries of a request that failed with :class:`ServerUnreachable`, waiting ``backoff`` seconds
-            and twice as long each time (at most 8 s). Other failures are raised at once.
+            and twice as long each time (at most 8 s) unless another server can take it. Other failures are
+            raised at once.
         backoff: Seconds before the first retry.
         batch_size: Texts per request; None sends each :meth:`predict` call as one request (the server refuses
             a request of more than 1,024 windows, about 1,024 short texts).
@@ -178,49 +186,53 @@ class NerClient(_BaseClient):
         ValueError: An unknown protocol, a URL with a scheme, TLS over HTTP, or a setting out of range.
     """
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
+    def __init__(self, url: str | Sequence[str] | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
                  timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
                  batch_size: int | None = None, concurrency: int = 1, ssl: bool = False,
                  root_certificates: str | Path | None = None, private_key: str | Path | None = None,
                  certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
         super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
                          root_certificates, private_key, certificate_chain, headers)
-        # tritonclient's gRPC client is thread-safe and shared; its HTTP client is not: one per thread.
+        # tritonclient's gRPC client is thread-safe: one per server, shared; its HTTP client is not: one per server
+        # and thread.
         self._connections: list = []
+        self._shared: dict[str, Any] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(concurrency, "ner-client") if concurrency > 1 else None
-        self._connection()  # now, so that a missing certificate file fails here and not at the first request
+        # Now, so that a missing certificate file fails here and not at the first request.
+        self._connection(self.balancer.addresses[0])
 
-    def _connection(self):
+    def _connection(self, address: str):
         self._check_open()
-        if self.protocol is Protocol.GRPC and self._connections:
-            return self._connections[0]
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            if self.protocol is Protocol.GRPC:
-                import tritonclient.grpc as module
-                connection = module.InferenceServerClient(self.url, **self._grpc_options())
-            else:
-                import tritonclient.http as module
-                connection = module.InferenceServerClient(self.url, connection_timeout=self.timeout,
-                                                          network_timeout=self.timeout)
-            self._local.connection = connection
-            with self._lock:
+        with self._lock:
+            connections = self._shared if self.protocol is Protocol.GRPC else vars(self._local)
+            connection = connections.get(address)
+            if connection is None:
+                if self.protocol is Protocol.GRPC:
+                    import tritonclient.grpc as module
+                    connection = module.InferenceServerClient(address, **self._grpc_options())
+                else:
+                    import tritonclient.http as module
+                    connection = module.InferenceServerClient(address, connection_timeout=self.timeout,
+                                                              network_timeout=self.timeout)
+                connections[address] = connection
                 self._connections.append(connection)
         return connection
 
-    def _retrying(self, call: Callable[[], Any], first: int = 0) -> Any:
+    def _retrying(self, call: Callable[[Any], Any], first: int = 0) -> Any:
+        """``call(connection)`` on the next server, again on the next after a retryable failure."""
         for attempt in itertools.count(1):
+            address = self.balancer.pick()
             try:
-                return call()
+                return call(self._connection(address))
             except Exception as error:  # noqa: BLE001 (what is not a request failure is raised again)
-                delay = self._retry_delay(error, attempt, first)
+                delay = self._retry_delay(error, attempt, first, address)
             time.sleep(delay)
 
     def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
         inputs, outputs = self._request(texts)
-        result = self._retrying(lambda: self._connection().infer(
+        result = self._retrying(lambda connection: connection.infer(
             self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
         return self._entities(result)
 
@@ -269,7 +281,7 @@ class NerClient(_BaseClient):
 
     def check(self) -> None:
         """Return if the server serves the model; raise :class:`ServerUnreachable` or :class:`ModelNotReady`."""
-        if not self._retrying(lambda: self._connection().is_model_ready(self.model, **self._call_options())):
+        if not self._retrying(lambda connection: connection.is_model_ready(self.model, **self._call_options())):
             raise self._not_ready()
 
     def close(self) -> None:
@@ -281,7 +293,7 @@ class NerClient(_BaseClient):
             self._executor.shutdown(cancel_futures=True)
         # Drop every reference as each connection closes: tritonclient closes again in __del__, and under gevent
         # (Locust) a gRPC channel finalized at interpreter exit, with no event loop left, blocks the process.
-        connections, self._connections, self._local = self._connections, [], threading.local()
+        connections, self._connections, self._local, self._shared = self._connections, [], threading.local(), {}
         while connections:
             connections.pop().close()
 
@@ -299,38 +311,42 @@ class AsyncNerClient(_BaseClient):
     flight. Use as an async context manager; the connection opens on first use, inside the event loop.
     """
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
+    def __init__(self, url: str | Sequence[str] | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
                  timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
                  batch_size: int | None = 64, concurrency: int = 4, ssl: bool = False,
                  root_certificates: str | Path | None = None, private_key: str | Path | None = None,
                  certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
         super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
                          root_certificates, private_key, certificate_chain, headers)
-        self._client = None
+        self._clients: dict[str, Any] = {}  # one per server
 
-    def _connection(self):
+    def _connection(self, address: str):
         self._check_open()
-        if self._client is None:
+        client = self._clients.get(address)
+        if client is None:
             if self.protocol is Protocol.GRPC:
                 import tritonclient.grpc.aio as module
-                self._client = module.InferenceServerClient(self.url, **self._grpc_options())
+                client = module.InferenceServerClient(address, **self._grpc_options())
             else:
                 import tritonclient.http.aio as module
-                self._client = module.InferenceServerClient(self.url, conn_limit=self.concurrency,
-                                                            conn_timeout=self.timeout)
-        return self._client
+                client = module.InferenceServerClient(address, conn_limit=self.concurrency,
+                                                      conn_timeout=self.timeout)
+            self._clients[address] = client
+        return client
 
-    async def _retrying(self, call: Callable[[], Any], first: int = 0) -> Any:
+    async def _retrying(self, call: Callable[[Any], Any], first: int = 0) -> Any:
+        """See :meth:`NerClient._retrying`."""
         for attempt in itertools.count(1):
+            address = self.balancer.pick()
             try:
-                return await call()
+                return await call(self._connection(address))
             except Exception as error:  # noqa: BLE001 (what is not a request failure is raised again)
-                delay = self._retry_delay(error, attempt, first)
+                delay = self._retry_delay(error, attempt, first, address)
             await asyncio.sleep(delay)
 
     async def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
         inputs, outputs = self._request(texts)
-        result = await self._retrying(lambda: self._connection().infer(
+        result = await self._retrying(lambda connection: connection.infer(
             self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
         return self._entities(result)
 
@@ -367,14 +383,15 @@ class AsyncNerClient(_BaseClient):
 
     async def check(self) -> None:
         """See :meth:`NerClient.check`."""
-        if not await self._retrying(lambda: self._connection().is_model_ready(self.model, **self._call_options())):
+        if not await self._retrying(lambda connection: connection.is_model_ready(self.model,
+                                                                                **self._call_options())):
             raise self._not_ready()
 
     async def close(self) -> None:
         """Close the connection."""
         self._closed = True
-        if self._client is not None:
-            client, self._client = self._client, None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
             await client.close()
 
     async def __aenter__(self) -> AsyncNerClient:

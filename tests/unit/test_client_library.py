@@ -182,7 +182,7 @@ class FakeResult:
 
 
 def _on(client, server):
-    client._connection = lambda: server
+    client._connection = lambda address: server
     client._request = lambda texts: (list(texts), [])
     return client
 
