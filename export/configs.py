@@ -81,9 +81,16 @@ class ServingOptions:
         max_tokens_per_run: Most padded tokens in one model call of the Python-backend runner; larger batches
             are split.
         max_text_bytes: Largest text accepted (UTF-8 bytes).
+        max_tokens_per_request: Most tokens one request may need (its windows' tokens, special tokens and
+            overlaps included): bounds what one request costs while other clients wait.
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
-        max_queue_size: Requests queued at the GPU model step before new ones are refused.
+        max_queue_size: Requests queued at the model step before new ones are refused (``UNAVAILABLE``).
+        text_queue_size: Requests queued at each text step (tokenizer, aggregation) before new ones are refused.
+        queue_timeout_s: Longest wait of a request in a step's queue before it is refused; a request's own
+            (shorter) timeout overrides it.
         instances: Model-step instances (processes on CPU, copies per GPU).
+        cpu_instances: Model-step processes of the CPU configurations: with two, a short request runs beside a
+            long one instead of waiting for it to end.
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
         intra_op_threads: Threads per CPU model-step instance; 0 lets the runtime decide.
@@ -95,9 +102,13 @@ class ServingOptions:
     gpu_max_batch_size: int = 128
     max_tokens_per_run: int = 16384
     max_text_bytes: int = 1 << 20
+    max_tokens_per_request: int = 1 << 16
     max_queue_delay_us: int = 1000
     max_queue_size: int = 1024
+    text_queue_size: int = 256
+    queue_timeout_s: float = 60.0
     instances: int = 1
+    cpu_instances: int = 2
     gpu_text_instances: int = 4
     intra_op_threads: int = 0
     tensorrt: bool = False
@@ -167,6 +178,17 @@ def _instances(kind, count: int) -> list[mc.ModelInstanceGroup]:
     return [mc.ModelInstanceGroup(kind=kind, count=count)]
 
 
+def _queue(options: ServingOptions, size: int, **batching) -> mc.ModelDynamicBatching:
+    """The step's queue: at most ``size`` requests waiting, each at most ``queue_timeout_s``; beyond either the
+    request is refused with ``UNAVAILABLE`` at once, so a burst cannot grow memory or latency without bound.
+
+    A request's own timeout, when shorter, overrides the default (the client's deadline reaches the steps).
+    """
+    return mc.ModelDynamicBatching(**batching, default_queue_policy=mc.ModelQueuePolicy(
+        max_queue_size=size, timeout_action=mc.ModelQueuePolicy.REJECT,
+        default_timeout_microseconds=int(options.queue_timeout_s * 1e6), allow_timeout_override=True))
+
+
 # Tensors passed from the tokenizer to the model step and to the aggregation: [windows, tokens(, 2)].
 _TOKEN_TENSORS = [
     (names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
@@ -194,9 +216,10 @@ def tokenizer_config(options: ServingOptions, variant: Variant | None = None) ->
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
         output=[_output(*t) for t in outputs] + ([_output(*_logits(options, [-1, -1]))] if calls_model else []),
         instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
+        dynamic_batching=_queue(options, options.text_queue_size),
     )
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_windows=options.max_batch_size,
-                max_text_bytes=options.max_text_bytes)
+                max_text_bytes=options.max_text_bytes, max_tokens_per_request=options.max_tokens_per_request)
     if calls_model:
         ids, mask, logits = _model_tensor_names(variant)
         _parameters(config, model_name=names.MODEL, model_inputs=f"{ids},{mask}", model_output=logits,
@@ -222,9 +245,10 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
             input=[_input(names.INPUT_IDS, mc.TYPE_INT64, [-1], allow_ragged_batch=True),
                    _input(names.ATTENTION_MASK, mc.TYPE_INT64, [-1], allow_ragged_batch=True)],
             output=[_output(*_logits(options, [-1]))],
-            dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
+            dynamic_batching=_queue(options, options.max_queue_size,
+                                    max_queue_delay_microseconds=options.max_queue_delay_us),
             instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU,
-                                      options.instances),
+                                      options.instances if gpu else options.cpu_instances),
         )
         # precision: what the runner casts a TorchScript model to; an ONNX file carries its own (run as it is).
         cast = variant.precision if variant.format is Format.TORCHSCRIPT else Precision.FP32
@@ -241,9 +265,8 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
         backend=variant.backend.value,
         input=[_input(ids, mc.TYPE_INT64, [-1]), _input(mask, mc.TYPE_INT64, [-1])],
         output=[_output(logits, mc.TYPE_FP32, [-1, options.num_labels])],
-        dynamic_batching=mc.ModelDynamicBatching(
-            max_queue_delay_microseconds=options.max_queue_delay_us,
-            default_queue_policy=mc.ModelQueuePolicy(max_queue_size=options.max_queue_size)),
+        dynamic_batching=_queue(options, options.max_queue_size,
+                                max_queue_delay_microseconds=options.max_queue_delay_us),
         instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU, options.instances),
         model_warmup=[_warmup(ids, mask, rows, length) for rows, length in ((1, 16), (32, 64), (8, 512))
                       if rows <= batch],
@@ -285,6 +308,7 @@ def aggregate_config(options: ServingOptions, variant: Variant | None = None) ->
                _input(names.TEXT_INDEX, mc.TYPE_INT64, [-1])],
         output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
         instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
+        dynamic_batching=_queue(options, options.text_queue_size),
     )
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR)
     return config

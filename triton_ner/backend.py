@@ -6,6 +6,7 @@ Imported only inside Triton's Python backend, where ``triton_python_backend_util
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from triton_ner.core.batching import Stopped
 from triton_ner.core.parameters import InvalidInput
 
 
@@ -40,11 +42,14 @@ class ModelStepError(Exception):
 
 
 def error_response(error: Exception):
-    """The response for a failed request: INVALID_ARGUMENT for :class:`InvalidInput`, else the error's own."""
+    """The response for a failed request: INVALID_ARGUMENT for :class:`InvalidInput`, CANCELLED for
+    :class:`Stopped`, a model step's error as it is, else INTERNAL."""
     if isinstance(error, ModelStepError):
         return pb_utils.InferenceResponse(error=error.error)
     if isinstance(error, InvalidInput):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(error, Stopped):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.CANCELLED))
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL))
 
@@ -60,10 +65,26 @@ def for_each_request(requests: list, handle: Callable) -> list:
         try:
             responses.append(handle(request))
         except Exception as error:  # noqa: BLE001: a failed request must not take the model down
-            if not isinstance(error, (InvalidInput, ModelStepError)):
+            if not isinstance(error, (InvalidInput, ModelStepError, Stopped)):
                 traceback.print_exc()
             responses.append(error_response(error))
     return responses
+
+
+def stop_reason(request, started: float) -> Stopped | None:
+    """Why ``request`` must stop now, or None: its client cancelled it, or its timeout has passed.
+
+    The timeout is Triton's request timeout (``timeout`` of the request, in microseconds), which an ensemble
+    passes on to its steps; it is counted here from ``started`` (``time.monotonic()`` when the step took the
+    request), while Triton's queue policy refuses a request that waited longer than it in a queue.
+    Triton 2.51 does not pass a cancelled ensemble request on to the steps; a direct or BLS call is.
+    """
+    if request.is_cancelled():
+        return Stopped("the request was cancelled before all its windows ran")
+    timeout = request.timeout()
+    if timeout and time.monotonic() - started > timeout / 1e6:
+        return Stopped(f"the request's timeout of {timeout / 1e6:g} s passed before all its windows ran")
+    return None
 
 
 def model_runner(model_name: str, inputs: tuple[str, str], output: str):

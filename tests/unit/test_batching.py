@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from triton_ner.core.batching import bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets, run_requests, split_like
+from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets,
+                                     run_requests, split_like)
 from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
@@ -102,6 +103,42 @@ def test_one_bad_request_fails_alone_and_the_others_get_their_logits():
     np.testing.assert_array_equal(results[0], _fake_model(*good[0]))
     assert isinstance(results[1], IndexError) and results[2] is refused
     np.testing.assert_array_equal(results[3], _fake_model(*good[1]))
+
+
+def test_a_stopped_request_stops_between_runs_and_the_others_finish():
+    # Rows of 100 tokens with a budget of 200 tokens per run: request 0 (6 rows) needs 3 runs alone.
+    long = (np.full((6, 100), 3), np.ones((6, 100), dtype=np.int64))
+    short = (np.full((1, 100), 4), np.ones((1, 100), dtype=np.int64))
+    runs = []
+    asked = []
+
+    def model(ids, mask):
+        runs.append(sorted(set(ids[:, 0].tolist())))
+        return _fake_model(ids, mask)
+
+    def stopped(i):
+        asked.append(i)
+        return Stopped("timeout") if i == 0 and len(runs) >= 1 else None
+
+    results = run_requests(model, [long, short], max_tokens=200, stopped=stopped)
+    assert isinstance(results[0], Stopped)
+    np.testing.assert_array_equal(results[1], _fake_model(*short))
+    assert runs[0] == [3] and [3] not in runs[1:]  # request 0 ran once, then its rows were left out
+    assert len(runs) == 2 and 0 in asked
+
+
+def test_run_in_buckets_stops_before_the_next_run():
+    ids, mask = np.ones((4, 16), dtype=np.int64), np.ones((4, 16), dtype=np.int64)
+    calls = []
+
+    def model(i, m):
+        calls.append(i.shape)
+        return _fake_model(i, m)
+
+    with pytest.raises(Stopped, match="cancelled"):
+        run_in_buckets(model, ids, mask, BUCKETS, max_rows=1,
+                       stopped=lambda: Stopped("cancelled") if len(calls) == 2 else None)
+    assert len(calls) == 2
 
 
 def test_rows_the_model_cannot_take_are_refused_by_name():

@@ -31,5 +31,14 @@ def test_bad_ignore_labels_are_refused(value):
         parse({"ignore_labels": value})
 
 
-def test_other_models_parameters_are_ignored():
-    assert parse({"something_else": 1}) == RequestOptions()
+@pytest.mark.parametrize("key", ["something_else", "aggregation-strategy", "Stride", "ignore_label"])
+def test_unknown_and_mistyped_parameters_are_refused_by_name(key):
+    with pytest.raises(InvalidInput, match=f"unknown request parameter '{key}'; the parameters are: "
+                                           "aggregation_strategy, ignore_labels, stride"):
+        parse({key: 1})
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "²", "٣", " ", True, 2.0, -3])
+def test_stride_that_is_not_a_whole_number_is_refused(value):
+    with pytest.raises(InvalidInput, match="stride .* must be a whole number of tokens"):
+        parse({"stride": value})

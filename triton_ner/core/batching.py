@@ -9,6 +9,10 @@ import numpy as np
 from triton_ner.core.parameters import InvalidInput
 
 
+class Stopped(Exception):
+    """A request cancelled by its client, or past its timeout, before all its rows ran."""
+
+
 def pad_stack(arrays: list[np.ndarray], pad_value: int = 0) -> np.ndarray:
     """Stack ``[rows, length_i]`` arrays into ``[sum(rows), max(length_i)]``, right-padded with ``pad_value``."""
     length = max(a.shape[1] for a in arrays)
@@ -52,20 +56,27 @@ def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0) ->
 
 
 def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
-                  attention_mask: np.ndarray, max_tokens: int) -> np.ndarray:
+                  attention_mask: np.ndarray, max_tokens: int,
+                  keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Logits ``[rows, tokens, labels]`` of padded inputs, computed in length-sorted groups (:func:`plan_runs`).
 
     Each group is cut to its own longest row before it runs; positions past a row's length are zero.
+    ``keep(rows)``, asked before each run, says which of its rows are still wanted (a mask): so a request
+    cancelled or past its timeout stops between runs, and rows left out stay zero.
     """
     lengths = attention_mask.sum(axis=1)
     logits = None
     for rows in plan_runs(lengths, max_tokens):
+        if keep is not None:
+            rows = rows[keep(rows)]
+            if not len(rows):
+                continue
         width = max(int(lengths[rows].max()), 1)
         out = run(np.ascontiguousarray(input_ids[rows, :width]), np.ascontiguousarray(attention_mask[rows, :width]))
         if logits is None:
             logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
         logits[rows, :width] = out
-    return logits
+    return logits if logits is not None else np.zeros((*input_ids.shape, 0), dtype=np.float32)
 
 
 def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int) -> list[tuple[np.ndarray, int]]:
@@ -87,11 +98,17 @@ def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int) ->
 
 def run_in_buckets(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
                    attention_mask: np.ndarray, buckets: tuple[int, ...], max_rows: int,
-                   pad_id: int = 0) -> np.ndarray:
-    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in the runs of :func:`bucket_runs`."""
+                   pad_id: int = 0, stopped: Callable[[], Exception | None] | None = None) -> np.ndarray:
+    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in the runs of :func:`bucket_runs`.
+
+    ``stopped()``, asked before each run, returns an exception (a :class:`Stopped`) to raise instead of
+    running the rest.
+    """
     lengths = attention_mask.sum(axis=1)
     logits = None
     for rows, width in bucket_runs(lengths, buckets, max_rows):
+        if stopped is not None and (reason := stopped()) is not None:
+            raise reason
         ids = np.full((len(rows), width), pad_id, dtype=input_ids.dtype)
         mask = np.zeros((len(rows), width), dtype=attention_mask.dtype)
         kept = min(width, input_ids.shape[1])
@@ -117,18 +134,32 @@ def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: in
 
 def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
                  inputs: list[tuple[np.ndarray, np.ndarray] | Exception],
-                 max_tokens: int) -> list[np.ndarray | Exception]:
+                 max_tokens: int, stopped: Callable[[int], Exception | None] | None = None,
+                 ) -> list[np.ndarray | Exception]:
     """Logits of each request of a dynamic batch, its rows pooled with the others' (:func:`run_in_groups`).
 
     An input already refused (an exception) keeps its error. If the pooled run fails, each request runs
-    alone, so that one bad request fails itself and no other request of the batch.
+    alone, so that one bad request fails itself and no other request of the batch. ``stopped(i)``, asked
+    before each run that holds rows of request ``i``, returns an exception (a :class:`Stopped`) when that
+    request must stop: its remaining rows are left out and the exception is its answer.
     """
     results: list[np.ndarray | Exception | None] = [x if isinstance(x, Exception) else None for x in inputs]
     valid = [i for i, x in enumerate(inputs) if not isinstance(x, Exception)]
+    halted: dict[int, Exception] = {}
 
     def pooled(indices: list[int]) -> list[np.ndarray]:
         ids, masks = [inputs[i][0] for i in indices], [inputs[i][1] for i in indices]
-        return split_like(run_in_groups(run, pad_stack(ids), pad_stack(masks), max_tokens), ids)
+        owners = np.repeat(indices, [len(a) for a in ids])
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            for i in np.unique(owners[rows]).tolist():
+                if i not in halted and (reason := stopped(i)) is not None:
+                    halted[i] = reason
+            return ~np.isin(owners[rows], list(halted))
+
+        logits = run_in_groups(run, pad_stack(ids), pad_stack(masks), max_tokens,
+                               keep if stopped is not None else None)
+        return split_like(logits, ids)
 
     try:
         for i, logits in zip(valid, pooled(valid) if valid else []):
@@ -139,4 +170,4 @@ def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
                 results[i] = pooled([i])[0]
             except Exception as error:  # noqa: BLE001
                 results[i] = error
-    return results
+    return [halted.get(i, result) for i, result in enumerate(results)]

@@ -42,7 +42,7 @@ def _strategy(value: Any) -> Strategy:
 
 def _labels(value: Any) -> tuple[str, ...]:
     """A JSON list of strings, or labels separated by commas (``""`` for none)."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):  # JSON, though not always a list
         try:
             value = json.loads(value)
         except json.JSONDecodeError:

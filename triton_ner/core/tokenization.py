@@ -116,13 +116,18 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     )
 
 
-def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> Batch:
+def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int,
+            max_tokens: int | None = None) -> Batch:
     """The windows of a request's texts, after refusing what the server cannot answer as the pipeline would.
+
+    ``max_windows`` and ``max_tokens`` bound what one request costs: the model's work grows with the tokens
+    of its windows, and while it runs other clients' requests wait.
 
     Raises:
         InvalidInput: no text; a stride the tokenizer cannot use; ``none`` on a text longer than one window
             (the pipeline refuses ``stride`` with ``none``, and truncating would lose entities silently);
-            more windows than one model batch holds.
+            more windows than ``max_windows`` or more tokens (special tokens and overlaps included, padding
+            not) than ``max_tokens``.
     """
     if not texts:
         raise InvalidInput("TEXT is empty: send at least one text")
@@ -135,7 +140,11 @@ def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: i
         if needed > max_windows:
             raise InvalidInput(f"the texts need {needed} windows of {tokenizer.model_max_length} tokens; the most "
                                f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
-    batch = encode(tokenizer, texts, stride)
+    batch = encode(tokenizer, texts, stride)  # at most max_windows windows: bounded work
+    tokens = int(batch.attention_mask.sum())
+    if max_tokens is not None and tokens > max_tokens:
+        raise InvalidInput(f"the texts need {tokens:,} tokens in {len(batch.text_index)} windows; the most per "
+                           f"request is {max_tokens:,} tokens: send fewer or shorter texts, in several requests")
     if options.aggregation_strategy is Strategy.NONE:
         long = np.flatnonzero(np.bincount(batch.text_index, minlength=len(texts)) > 1)
         if len(long):

@@ -2,11 +2,15 @@
 
 Each request brings ``[windows, tokens]`` of its own length. All rows are pooled, sorted by length and run
 in groups of at most ``max_tokens_per_run`` padded tokens; each request gets back its own rows, or its own
-error. On ``KIND_GPU`` the TorchScript model runs on the instance's GPU, in the configured precision.
+error. A request cancelled or past its timeout stops between runs. On ``KIND_GPU`` the TorchScript model runs
+on the instance's GPU, in the configured precision.
 """
 
+import time
+
 from triton_ner.core import names
-from triton_ner.backend import config_parameter, error_response, input_array, instance_device, repository_path, response
+from triton_ner.backend import (config_parameter, error_response, input_array, instance_device, repository_path,
+                                response, stop_reason)
 from triton_ner.core.batching import check_rows, run_requests
 from triton_ner.core.runtime import load_runner
 from triton_ner.core.tokenization import checkpoint_config
@@ -30,5 +34,7 @@ class TritonPythonModel:
             return error
 
     def execute(self, requests):
-        results = run_requests(self.run, [self._inputs(r) for r in requests], self.max_tokens)
+        started = time.monotonic()
+        results = run_requests(self.run, [self._inputs(r) for r in requests], self.max_tokens,
+                               lambda i: stop_reason(requests[i], started))
         return [error_response(r) if isinstance(r, Exception) else response(**{names.LOGITS: r}) for r in results]

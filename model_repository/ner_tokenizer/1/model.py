@@ -4,9 +4,11 @@ In the variants of NVIDIA's backends (``model_name`` set) it also calls the mode
 in groups of one padded length each, and passes the logits on.
 """
 
+import time
+
 from triton_ner.core import names
-from triton_ner.backend import (config_parameter, config_parameters, for_each_request, input_texts, model_runner, repository_path,
-                         request_parameters, response)
+from triton_ner.backend import (config_parameter, config_parameters, for_each_request, input_texts, model_runner,
+                                repository_path, request_parameters, response, stop_reason)
 from triton_ner.core.batching import run_in_buckets
 from triton_ner.core.parameters import parse
 from triton_ner.core.tokenization import load_vocabulary, prepare
@@ -17,6 +19,7 @@ class TritonPythonModel:
         self.tokenizer = load_vocabulary(repository_path(args, config_parameter(args, "tokenizer_dir"))).tokenizer
         self.max_windows = int(config_parameter(args, "max_windows"))
         self.max_text_bytes = int(config_parameter(args, "max_text_bytes"))
+        self.max_tokens = int(config_parameter(args, "max_tokens_per_request"))
         parameters = config_parameters(args)
         self.run = None
         if "model_name" in parameters:
@@ -29,9 +32,10 @@ class TritonPythonModel:
         return for_each_request(requests, self._tokenize)
 
     def _tokenize(self, request):
+        started = time.monotonic()
         options = parse(request_parameters(request))
         texts = input_texts(request, names.TEXT, self.max_text_bytes)
-        batch = prepare(self.tokenizer, texts, options, self.max_windows)
+        batch = prepare(self.tokenizer, texts, options, self.max_windows, self.max_tokens)
         tensors = {
             names.INPUT_IDS: batch.input_ids,
             names.OFFSETS: batch.offsets,
@@ -42,5 +46,6 @@ class TritonPythonModel:
             tensors[names.ATTENTION_MASK] = batch.attention_mask
         else:
             tensors[names.LOGITS] = run_in_buckets(self.run, batch.input_ids, batch.attention_mask, self.buckets,
-                                                   self.max_rows, self.tokenizer.pad_token_id)
+                                                   self.max_rows, self.tokenizer.pad_token_id,
+                                                   lambda: stop_reason(request, started))
         return response(**tensors)
