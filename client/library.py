@@ -137,9 +137,12 @@ class _BaseClient:
         failure = typed_error(error, address, self.protocol.value, self.model, self.timeout, first)
         if failure is None:
             raise error
-        if failure.retryable:
+        # A server that is stopping unloads its models before it closes its ports: among several, one that does
+        # not serve the model now is skipped like an unreachable one while another has not failed too.
+        skip = failure.retryable or (isinstance(failure, ModelNotReady) and len(self.balancer.addresses) > 1)
+        if skip:
             self.balancer.failed(address)
-        if not failure.retryable or attempt > self.retries:
+        if not (failure.retryable or skip and self.balancer.available()) or attempt > self.retries:
             if attempt > 1:
                 failure = type(failure)(f"{failure} (gave up after {attempt} attempts)")
             raise failure from None

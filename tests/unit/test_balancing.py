@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from triton_ner.client import NerClient, ServerUnreachable
+from triton_ner.client import ModelNotReady, NerClient, ServerUnreachable
 from triton_ner.client.balancing import Balancer, join_address, parse_target, split_address
 
 
@@ -124,13 +124,17 @@ class FakeServer:
     def __init__(self, address: str):
         self.address = address
         self.down = False
+        self.unloaded = False
         self.served = 0
         self.refused = 0
 
     def infer(self, model, inputs, **options):
-        if self.down:
+        if self.down or self.unloaded:
             self.refused += 1
-            raise InferenceServerException("failed to connect to all addresses", "StatusCode.UNAVAILABLE")
+            # What Triton says while it stops: first its models are unloaded, then its ports close.
+            message = ("Request for unknown model: 'ner' has no available versions" if self.unloaded
+                       else "failed to connect to all addresses")
+            raise InferenceServerException(message, "StatusCode.UNAVAILABLE")
         self.served += 1
         return inputs
 
@@ -169,3 +173,25 @@ def test_every_server_down_is_unreachable_after_the_retries(monkeypatch):
             client.predict("Berlin")
     assert sleeps[0] == 0.0 and all(delay > 0 for delay in sleeps[1:])  # failover first, then backoff
     assert sum(s.refused for s in servers.values()) == 4
+
+
+def test_a_server_without_the_model_is_skipped_when_another_has_it(monkeypatch):
+    monkeypatch.setattr("client.library.time.sleep", lambda delay: delay == 0 or pytest.fail("a failover waited"))
+    servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
+    servers["a:1"].unloaded = True
+    with _client(servers, batch_size=1, retries=1) as client:
+        assert len(client.predict([str(i) for i in range(6)])) == 6
+    assert (servers["a:1"].refused, servers["b:2"].served) == (1, 6)
+
+
+def test_a_model_no_server_has_is_not_ready_without_backoff(monkeypatch):
+    monkeypatch.setattr("client.library.time.sleep", lambda delay: delay == 0 or pytest.fail("backed off"))
+    servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
+    for server in servers.values():
+        server.unloaded = True
+    with _client(servers, retries=3) as client, pytest.raises(ModelNotReady, match="gave up after 2 attempts"):
+        client.predict("Berlin")
+    # One server alone: not ready at once, as before balancing.
+    with _client({"a:1": servers["a:1"]}, retries=3) as client, pytest.raises(ModelNotReady) as error:
+        client.predict("Berlin")
+    assert "attempts" not in str(error.value)
