@@ -90,8 +90,9 @@ def main(
         "--file", "-f", help="File of texts, repeatable: .jsonl (a \"text\" field per line) or any other (one "
                              "text per line); - is stdin.", show_default=False)] = None,
     url: Annotated[str | None, typer.Option(
-        help="host:port of the server (default: localhost:8001 for grpc, localhost:8000 for http)",
-        show_default=False)] = None,
+        help="host:port of the server (default: localhost:8001 for grpc, localhost:8000 for http). Several "
+             "servers, requests round-robin with failover: host:port,host:port or dns:///name:port (every address "
+             "of the name, e.g. a Kubernetes headless Service).", show_default=False)] = None,
     protocol: Annotated[Protocol, typer.Option(help="Triton API to use.")] = Protocol.GRPC,
     strategy: Annotated[Strategy | None, typer.Option(
         help="Aggregation strategy, as in the transformers pipeline (default: the server's, simple)",

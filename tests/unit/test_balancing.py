@@ -195,3 +195,17 @@ def test_a_model_no_server_has_is_not_ready_without_backoff(monkeypatch):
     with _client({"a:1": servers["a:1"]}, retries=3) as client, pytest.raises(ModelNotReady) as error:
         client.predict("Berlin")
     assert "attempts" not in str(error.value)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("dns:///no-such-host.invalid:8001", "client: error: cannot resolve dns:///no-such-host.invalid:8001: "),
+    ("localhost:1,http://b:2", "client: error: url 'http://b:2' must be host:port without a scheme"),
+])
+def test_the_command_says_what_is_wrong_with_the_servers_in_one_line(url, message):
+    from typer.testing import CliRunner
+
+    from triton_ner.client.__main__ import app
+
+    result = CliRunner().invoke(app, ["--url", url, "--output", "json", "Berlin"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
