@@ -1,6 +1,6 @@
 """What the Kubernetes manifests expect of Triton, checked against a real local Triton: the autoscaler's queries
-name series that ``/metrics`` really exposes, and the Deployment's own ``tritonserver`` arguments start a server
-whose restricted APIs open only with the key."""
+name series that ``/metrics`` really exposes, and the Deployment's settings start a server whose restricted APIs
+open only with the key."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ SEED = "My name is Wolfgang and I live in Berlin"
 # Labels Prometheus adds when it scrapes (PodMonitor), absent from Triton's own output.
 SCRAPE_LABELS = {"namespace", "job", "pod", "instance", "container", "endpoint"}
 # Flags TritonServer sets itself (repository and ports are this machine's).
-LAUNCHER_FLAGS = ("--model-repository", "--http-port", "--grpc-port", "--metrics-port", "--exit-on-error")
+LAUNCHER_FLAGS = ("--model-repository", "--http-port", "--grpc-port", "--metrics-port", "--exit-on-error",
+                  "--exit-timeout-secs")
 _SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", re.MULTILINE)
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
 
@@ -56,15 +57,17 @@ def _value(metrics_port: int, metric: str, model: str) -> str:
     raise AssertionError(f"no {metric} for {model}")
 
 
-def test_the_deployments_arguments_start_triton_with_the_restricted_apis(repository):
+def test_the_deployments_settings_start_triton_with_the_restricted_apis(repository):
     triton_container = next(c for c in only(render("overlays/cpu"), "Deployment")["spec"]["template"]["spec"]
                             ["containers"] if c["name"] == "triton")
+    env = {e["name"]: e.get("value") for e in triton_container["env"]}
+    flags = dict(arg.split("=", 1) for arg in triton_container["args"])
+    # What the image's entrypoint makes of them: the restricted APIs of ner-serve --admin-key (the unit tests
+    # check that the entrypoint's are the same), the configs of TRITON_CONFIG, the Deployment's arguments added.
     key = "test-admin-key"
-    # What the kubelet does with $(NER_ADMIN_KEY): the Secret's value in its place.
-    arguments = tuple(arg.replace("$(NER_ADMIN_KEY)", key) for arg in triton_container["args"]
-                      if not arg.startswith(LAUNCHER_FLAGS))
-    assert any(arg.startswith("--exit-timeout-secs=") for arg in arguments)
-    with TritonServer(repository, free_ports(), extra_args=arguments) as server:
+    extra = tuple(f"{flag}={value}" for flag, value in flags.items() if not flag.startswith(LAUNCHER_FLAGS))
+    with TritonServer(repository, free_ports(), admin_key=key, config_name=env["TRITON_CONFIG"] or None,
+                      exit_timeout=int(flags.pop("--exit-timeout-secs")), extra_args=extra) as server:
         with NerClient(server.grpc_url) as client:  # inference is open
             assert client.predict(SEED)[0]["word"] == "Wolfgang"
         index = f"http://{server.http_url}/v2/repository/index"

@@ -24,15 +24,16 @@ from cloudcoil.models.prometheus_operator.v1 import PodMonitor
 
 from tests.kubernetes import KUBERNETES, OVERLAYS, PROJECT_ROOT, only, render, scaling_queries, selectors
 from triton_ner.core import names
-from triton_ner.server import restricted_api_args
+from triton_ner.server import ADMIN_HEADER, RESTRICTED_APIS
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {"ScaledObject": ScaledObject, "PodMonitor": PodMonitor}
 EXPECTED = {("Namespace", "ner"), ("Deployment", "ner-triton"), ("Service", "ner-triton"),
             ("Service", "ner-triton-headless"), ("PodDisruptionBudget", "ner-triton"), ("PodMonitor", "ner-triton"),
             ("ScaledObject", "ner-triton")}
-# The container's variable that holds the Secret's admin key (ner-serve reads the same one).
+# The container's variable that holds the Secret's admin key (ner-serve and the images' entrypoint read it).
 KEY_VARIABLE = "NER_ADMIN_KEY"
+SERVER_ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint-server.sh"
 VERSION = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 IMAGES = {"gpu": f"distilbert-ner-triton-gpu:{VERSION}", "cpu": f"distilbert-ner-triton-cpu:{VERSION}",
@@ -57,6 +58,11 @@ def _flag(container: dict[str, Any], name: str) -> str:
     values = [arg.split("=", 1)[1] for arg in container.get("args", []) if arg.startswith(f"{name}=")]
     assert len(values) == 1, f"{container['name']}: expected one {name}=..., found {values}"
     return values[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    """``{name: value or valueFrom}`` of the container's environment."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -163,13 +169,10 @@ def test_termination_outlasts_the_drain(overlay):
 
 def test_restricted_apis_need_the_key_from_the_secret(overlay):
     triton = _containers(overlay[1])["triton"]
-    # The same APIs behind the same header as `ner-serve --admin-key`.
-    expected = restricted_api_args(f"$({KEY_VARIABLE})")
-    assert [arg for arg in triton["args"] if arg.split("=", 1)[0] in ("--http-restricted-api",
-                                                                      "--grpc-restricted-protocol")] == expected
-    # The kubelet expands $(NAME) only for a variable of the container's own env.
-    variable = next(e for e in triton["env"] if e["name"] == KEY_VARIABLE)
-    assert variable["valueFrom"]["secretKeyRef"] == {"name": "ner-triton-admin", "key": "admin-key"}
+    # The image's entrypoint starts tritonserver with the restricted APIs: no command may replace it.
+    assert "command" not in triton
+    assert not [arg for arg in triton["args"] if "restricted" in arg]
+    assert _env(triton)[KEY_VARIABLE] == {"secretKeyRef": {"name": "ner-triton-admin", "key": "admin-key"}}
     # The key is created in the cluster, never committed: no Secret is rendered.
     assert not [r for r in overlay[1] if r["kind"] == "Secret"]
 
@@ -187,19 +190,28 @@ def test_pods_meet_the_restricted_pod_security_standard(overlay):
         assert context["readOnlyRootFilesystem"] is True, name
 
 
+def test_the_images_entrypoint_applies_ner_serves_restricted_apis():
+    # What the Deployment leaves to docker/entrypoint-server.sh: the same APIs behind the same header as
+    # `ner-serve --admin-key` (triton_ner.server), the key from NER_ADMIN_KEY.
+    if SERVER_ENTRYPOINT.exists():
+        script = SERVER_ENTRYPOINT.read_text()
+        assert f"restricted={','.join(RESTRICTED_APIS)}" in script
+        for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
+            assert f'{flag}="$restricted:{ADMIN_HEADER}=${KEY_VARIABLE}"' in script
+
+
 def test_volumes_and_the_model_repository(overlay):
     pod = _pod(overlay[1])["spec"]
     containers = _containers(overlay[1])
     volumes = {volume["name"] for volume in pod["volumes"]}
     for name, container in containers.items():
         assert {mount["name"] for mount in container["volumeMounts"]} <= volumes, name
-    # The export writes <its mount>/<folder>; Triton mounts that folder (subPath) where --model-repository says.
-    export, triton = containers["export"], containers["triton"]
-    written = _flag(export, "--output")
-    export_mount = next(m for m in export["volumeMounts"] if m["name"] == "model-repository")["mountPath"]
-    served = next(m for m in triton["volumeMounts"] if m["name"] == "model-repository")
-    assert written == f"{export_mount}/{served['subPath']}"
-    assert served["mountPath"] == _flag(triton, "--model-repository") and served["readOnly"] is True
+    # The export writes MODEL_REPOSITORY, the volume's mount; Triton reads its own MODEL_REPOSITORY, the same
+    # volume mounted read-only.
+    for name, container in containers.items():
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "model-repository")
+        assert _env(container)["MODEL_REPOSITORY"] == mount["mountPath"] == "/models", name
+        assert mount.get("readOnly", False) is (name == "triton")
 
 
 def test_images_are_the_compose_builds_and_pinned(overlay):
@@ -219,8 +231,8 @@ def test_gpu_overlay_asks_for_a_gpu_and_the_gpu_configs():
     containers = _containers(resources)
     triton = containers["triton"]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert _flag(triton, "--model-config-name") == "gpu"
-    assert _flag(containers["export"], "--target") == "gpu"
+    assert _env(triton)["TRITON_CONFIG"] == "gpu"
+    assert _env(containers["export"])["EXPORT_ARGS"] == "--precision fp16"
     pod = _pod(resources)["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -231,8 +243,8 @@ def test_cpu_overlay_asks_for_no_gpu():
     containers = _containers(resources)
     assert all("nvidia.com/gpu" not in str(c.get("resources")) for c in containers.values())
     assert "nodeSelector" not in _pod(resources)["spec"]
-    assert not [arg for arg in containers["triton"]["args"] if arg.startswith("--model-config-name")]
-    assert _flag(containers["export"], "--target") == "cpu"
+    assert _env(containers["triton"])["TRITON_CONFIG"] == ""  # config.pbtxt
+    assert "EXPORT_ARGS" not in _env(containers["export"])
 
 
 def test_scaling_queries_select_this_deployment(overlay):
