@@ -30,6 +30,14 @@ class ServerUnreachable(ClientError):
     retryable = True
 
 
+class ServerBusy(ClientError):
+    """The server is up but refused the request for now: a queue of the model's steps is full, or the request
+    waited in it longer than the queue allows (Triton's queue policy, ``UNAVAILABLE`` / HTTP 503 with its own
+    message). Retried with backoff, like :class:`ServerUnreachable`, but not mistaken for it."""
+
+    retryable = True
+
+
 class ModelNotReady(ClientError):
     """The server answers but does not serve the model (not loaded, unknown, or still loading)."""
 
@@ -50,6 +58,8 @@ PROTOCOL_NAMES = {"grpc": "gRPC", "http": "HTTP"}
 # Triton answers a restricted gRPC API without its header with UNAVAILABLE; the message tells it apart.
 _RESTRICTED = re.compile(r"is restricted, expecting header")
 _TEXT_INDEX = re.compile(r"\bTEXT\[(\d+)\]")
+# Triton's queue policy refusing a request: the queue is full, or the request's time in it ran out.
+_QUEUE_REFUSAL = re.compile(r"Exceeds maximum queue size|Request timeout expired")
 
 
 def server_name(url: str, protocol: str) -> str:
@@ -101,6 +111,8 @@ def typed_error(error: BaseException, url: str, protocol: str, model: str, timeo
             return ModelNotReady(f"model {model!r} is not ready on {where}: {message}")
         if status in ("PERMISSION_DENIED", "UNAUTHENTICATED", "403") or _RESTRICTED.search(message):
             return AccessDenied(f"{where} refused the request: {message}")
+        if status in ("UNAVAILABLE", "503") and _QUEUE_REFUSAL.search(message):
+            return ServerBusy(f"{where} is busy and refused the request: {message}")
         if status in ("UNAVAILABLE", "503"):
             return ServerUnreachable(f"cannot reach {where}: {message}")
         if status == "DEADLINE_EXCEEDED":

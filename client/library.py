@@ -119,6 +119,14 @@ class _BaseClient:
             options["client_timeout"] = self.timeout
         return options
 
+    def _infer_options(self) -> dict[str, Any]:
+        # Triton's request timeout (microseconds) as well: the server's queues refuse, and its model step stops
+        # between runs, a request whose client has stopped waiting, instead of working on for nobody.
+        options = self._call_options()
+        if self.timeout is not None:
+            options["timeout"] = int(self.timeout * 1e6)
+        return options
+
     def _request(self, texts: Sequence[str]) -> tuple[list, list]:
         for text in texts:
             if not isinstance(text, str):
@@ -169,8 +177,10 @@ class NerClient(_BaseClient):
             next at once (see :class:`~triton_ner.client.balancing.Balancer`).
         protocol: ``"grpc"`` or ``"http"``.
         model: Name of the ensemble.
-        timeout: Seconds one request may take (None: no limit); beyond it :class:`DeadlineExceeded`.
-        retries: Retries of a request that failed with :class:`ServerUnreachable`, waiting ``backoff`` seconds
+        timeout: Seconds one request may take (None: no limit); beyond it :class:`DeadlineExceeded`. Sent to the
+            server too (Triton's request timeout), which then stops working on the request.
+        retries: Retries of a request that failed with :class:`ServerUnreachable` or :class:`ServerBusy` (a full
+            queue), the same request again so no text is answered twice, waiting ``backoff`` seconds
             and twice as long each time (at most 8 s) unless another server can take it. Other failures are
             raised at once.
         backoff: Seconds before the first retry.
@@ -236,7 +246,7 @@ class NerClient(_BaseClient):
     def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
         inputs, outputs = self._request(texts)
         result = self._retrying(lambda connection: connection.infer(
-            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
+            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._infer_options()), first)
         return self._entities(result)
 
     def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None,
@@ -249,6 +259,7 @@ class NerClient(_BaseClient):
 
         Raises:
             ServerUnreachable: No connection, after the retries.
+            ServerBusy: The server's queues stayed full, after the retries.
             ModelNotReady: The server does not serve the model.
             InvalidArgument: The server refused the request; the message is the server's.
             DeadlineExceeded: No answer within ``timeout``.
@@ -350,7 +361,7 @@ class AsyncNerClient(_BaseClient):
     async def _infer(self, texts: list[str], parameters: dict[str, Any], first: int) -> list[Entities]:
         inputs, outputs = self._request(texts)
         result = await self._retrying(lambda connection: connection.infer(
-            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._call_options()), first)
+            self.model, inputs, outputs=outputs, parameters=parameters or None, **self._infer_options()), first)
         return self._entities(result)
 
     async def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None,

@@ -13,7 +13,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
-                    NerClient, ServerUnreachable)
+                    NerClient, ServerBusy, ServerUnreachable)
 from triton_ner.client.errors import backoff_delay, renumber, typed_error
 from triton_ner.client.library import batches, request_parameters
 from triton_ner.core.parameters import Strategy
@@ -78,7 +78,10 @@ def _exception(status, message="the server's message"):
     (_exception("400", "aggregation_strategy 'x' is not one of"), InvalidArgument, "^aggregation_strategy 'x'"),
     (_exception("StatusCode.UNAVAILABLE", "failed to connect to all addresses"), ServerUnreachable,
      r"^cannot reach triton:8001 \(gRPC\): failed to connect to all addresses$"),
-    (_exception("503", "Exceeds maximum queue size"), ServerUnreachable, "Exceeds maximum queue size"),
+    (_exception("503", "in ensemble 'ner', [request id: <id_unknown>] Exceeds maximum queue size"), ServerBusy,
+     r"^triton:8001 \(gRPC\) is busy and refused the request: in ensemble 'ner', .*Exceeds maximum queue size$"),
+    (_exception("StatusCode.UNAVAILABLE", "in ensemble 'ner', Request timeout expired"), ServerBusy,
+     "is busy and refused the request: .*Request timeout expired"),
     (_exception("StatusCode.NOT_FOUND", "Request for unknown model: 'ner' is not found"), ModelNotReady,
      r"^model 'ner' is not ready on triton:8001 \(gRPC\): Request for unknown model"),
     (_exception("404"), ModelNotReady, "model 'ner' is not ready"),
@@ -98,7 +101,7 @@ def _exception(status, message="the server's message"):
 def test_failures_become_typed_errors(error, kind, message):
     typed = typed_error(error, "triton:8001", "grpc", "ner", 2.5)
     assert type(typed) is kind
-    assert typed.retryable == (kind is ServerUnreachable)
+    assert typed.retryable == (kind in (ServerUnreachable, ServerBusy))
     assert "\n" not in str(typed)
     assert re.search(message, str(typed)), str(typed)
 
