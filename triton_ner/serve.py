@@ -12,7 +12,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
-from triton_ner.server import RESTRICTED_APIS, GrpcTls, Ports, ServerError, TritonServer
+from triton_ner.server import EXIT_TIMEOUT, RESTRICTED_APIS, GrpcTls, Ports, ServerError, TritonServer
 
 AUTO = "auto"
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions
@@ -78,6 +78,9 @@ def main(
                                                             "TLS).")] = None,
     grpc_use_ssl_mutual: Annotated[bool, typer.Option(help="Mutual TLS: require a client certificate signed by "
                                                            "--grpc-root-cert (implies --grpc-use-ssl).")] = False,
+    exit_timeout: Annotated[int, typer.Option(min=0, help="Seconds in-flight requests may take to finish after "
+                                                          "Ctrl-C or SIGTERM; a second Ctrl-C stops at once.")]
+    = EXIT_TIMEOUT,
 ) -> None:
     """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
     if config_name == AUTO:
@@ -90,9 +93,17 @@ def main(
             raise typer.Exit(2)
         tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
-                          config_name=config_name, admin_key=admin_key or None, grpc_tls=tls)
+                          config_name=config_name, admin_key=admin_key or None, grpc_tls=tls,
+                          exit_timeout=exit_timeout)
+    stopping = False
 
     def stop(signum, _frame):
+        nonlocal stopping
+        if stopping:  # a second signal while in-flight requests finish: no more waiting, and no exception in stop()
+            print(f"serve: {signal.Signals(signum).name} again, killing the server", file=sys.stderr)
+            server.kill()
+            return
+        stopping = True
         raise _Stop(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, stop)

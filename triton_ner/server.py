@@ -10,14 +10,18 @@ stops it (and every stub process) on exit.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +36,84 @@ from triton_ner.health import wait_ready
 BUILT_BACKENDS = Path(__file__).resolve().parents[1] / "build" / "triton-backends"
 
 
-# Triton's error log lines: "E1128 15:45:59.716243 27138 model_lifecycle.cc:642] ...".
+# Triton's error log lines: 'E1128 15:45:59.716243 27138 model_lifecycle.cc:642] "message"'.
 _ERROR_LINE = re.compile(r"E\d{4} \d\d:\d\d:\d\d")
+_ERROR_MESSAGE = re.compile(r'E\d{4} [\d:.]+ +\d+ [^ ]+\] "?(?P<message>.*?)"?$')
+# Said on every machine without a GPU: not a reason for anything.
+_NOT_A_REASON = ("CudaDriverHelper has not been initialized",)
+# The Python backend's shared-memory regions are /dev/shm/<prefix><uuid>; this is its default prefix, to which the
+# launcher adds a token of each server so that what a killed server leaves can be found and removed.
+SHM_PREFIX = "triton_python_backend_shm_region_"
+SHM_DIR = Path("/dev/shm")
+EXIT_TIMEOUT = 30  # seconds Triton waits for in-flight requests after SIGTERM (its default)
 
 
 class ServerError(RuntimeError):
-    """The server could not be started; the message says why in one line."""
+    """The server could not be started; the message says why in one line, ``log`` holds Triton's last lines."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+def start_failure(lines: list[str]) -> str | None:
+    """Why Triton did not start, in one line, from its output: the first model that failed to load (Triton names
+    the model, the backend's message the file), else the first error; without the Python traceback the Python
+    backend appends."""
+    messages = [match["message"].split("\\n")[0].strip() for match in map(_ERROR_MESSAGE.match, lines)
+                if match and not match["message"].startswith(_NOT_A_REASON)]
+    return next((m for m in messages if m.startswith("failed to load")), messages[0] if messages else None)
+
+
+def check_repository(repository: Path) -> None:
+    """Refuse, naming the file, an export that is incomplete or damaged where Triton would not say which file:
+    the manifest missing or not JSON, a file it lists missing, a JSON file (the tokenizer's) that does not parse.
+    A damaged model or config file is left to Triton, whose error names it."""
+    manifest = repository / names.MANIFEST
+    if not manifest.exists():
+        raise ServerError(f"{repository} has no exported model ({names.MANIFEST} is missing): run the export first")
+    try:
+        artifacts = json.loads(manifest.read_text())["artifacts"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ServerError(f"{manifest} is damaged ({type(error).__name__}: {error}): run the export again") from None
+    for name in artifacts:
+        path = repository / name
+        if not path.is_file():
+            raise ServerError(f"{path} is missing (listed in {names.MANIFEST}): run the export again")
+        if path.suffix == ".json":
+            try:
+                json.loads(path.read_bytes())
+            except ValueError as error:
+                raise ServerError(f"{path} is damaged (not JSON: {error}): run the export again") from None
+
+
+# Run by a second interpreter, the watchdog: the launcher holds the only write end of a pipe that is its stdin.
+# A byte means the launcher stopped the server itself. End of file means the launcher is gone, however it ended
+# (SIGKILL included): then the watchdog stops the server's process group (SIGTERM, SIGKILL after the exit
+# timeout) and removes the launcher's temporary folder and the server's shared memory.
+_WATCHDOG = r"""
+import glob, os, shutil, signal, sys, time
+group, grace, workdir, shm = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+if sys.stdin.buffer.read(1):
+    sys.exit()
+def signal_group(number):
+    try:
+        os.killpg(group, number)
+        return True
+    except ProcessLookupError:
+        return False
+if signal_group(signal.SIGTERM):
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and signal_group(0):
+        time.sleep(0.2)
+    signal_group(signal.SIGKILL)
+shutil.rmtree(workdir, ignore_errors=True)
+for path in glob.glob(shm + "*"):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+"""
 
 
 # Triton's APIs that change or reveal the server rather than serve it (load and unload models, read configs, map
@@ -55,12 +131,17 @@ def admin_headers(key: str, protocol: str = "http") -> dict[str, str]:
     return {(GRPC_RESTRICTED_PREFIX if protocol == "grpc" else "") + ADMIN_HEADER: key}
 
 
-def restricted_api_args(key: str) -> list[str]:
-    """``tritonserver`` arguments that put :data:`RESTRICTED_APIS` behind the header ``admin-key: <key>`` on HTTP
-    and gRPC."""
+def _post(url: str, headers: dict[str, str], timeout: float = 5) -> bytes:
+    request = urllib.request.Request(url, data=b"", headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def restricted_api_args(key: str, apis: tuple[str, ...] = RESTRICTED_APIS) -> list[str]:
+    """``tritonserver`` arguments that put ``apis`` behind the header ``admin-key: <key>`` on HTTP and gRPC."""
     if not _HEADER_VALUE.fullmatch(key):
         raise ServerError("the admin key must be printable ASCII without spaces")
-    apis = ",".join(RESTRICTED_APIS)
+    apis = ",".join(apis)
     return [f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}",
             f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}"]
 
@@ -222,11 +303,16 @@ class TritonServer:
             ``triton-grpc-protocol-admin-key``); Triton reads it from its command line, so other local users
             can see it in the process list.
         grpc_tls: Serve gRPC over TLS, or mutual TLS.
+        exit_timeout: Seconds in-flight requests may take to finish when the server stops.
+
+    The server runs in a process group of its own, watched by a small second process: if the launcher dies
+    (SIGKILL, a crash), the watchdog stops the server and its stubs and removes what they left, so no server
+    is orphaned on its ports.
     """
 
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
                  echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
-                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None):
+                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT):
         self.model_repository = Path(model_repository).resolve()
         self.config_name = config_name
         self.ports = ports
@@ -235,12 +321,19 @@ class TritonServer:
         self.extra_args = extra_args
         self.admin_key = admin_key
         self.grpc_tls = grpc_tls
+        self.exit_timeout = exit_timeout
+        # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
+        # key of this launcher alone, since in explicit model control it could unload models.
+        self._repository_key = admin_key or secrets.token_urlsafe(16)
+        self.shm_prefix = f"{SHM_PREFIX}ner-{secrets.token_hex(4)}-"
         self.process: subprocess.Popen | None = None
         self._tail: deque[str] = deque(maxlen=40)
         self._errors: deque[str] = deque(maxlen=10)
         self._drainer: Thread | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
         self._log_file = None
+        self._watchdog: subprocess.Popen | None = None
+        self._watch_pipe: int | None = None
 
     @property
     def http_url(self) -> str:
@@ -261,17 +354,19 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             "--exit-on-error=true",
             "--log-info=true",
+            "--model-control-mode=explicit",  # so that stop() can unload the ensemble first
+            "--load-model=*",
+            f"--exit-timeout-secs={self.exit_timeout}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *([f"--model-config-name={self.config_name}"] if self.config_name else []),
-            *(restricted_api_args(self.admin_key) if self.admin_key else []),
+            *restricted_api_args(self._repository_key, RESTRICTED_APIS if self.admin_key else ("model-repository",)),
             *(self.grpc_tls.args() if self.grpc_tls else []),
             *self.extra_args,
         ]
 
     def start(self, timeout: float = 180.0) -> TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
-        if not (self.model_repository / names.MANIFEST).exists():
-            raise ServerError(f"{self.model_repository} has no exported model ({names.MANIFEST} is missing): "
-                              "run the export first")
+        check_repository(self.model_repository)
         triton_dir, _ = _pytriton_dirs()
         if not (triton_dir / "bin" / "tritonserver").exists():
             raise ServerError(f"no tritonserver binary in {triton_dir / 'bin'}")
@@ -287,21 +382,42 @@ class TritonServer:
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")
         self.command(Path())  # a bad key or a missing certificate is refused before anything is made
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
-        backends = backend_directory(Path(self._workdir.name) / "backends")
-        self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
-        out = self._log_file or subprocess.PIPE
-        # A session of its own: stop() can then reach every stub process through the process group.
-        self.process = subprocess.Popen(self.command(backends), env=server_environment(), stdout=out,
-                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        if out is subprocess.PIPE:
-            self._drainer = Thread(target=self._drain, daemon=True)
-            self._drainer.start()
         try:
+            backends = backend_directory(Path(self._workdir.name) / "backends")
+            self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
+            out = self._log_file or subprocess.PIPE
+            # A session of its own: stop() and the watchdog reach every stub process through the process group,
+            # and Ctrl-C in a terminal reaches the launcher only, which stops the server in order.
+            self.process = subprocess.Popen(self.command(backends), env=server_environment(), stdout=out,
+                                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            self._watch()
+            if out is subprocess.PIPE:
+                self._drainer = Thread(target=self._drain, daemon=True)
+                self._drainer.start()
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _watch(self) -> None:
+        """Start the watchdog on the server's process group (see ``_WATCHDOG``)."""
+        read, self._watch_pipe = os.pipe()  # both ends non-inheritable: no other child holds the write end
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(self.process.pid), str(self.exit_timeout + 5),
+                 self._workdir.name, str(SHM_DIR / self.shm_prefix)],
+                stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(read)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its stubs now (a second Ctrl-C); :meth:`stop` still cleans up after."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _drain(self) -> None:
         assert self.process and self.process.stdout
@@ -311,6 +427,14 @@ class TritonServer:
                 self._errors.append(line.rstrip())
             if self.echo:
                 sys.stderr.write(line)
+
+    def _failure(self, what: str) -> ServerError:
+        """A one-line error: ``what`` happened, and the first reason Triton logged."""
+        lines = list(self._errors) + list(self._tail)
+        if self.log and self.log.exists():
+            lines = self.log.read_text(errors="replace").splitlines()
+        reason = start_failure(lines) or (self._tail[-1] if self._tail else None)
+        return ServerError(f"{what}: {reason}" if reason else what, log=self._last_lines())
 
     def _last_lines(self) -> str:
         """Triton's error lines (a model that failed to load says why there, long before the end), then the
@@ -327,31 +451,62 @@ class TritonServer:
         if self.process.poll() is not None:
             if self._drainer:
                 self._drainer.join(2)  # the output up to the exit, the reason included
-            raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self._last_lines()}")
-        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s:\n{self._last_lines()}")
+            raise self._failure(f"tritonserver exited with code {self.process.returncode}")
+        raise self._failure(f"tritonserver was not ready after {timeout:.0f} s")
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the server, wait for it, then make sure no stub process of its group is left."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def drain(self, timeout: float | None = None) -> bool:
+        """Unload the ensemble and wait until it is unloaded: requests in flight finish, new ones are refused
+        (gRPC UNAVAILABLE, HTTP 503), and no request is left between two steps. True when drained in time.
+
+        SIGTERM alone is not enough for an ensemble: Triton then stops every model's scheduler at once, so a
+        request between two steps is refused half-way ("Server is stopping").
+        """
+        deadline = time.monotonic() + (self.exit_timeout if timeout is None else timeout)
+        headers = admin_headers(self._repository_key)
+        base = f"http://{self.http_url}/v2/repository"
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.process.stdout:
-            self.process.stdout.close()
+            _post(f"{base}/models/{names.ENSEMBLE}/unload", headers)
+            while time.monotonic() < deadline:
+                index = json.loads(_post(f"{base}/index", headers))
+                if all(model.get("state") != "UNLOADING" and not (model["name"] == names.ENSEMBLE and model.get(
+                        "state") == "READY") for model in index):
+                    return True
+                time.sleep(0.1)
+        except OSError:
+            pass  # a server that does not answer any more has nothing left to drain
+        return False
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain the ensemble (:meth:`drain`, within the exit timeout), SIGTERM the server and wait for it
+        (``timeout`` seconds at most, by default the exit timeout and 5 s), then make sure no stub process of its
+        group and no shared memory of its stubs is left, and remove the temporary folder. Safe to call at any
+        point."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.drain()
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(self.exit_timeout + 5 if timeout is None else timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.kill()  # the stubs, which outlive a killed server
+            if self.process.stdout:
+                self.process.stdout.close()
+            self.process = None
+        for path in SHM_DIR.glob(f"{self.shm_prefix}*"):  # what stubs leave when the server is killed
+            path.unlink(missing_ok=True)
+        if self._watch_pipe is not None:
+            os.write(self._watch_pipe, b"s")  # stopped here: the watchdog exits without touching anything
+            os.close(self._watch_pipe)
+            self._watch_pipe = None
+            self._watchdog.wait()
         if self._log_file:
             self._log_file.close()
+            self._log_file = None
         if self._workdir:
             self._workdir.cleanup()
-        self.process = None
+            self._workdir = None
 
     def __enter__(self) -> TritonServer:
         return self.start()

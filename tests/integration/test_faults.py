@@ -1,0 +1,295 @@
+"""Faults of the served ensemble and of its launcher: a killed stub, SIGTERM under load, a damaged export, a killed
+launcher. Each test runs a server of its own on a copy of the repository, since it damages or kills it.
+
+The figures (recovery, requests lost and recovered, drain time) are printed: run with ``-s`` to see them.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from triton_ner.client import ClientError, NerClient
+from triton_ner.core import names
+from triton_ner.health import is_ready
+from triton_ner.server import SHM_DIR, TritonServer, free_ports
+
+pytestmark = pytest.mark.integration
+SEED = "My name is Wolfgang and I live in Berlin"
+WANT = ["Wolfgang", "Berlin"]
+
+
+@pytest.fixture
+def own_repository(repository, tmp_path):
+    own = tmp_path / "model_repository"
+    shutil.copytree(repository, own)
+    return own
+
+
+@pytest.fixture
+def own_server(own_repository):
+    server = TritonServer(own_repository, free_ports(), exit_timeout=20)
+    yield server
+    server.stop()
+
+
+def stubs(server: TritonServer, model: str) -> list[psutil.Process]:
+    """The live Python-backend stubs of ``model`` (a killed stub stays a zombie: Triton does not reap it)."""
+    found = []
+    for process in psutil.Process(server.process.pid).children():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and process.cmdline()[1].endswith(f"{model}/1/model.py"):
+                found.append(process)
+        except (psutil.Error, IndexError):
+            pass
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def leftovers(server: TritonServer) -> list[Path]:
+    return sorted(SHM_DIR.glob(f"{server.shm_prefix}*"))
+
+
+class Load:
+    """``users`` threads sending ``SEED`` in a loop; a failed request is sent again until it succeeds, so what
+    was lost and what was recovered can be counted. Every request has a deadline: nothing may hang."""
+
+    def __init__(self, url: str, users: int = 4, timeout: float = 30):
+        self.url, self.timeout = url, timeout
+        self.results: list[tuple[float, float, str]] = []  # (sent, answered, "ok" or the error)
+        self.recovered = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._user) for _ in range(users)]
+
+    def _user(self) -> None:
+        with NerClient(self.url, retries=0, timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                failed = False
+                while True:  # until this text is answered: a lost request is recovered by sending it again
+                    sent = time.monotonic()
+                    try:
+                        entities = client.predict(SEED)
+                    except ClientError as error:
+                        self.results.append((sent, time.monotonic(), str(error)))
+                        failed = True
+                        time.sleep(0.05)
+                        continue
+                    assert [e["word"] for e in entities] == WANT
+                    self.results.append((sent, time.monotonic(), "ok"))
+                    self.recovered += failed
+                    break
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 10)
+        assert not any(thread.is_alive() for thread in self._threads), "a request hung"
+
+    def failures(self) -> list[tuple[float, float, str]]:
+        return [r for r in self.results if r[2] != "ok"]
+
+
+def test_a_killed_stub_costs_requests_that_are_recovered_and_nothing_hangs(own_server):
+    own_server.start()
+    before = stubs(own_server, names.MODEL)
+    assert len(before) == 2  # two instances of the model step
+    with Load(own_server.grpc_url) as load:
+        time.sleep(2)
+        killed = time.monotonic()
+        before[0].kill()
+        time.sleep(15)
+    after = [r for r in load.results if r[0] >= killed]
+    lost = load.failures()
+    answered_after = [r for r in after if r[2] == "ok"]
+    first_ok = min(r[1] for r in answered_after) - killed
+    slowest = max(r[1] - r[0] for r in load.results)
+    print(f"\nstub of {names.MODEL} killed: {len(after)} requests after it, {len(lost)} lost "
+          f"({lost[0][2] if lost else '-'}), {load.recovered} recovered by sending again; first answer "
+          f"{first_ok:.2f} s after the kill; slowest request {slowest:.2f} s; live stubs "
+          f"{len(stubs(own_server, names.MODEL))} of 2")
+    assert all("is not healthy" in r[2] for r in lost), lost[:3]
+    assert (load.recovered > 0) == bool(lost) and load.recovered <= len(lost)  # every lost text answered later
+    assert len(answered_after) > len(lost)  # the other instance keeps serving
+    assert slowest < 5  # a request routed to the dead instance fails within about 1 s; none hangs
+    assert first_ok < 5
+
+
+def _heavy_request(url: str, results: list, index: int) -> None:
+    texts = [" ".join([SEED] * 300)] * 16  # 16 texts of 3,000 words, 56,000 tokens: seconds of work
+    try:
+        with NerClient(url, retries=0, timeout=120) as client:
+            entities = client.predict(texts)
+        results[index] = ("ok", time.monotonic(), len(entities[0]))
+    except ClientError as error:
+        results[index] = (str(error), time.monotonic(), 0)
+
+
+def test_stopping_under_load_finishes_in_flight_refuses_new_and_leaves_nothing(own_server):
+    """What ``stop()`` does, in its steps: drain the ensemble, then SIGTERM."""
+    own_server.start()
+    pgid = own_server.process.pid
+    results: list = [None] * 3
+    threads = [threading.Thread(target=_heavy_request, args=(own_server.grpc_url, results, i)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)  # all three in flight
+    stopping = time.monotonic()
+    drainer = threading.Thread(target=own_server.drain)
+    drainer.start()
+    time.sleep(0.3)
+    with NerClient(own_server.grpc_url, retries=0, timeout=10) as client, pytest.raises(ClientError) as refused:
+        client.predict(SEED)
+    refusal = time.monotonic() - stopping
+    drainer.join()
+    drained = time.monotonic() - stopping
+    own_server.process.send_signal(signal.SIGTERM)
+    own_server.process.wait(own_server.exit_timeout + 10)
+    exited = time.monotonic() - stopping
+    for thread in threads:
+        thread.join(30)
+    time.sleep(1)  # the stubs exit after the server
+    print(f"\nstop with {len(results)} heavy requests in flight: drained in {drained:.2f} s, exited "
+          f"{exited:.2f} s after the stop began (exit timeout {own_server.exit_timeout} s); in-flight answered "
+          f"{[round(r[1] - stopping, 2) for r in results]} s after it; a new request {refusal:.2f} s after it: "
+          f"{refused.value}")
+    assert [r[0] for r in results] == ["ok"] * 3
+    assert [r[2] for r in results] == [600] * 3  # every entity of every text
+    assert "is not ready" in str(refused.value) or "unavailable" in str(refused.value).lower()
+    assert exited < own_server.exit_timeout
+    assert own_server.process.returncode == 0
+    assert not group_alive(pgid)  # no stub left, before stop() would kill one
+    assert leftovers(own_server) == []  # the stubs' shared memory is gone too
+
+
+def _serve(repository: Path, ports, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "triton_ner.serve", "--model-repository", str(repository),
+                             "--quiet", "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
+                             "--metrics-port", str(ports.metrics), *args],
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _servers_of(repository: Path) -> list[psutil.Process]:
+    """Every process (tritonserver, stubs) whose command line names the repository."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if str(repository) in " ".join(process.info["cmdline"] or []) and "triton_ner.serve" not in " ".join(
+                process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def _wait_until(condition, timeout: float) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _ours(tmp: Path) -> list[Path]:
+    return sorted(tmp.glob("ner-triton-*"))
+
+
+@pytest.fixture
+def scratch_tmp(tmp_path):
+    """An empty TMPDIR for a launcher: the launcher's folders left there are what it leaked."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    return folder
+
+
+def test_a_killed_launcher_leaves_no_server_on_its_ports(own_repository, scratch_tmp):
+    ports = free_ports()
+    serve = _serve(own_repository, ports, env={**os.environ, "TMPDIR": str(scratch_tmp)})
+    _wait_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
+    servers = _servers_of(own_repository)
+    assert len(servers) >= 4  # tritonserver and a stub per Python model instance
+    serve.kill()  # SIGKILL: no handler runs
+    serve.communicate()
+    gone = _wait_until(lambda: not _servers_of(own_repository), 60)
+    print(f"\nlauncher SIGKILLed: tritonserver and {len(servers) - 1} stubs gone {gone:.2f} s later")
+    assert all(_port_free(port) for port in vars(ports).values())
+    _wait_until(lambda: not _ours(scratch_tmp), 10)  # the watchdog removes the launcher's temporary folder
+
+
+def test_a_second_ctrl_c_while_stopping_kills_at_once(own_repository):
+    ports = free_ports()
+    serve = _serve(own_repository, ports, "--exit-timeout", "60")
+    _wait_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
+    results: list = [None]
+    heavy = threading.Thread(target=_heavy_request, args=(f"localhost:{ports.grpc}", results, 0))
+    heavy.start()
+    time.sleep(1)  # in flight: the first Ctrl-C waits for it
+    serve.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    interrupted = time.monotonic()
+    serve.send_signal(signal.SIGINT)
+    _, stderr = serve.communicate(timeout=30)
+    took = time.monotonic() - interrupted
+    heavy.join(60)
+    print(f"\nsecond Ctrl-C: launcher exited {took:.2f} s later")
+    assert "serve: SIGINT, stopping the server" in stderr
+    assert "serve: SIGINT again, killing the server" in stderr
+    assert "Traceback" not in stderr
+    assert _servers_of(own_repository) == []
+    assert all(_port_free(port) for port in vars(ports).values())
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+DAMAGES = {
+    "manifest missing": (lambda r: (r / names.MANIFEST).unlink(), "has no exported model (manifest.json is missing)"),
+    "manifest not JSON": (lambda r: (r / names.MANIFEST).write_text("{"), "manifest.json is damaged"),
+    "model file missing": (lambda r: (r / names.MODEL / "1" / "model.onnx").unlink(),
+                           f"{names.MODEL}/1/model.onnx is missing (listed in manifest.json)"),
+    "model file truncated": (lambda r: _truncate(r / names.MODEL / "1" / "model.onnx"),
+                             f"failed to load '{names.MODEL}' version 1: "),
+    "tokenizer folder missing": (lambda r: shutil.rmtree(r / names.TOKENIZER / "1" / "tokenizer"),
+                                 f"{names.TOKENIZER}/1/tokenizer/"),
+    "tokenizer file damaged": (lambda r: _truncate(r / names.TOKENIZER / "1" / "tokenizer" / "tokenizer.json"),
+                               f"{names.TOKENIZER}/1/tokenizer/tokenizer.json is damaged (not JSON"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_export_is_one_line_naming_the_file(own_repository, scratch_tmp, damage):
+    spoil, message = DAMAGES[damage]
+    spoil(own_repository)
+    ports = free_ports()
+    serve = _serve(own_repository, ports, env={**os.environ, "TMPDIR": str(scratch_tmp)})
+    _, stderr = serve.communicate(timeout=180)
+    assert serve.returncode == 1
+    assert stderr.startswith("serve: error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr
+    if damage == "model file truncated":  # Triton's own words name the file
+        assert f"{own_repository / names.MODEL / '1' / 'model.onnx'}" in stderr
+    assert _ours(scratch_tmp) == []
+    assert _servers_of(own_repository) == []
