@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
 
 import pytest
 
@@ -114,3 +115,22 @@ def triton(server_of):
 def parity_texts():
     """Generated CoNLL-style sentences plus the seed sentence."""
     return ["My name is Wolfgang and I live in Berlin"] + corpus.texts(60, seed=7)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A CA, a server certificate for localhost signed by it, and a client certificate for mutual TLS."""
+    folder = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=test CA")
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, extra in (("server", ("-extfile", "san.ext")), ("client", ())):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+                f"/CN={'localhost' if name == 'server' else 'client'}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", *extra)
+    return folder

@@ -209,25 +209,6 @@ def test_unavailable_is_retried_until_the_server_comes_up(repository, tmp_path, 
 # TLS and restricted APIs.
 
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    """A CA, a server certificate for localhost signed by it, and a client certificate for mutual TLS."""
-    folder = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-            "-subj", "/CN=test CA")
-    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, extra in (("server", ("-extfile", "san.ext")), ("client", ())):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
-                f"/CN={'localhost' if name == 'server' else 'client'}")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.crt", "-days", "1", *extra)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def tls_server(repository, certificates):
     """Triton with gRPC over mutual TLS, and inference restricted to requests with the header infer-key."""
     c = certificates
