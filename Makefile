@@ -52,6 +52,15 @@ loadtest: setup
 	test -f '$(REPOSITORY)/manifest.json' || $(MAKE) export
 	$(PY) -m triton_ner.loadtest.run --model-repository '$(REPOSITORY)' $(LOADTEST_ARGS)
 
+## Soak (minutes; not in CI): 32 Locust users on a server of its own for SOAK_MINUTES (10), resident memory of
+## tritonserver and each stub sampled; fails on a failed request or growth over 50 MB after warm-up;
+## results/soak/ (memory.csv, locust_stats_history.csv, soak.png). More: SOAK_ARGS, --help.
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: setup
+	test -f '$(REPOSITORY)/manifest.json' || $(MAKE) export
+	$(PY) -m triton_ner.loadtest.soak --model-repository '$(REPOSITORY)' --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
 ## Benchmark: transformers pipeline vs in-process ONNX Runtime vs served (FP32 and INT8) on the full-size
 ## random-weight model; table on stdout, results/bench/bench.json and bench.png.
 bench: setup

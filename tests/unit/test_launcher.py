@@ -64,3 +64,37 @@ def test_grpc_tls_arguments_and_refusals(tmp_path):
         server.GrpcTls(tmp_path / "server.crt", tmp_path / "nope.key").args()
     with pytest.raises(ServerError, match=r"^mutual TLS needs the CA of the client certificates \(--grpc-root-cert\)$"):
         server.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True).args()
+
+
+def test_a_start_failure_is_the_model_that_failed_to_load_in_one_line():
+    lines = [
+        'E1128 17:45:50.817395 31329 server.cc:241] "CudaDriverHelper has not been initialized."',
+        'I1128 17:45:54.394000 31329 model_lifecycle.cc:1] "loading: ner_model:1"',
+        'E1128 17:45:54.394609 31329 backend_model.cc:692] "ERROR: Failed to create instance: InvalidProtobuf"',
+        'E1128 17:45:54.394760 31329 model_lifecycle.cc:642] "failed to load \'ner_model\' version 1: Internal: '
+        'InvalidProtobuf: Load model from /r/ner_model/1/model.onnx failed:Protobuf parsing failed.\\n\\nAt:\\n  '
+        '/x/runtime.py(36): onnx_runner"',
+    ]
+    assert server.start_failure(lines) == ("failed to load 'ner_model' version 1: Internal: InvalidProtobuf: Load "
+                                           "model from /r/ner_model/1/model.onnx failed:Protobuf parsing failed.")
+    assert server.start_failure(lines[:3]) == "ERROR: Failed to create instance: InvalidProtobuf"
+    assert server.start_failure(lines[:2]) is None
+
+
+def test_a_damaged_export_is_refused_naming_the_file(tmp_path):
+    import json
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "tokenizer.json").write_text("{}")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"artifacts": {"a/tokenizer.json": "0", "a/model.onnx": "0"}}))
+    with pytest.raises(ServerError, match=f"^{tmp_path / 'a' / 'model.onnx'} is missing \\(listed in manifest.json\\)"):
+        server.check_repository(tmp_path)
+    (tmp_path / "a" / "model.onnx").write_bytes(b"")
+    server.check_repository(tmp_path)
+    (tmp_path / "a" / "tokenizer.json").write_text('{"truncated": ')
+    with pytest.raises(ServerError, match=f"^{tmp_path / 'a' / 'tokenizer.json'} is damaged \\(not JSON: "):
+        server.check_repository(tmp_path)
+    manifest.write_text("{")
+    with pytest.raises(ServerError, match=f"^{manifest} is damaged \\(JSONDecodeError: "):
+        server.check_repository(tmp_path)
