@@ -32,6 +32,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
+from triton_ner.loadtest.bench import MemorySampler
 
 PROG = "overload"
 SHORT = "Wolfgang lives in Berlin and works for Siemens ."
@@ -93,7 +94,8 @@ def latency(url: str, text: str = SHORT, protocol: str = "grpc") -> float:
 
 
 def server_rss_mb(pid: int) -> float:
-    """Resident memory of the server process and every process under it (the Python stubs), in MB."""
+    """Resident memory of the server process and every process under it (the Python stubs), in MiB, now
+    (:class:`~triton_ner.loadtest.bench.MemorySampler` keeps the peak while a load runs)."""
     server = psutil.Process(pid)
     total = 0
     for process in [server, *server.children(recursive=True)]:
@@ -101,28 +103,7 @@ def server_rss_mb(pid: int) -> float:
             total += process.memory_info().rss
         except psutil.NoSuchProcess:
             pass
-    return total / 1e6
-
-
-class _PeakMemory:
-    """Samples :func:`server_rss_mb` on a thread until stopped; ``peak`` is the highest sample."""
-
-    def __init__(self, pid: int, every_s: float = 0.1):
-        self.pid, self.every_s, self.peak = pid, every_s, server_rss_mb(pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, server_rss_mb(self.pid))
-
-    def __enter__(self) -> _PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    return total / 2**20
 
 
 def recovery_s(url: str, baseline_s: float, limit_s: float = 120.0, protocol: str = "grpc") -> float:
@@ -145,7 +126,7 @@ def burst_texts(size: int, texts_per_request: int) -> list[list[str]]:
 
 @dataclass
 class BurstFigures:
-    """What a burst did; latencies in seconds, memory in MB."""
+    """What a burst did; latencies in seconds, memory in MiB."""
 
     size: int
     texts_per_request: int
@@ -169,7 +150,7 @@ class BurstFigures:
             f"  accepted {self.accepted} (slowest {self.accepted_max_s:.2f} s); refused {self.refused}: {kinds}",
             f"  refusal latency: median {self.refusal_p50_s * 1e3:.0f} ms, slowest {self.refusal_max_s * 1e3:.0f} ms",
             f"  lone request before: {self.baseline_s * 1e3:.0f} ms; back within 2× after {self.recovery_s:.2f} s",
-            f"  server memory (MB): {self.rss_before_mb:.0f} before, {self.rss_peak_mb:.0f} at peak, "
+            f"  server memory (MiB): {self.rss_before_mb:.0f} before, {self.rss_peak_mb:.0f} at peak, "
             f"{self.rss_after_mb:.0f} after",
         ]
 
@@ -188,7 +169,7 @@ def burst(url: str, pid: int, requests: list[list[str]], protocol: str = "grpc",
     baseline = statistics.median(latency(url, protocol=protocol) for _ in range(5))
     before = server_rss_mb(pid)
     started = time.perf_counter()
-    with _PeakMemory(pid) as memory:
+    with MemorySampler(pid, every=0.1) as memory:
         outcomes = asyncio.run(send_all(url, requests, protocol))
     wall = time.perf_counter() - started
     recovered = recovery_s(url, baseline, protocol=protocol)
@@ -199,7 +180,8 @@ def burst(url: str, pid: int, requests: list[list[str]], protocol: str = "grpc",
         refusal_p50_s=statistics.median(o.latency_s for o in refused) if refused else 0.0,
         refusal_max_s=max((o.latency_s for o in refused), default=0.0),
         accepted_max_s=max((o.latency_s for o in accepted), default=0.0), wall_s=wall, baseline_s=baseline,
-        recovery_s=recovered, rss_before_mb=before, rss_peak_mb=memory.peak, rss_after_mb=server_rss_mb(pid),
+        recovery_s=recovered, rss_before_mb=before, rss_peak_mb=max(memory.peak_mb, before),
+        rss_after_mb=server_rss_mb(pid),
         refusals=Counter(f"{o.status} {_refusal_kind(o.message)}" for o in refused))
     return figures, outcomes
 

@@ -82,7 +82,9 @@ def test_a_full_queue_is_server_busy_not_unreachable(protocol, small_queues):
     texts = [t for request in burst_texts(BURST, 4) for t in request]
 
     async def run():
-        async with AsyncNerClient(url, protocol, batch_size=4, concurrency=BURST, retries=0) as client:
+        # 100 in flight (aiohttp's default connection limit): twice what the queues hold, and no connection
+        # refused for their number, which would be ServerUnreachable, rightly.
+        async with AsyncNerClient(url, protocol, batch_size=4, concurrency=100, retries=0) as client:
             await client.predict(texts)
 
     with pytest.raises(ServerBusy, match=r"is busy and refused the request: .*Exceeds maximum queue size"):
