@@ -93,7 +93,8 @@ class ServingOptions:
             long one instead of waiting for it to end.
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
-        intra_op_threads: Threads per CPU model-step instance; 0 lets the runtime decide.
+        intra_op_threads: Threads per CPU model-step instance; 0 shares the machine's cores evenly among the
+            instances.
         tensorrt: On GPU, let ONNX Runtime run the plain FP32 graph with TensorRT in FP16.
         num_labels: Labels of the checkpoint (the last dimension of ``logits``).
     """

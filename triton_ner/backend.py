@@ -6,6 +6,7 @@ Imported only inside Triton's Python backend, where ``triton_python_backend_util
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -100,6 +101,17 @@ def model_runner(model_name: str, inputs: tuple[str, str], output: str):
         return pb_utils.get_output_tensor_by_name(answer, output).as_numpy()
 
     return run
+
+
+def instance_threads(args: dict, configured: int) -> int:
+    """Intra-op threads of a model instance: ``configured``, or with 0 the cores this process may use shared
+    evenly among the model's CPU instances (two instances on two cores: one thread each, so that neither spins
+    on the other's core while a short request runs beside a long one)."""
+    if configured:
+        return configured
+    groups = json.loads(args["model_config"]).get("instance_group", [])
+    instances = sum(g.get("count", 1) for g in groups if g.get("kind", "KIND_CPU") == "KIND_CPU") or 1
+    return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
 def instance_device(args: dict) -> str:

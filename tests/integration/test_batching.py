@@ -65,7 +65,7 @@ def test_sixteen_clients_with_mixed_lengths_are_batched_and_exact(server_of, pip
     average_batch = inferences / executions
     print(f"model step: {inferences} windows in {executions} executions, average batch {average_batch:.1f}")
     assert inferences == len(texts)  # every text here fits one window
-    assert average_batch > 4
+    assert average_batch > 1.5  # batches form; two model-step processes (cpu_instances) share the 16 clients
     assert len(refused) == len(range(0, len(texts), 10))
     for i, text in enumerate(texts):
         assert_same(got[i], want[i], text)

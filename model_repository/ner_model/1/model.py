@@ -9,8 +9,8 @@ on the instance's GPU, in the configured precision.
 import time
 
 from triton_ner.core import names
-from triton_ner.backend import (config_parameter, error_response, input_array, instance_device, repository_path,
-                                response, stop_reason)
+from triton_ner.backend import (config_parameter, error_response, input_array, instance_device, instance_threads,
+                                repository_path, response, stop_reason)
 from triton_ner.core.batching import check_rows, run_requests
 from triton_ner.core.runtime import load_runner
 from triton_ner.core.tokenization import checkpoint_config
@@ -19,8 +19,8 @@ from triton_ner.core.tokenization import checkpoint_config
 class TritonPythonModel:
     def initialize(self, args):
         path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
-        self.run = load_runner(path, int(config_parameter(args, "intra_op_threads")), instance_device(args),
-                               config_parameter(args, "precision"))
+        self.run = load_runner(path, instance_threads(args, int(config_parameter(args, "intra_op_threads"))),
+                               instance_device(args), config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
         self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
