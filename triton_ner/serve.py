@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -50,7 +49,7 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = cli.command()
 
 
 @app.command()
@@ -85,12 +84,11 @@ def main(
     """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
     if config_name == AUTO:
         config_name = auto_config_name(model_repository, _cuda_available(), _cpu_flags())
-        print(f"serve: auto: serving {config_name or 'config'}.pbtxt", file=sys.stderr)
+        cli.say("serve", f"auto: serving {config_name or 'config'}.pbtxt")
     tls = None
     if grpc_use_ssl or grpc_use_ssl_mutual:
         if grpc_server_cert is None or grpc_server_key is None:
-            print("serve: error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key", file=sys.stderr)
-            raise typer.Exit(2)
+            raise cli.fail("serve", "--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key", cli.USAGE)
         tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
                           config_name=config_name, admin_key=admin_key or None, grpc_tls=tls,
@@ -100,7 +98,7 @@ def main(
     def stop(signum, _frame):
         nonlocal stopping
         if stopping:  # a second signal while in-flight requests finish: no more waiting, and no exception in stop()
-            print(f"serve: {signal.Signals(signum).name} again, killing the server", file=sys.stderr)
+            cli.say("serve", f"{signal.Signals(signum).name} again, killing the server")
             server.kill()
             return
         stopping = True
@@ -110,22 +108,23 @@ def main(
     signal.signal(signal.SIGINT, stop)
     try:
         server.start()
-        print(f"serve: ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
-              f"metrics localhost:{metrics_port}/metrics (Ctrl-C stops)", file=sys.stderr)
+        cli.say("serve", f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
+                f"metrics localhost:{metrics_port}/metrics (Ctrl-C stops)")
         # Poll rather than Popen.wait(): a signal handler must not interrupt a wait that holds its lock.
         while server.process.poll() is None:
             time.sleep(0.5)
         code = server.process.returncode
-        print(f"serve: tritonserver exited with code {code}", file=sys.stderr)
+        cli.say("serve", f"tritonserver exited with code {code}")
     except ServerError as error:
-        print(f"serve: error: {error}", file=sys.stderr)
-        code = 1
+        cli.say("serve", f"error: {error}")
+        code = cli.FAILED
     except _Stop as signal_name:
-        print(f"serve: {signal_name}, stopping the server", file=sys.stderr)
+        cli.say("serve", f"{signal_name}, stopping the server")
         code = 0
     finally:
         server.stop()
     raise typer.Exit(code)
+
 
 if __name__ == "__main__":
     app()
