@@ -290,7 +290,7 @@ def conll(tmp_path):
     (["{missing}", "--no-in-process"], "eval: error: {missing}: No such file or directory"),
     (["{conll}", "--no-in-process", "--url", "http://localhost:8001"],
      "eval: error: url 'http://localhost:8001' must be host:port without a scheme (choose the protocol with "
-     "protocol=)"),
+     "protocol=), or dns:///name:port alone"),
 ])
 def test_the_caller_s_mistakes_are_one_line_and_exit_code_2(conll, tmp_path, args, message):
     bad = tmp_path / "bad.conll"
