@@ -1,7 +1,7 @@
 """Client of the served ``ner`` ensemble over gRPC or HTTP, returning what the transformers pipeline returns."""
 
 from triton_ner.client.errors import (AccessDenied, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
-                           ServerBusy, ServerUnreachable)
+                                      ServerBusy, ServerUnreachable)
 from triton_ner.client.library import AsyncNerClient, NerClient
 
 __all__ = ["AccessDenied", "AsyncNerClient", "ClientError", "DeadlineExceeded", "InvalidArgument", "ModelNotReady",

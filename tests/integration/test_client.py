@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
-                    NerClient, ServerUnreachable)
+from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument,
+                               ModelNotReady, NerClient, ServerUnreachable)
 from triton_ner.export import corpus
 from triton_ner.server import TritonServer, free_ports
 from tests.parity import assert_same

@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 from typer.testing import CliRunner
 
 from triton_ner.client.evaluate import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
-                             predicted_tags, read_conll, score, to_iob1)
+                                        predicted_tags, read_conll, score, to_iob1)
 from triton_ner.export import corpus
 from triton_ner.export.configs import Format, Precision, Target
 from triton_ner.export.repository import ExportPlan, build

@@ -2,7 +2,6 @@
 launcher to the client, and the Python steps' code never evaluating, unpickling or writing what requests send."""
 
 import ast
-import json
 import os
 import subprocess
 import sys

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets,
-                                     run_requests, split_like)
+                                      run_requests, split_like)
 from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)

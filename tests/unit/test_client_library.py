@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument, ModelNotReady,
-                    NerClient, ServerBusy, ServerUnreachable)
+from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument,
+                               ModelNotReady, NerClient, ServerBusy, ServerUnreachable)
 from triton_ner.client.errors import backoff_delay, renumber, typed_error
 from triton_ner.client.library import batches, request_parameters
 from triton_ner.core.parameters import Strategy

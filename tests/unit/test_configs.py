@@ -8,7 +8,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_ner.export.configs import (Format, Precision, ServingOptions, Target, model_config, on_cpu, render,
-                            repository_configs, variants)
+                                       repository_configs, variants)
 from triton_ner.core import names
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"

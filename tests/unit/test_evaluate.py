@@ -7,9 +7,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from triton_ner.client.evaluate import (DataError, Figures, Scheme, Scores, Side, app, check_scheme, detect_scheme, failures,
-                             parse_conll, predicted_tags, read_conll, report, score, table, tags_from_entities,
-                             to_iob1, token_spans)
+from triton_ner.client.evaluate import (DataError, Figures, Scheme, Scores, Side, app, check_scheme, detect_scheme,
+                                        failures, parse_conll, predicted_tags, read_conll, report, score, table,
+                                        tags_from_entities, to_iob1, token_spans)
 from triton_ner.server import free_ports
 
 IOB2_FILE = """\

@@ -7,7 +7,7 @@ import numpy as np
 from triton_ner.core import names
 from triton_ner.core.aggregation import aggregate_texts, to_python
 from triton_ner.backend import (config_parameter, for_each_request, input_array, input_texts, repository_path,
-                         request_parameters, response)
+                                request_parameters, response)
 from triton_ner.core.parameters import parse
 from triton_ner.core.tokenization import load_vocabulary
 
