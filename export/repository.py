@@ -29,6 +29,18 @@ PYTHON_MODELS = (names.TOKENIZER, names.MODEL, names.AGGREGATE)
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton")
 
 
+def _installed_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """``{name: version}`` of those of ``names`` that are installed: an export environment need not have them all
+    (the export image has no tritonserver wheel)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class ExportPlan:
     """What to export: formats, precisions (FP32 is always exported: it is the reference), targets."""
@@ -233,7 +245,7 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
             "onnx_opset": convert.OPSET if Format.ONNX in plan.formats else None,
             "config_names": [v.config_name or "config" for v in plan.variants],
             "proofs": proofs,
-            "libraries": {lib: metadata.version(lib) for lib in LIBRARIES},
+            "libraries": _installed_versions(LIBRARIES),
             "python": platform.python_version(),
             "artifacts": {str(p.relative_to(work)): _sha256(p) for p in sorted(work.rglob("*")) if p.is_file()},
         }
