@@ -36,6 +36,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+## The container deployment on CPU (tests/containers/, minutes): installs podman when missing (root), builds the CPU
+## images on a Debian base made with debootstrap, runs docker-compose.yml's export job, cpu profile and Locust with
+## podman-compose, asks the server from here, provokes the faults; removes every container, volume and network it made.
+.PHONY: compose-test
+compose-test: setup
+	$(PY) -m pytest tests/containers -s -p no:cacheprovider
+
 ## Export MODEL into REPOSITORY (more with EXPORT_ARGS, e.g. "--format both --precision int8").
 export: setup
 	$(PY) -m triton_ner.export --model '$(MODEL)' --output '$(REPOSITORY)' --fallback-to-fixture --force $(EXPORT_ARGS)

@@ -1,0 +1,277 @@
+"""`make compose-test`: docker-compose.yml run for real with podman-compose, on CPU.
+
+The CPU images are built on a Debian base made here, the export job writes the model repository into the compose
+volume, the ``cpu`` profile serves it, and the host asks it through the project's client over gRPC and HTTP. Then
+Locust runs from its own container against ``triton:8001``, the monitoring files are checked against the running
+server, the restricted APIs against the key, and the faults the issue names are provoked. Everything the run made
+(containers, volumes, networks) is removed at the end, also when a step fails; the images are kept, so that a
+second run only rebuilds what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.containers import podman
+from triton_ner.demo import SEED_SENTENCE
+from triton_ner.server import Ports, free_ports
+
+ADMIN_KEY = "compose-test-key"
+DASHBOARD = podman.PROJECT_ROOT / "docker" / "monitoring" / "grafana" / "dashboards" / "triton-ner.json"
+PROMETHEUS_CONFIG = podman.PROJECT_ROOT / "docker" / "monitoring" / "prometheus.yml"
+# Triton core's sources (r24.10, as the served binary), beside the project (../shared/triton-src).
+CORE_SOURCES = podman.PROJECT_ROOT.parent / "shared" / "triton-src" / "core.tar.gz"
+
+
+@dataclass
+class Stack:
+    project: str
+    env: dict[str, str]
+    ports: Ports
+    sizes: dict[str, int]
+
+    def compose(self, *arguments: str, timeout: float = 600, check: bool = True,
+                env: dict[str, str] | None = None):
+        return podman.compose(self.project, *arguments, env=env or self.env, timeout=timeout, check=check)
+
+    def url(self, port: int, path: str) -> str:
+        return f"http://127.0.0.1:{port}{path}"
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    started = time.monotonic()
+    folder = tmp_path_factory.mktemp("compose")
+    podman.install_tools()
+    env = podman.engine_environment(folder)
+    podman.build_base_image(env)
+    sizes = podman.build_images(folder, env)
+    ports = free_ports()
+    project = f"ner-compose-test-{os.getpid()}"
+    env.update(NER_ADMIN_KEY=ADMIN_KEY, MODEL="fixture", TRITON_HTTP_PORT=str(ports.http),
+               TRITON_GRPC_PORT=str(ports.grpc), TRITON_METRICS_PORT=str(ports.metrics))
+    running = Stack(project, env, ports, sizes)
+    try:
+        # What `docker compose --profile cpu up` does: the export job, and the server once it succeeded
+        # (podman-compose waits for the job to stop but not for its success, so the exit code is checked here).
+        running.compose("--profile", "cpu", "run", "--rm", "-T", "export", timeout=1200)
+        running.compose("--profile", "cpu", "up", "--detach", "--no-build", "triton-cpu")
+        ready = podman.wait_for(lambda: _ready(running.url(ports.http, "/v2/health/ready")), timeout=300)
+        if not ready:
+            logs = running.compose("--profile", "cpu", "logs", "triton-cpu", check=False)
+            raise AssertionError(f"the triton-cpu container is not ready after 300 s:\n{logs.stdout[-4000:]}"
+                                 f"{logs.stderr[-2000:]}")
+        podman.log(f"stack ready {time.monotonic() - started:.0f} s after the start")
+        yield running
+    finally:
+        left = podman.tear_down(project, env)
+        podman.log(f"torn down; {time.monotonic() - started:.0f} s in all")
+        assert not left, f"left behind: {left}"
+
+
+def _client(stack: Stack, protocol: str, *texts: str) -> list[list[dict]]:
+    port = stack.ports.grpc if protocol == "grpc" else stack.ports.http
+    executable = Path(sys.executable).parent / "ner-client"
+    done = podman.run([str(executable), "--protocol", protocol, "--url", f"127.0.0.1:{port}", "--output", "json",
+                     *texts], timeout=60)
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_seed_sentence_from_the_host_through_the_project_client(stack, protocol):
+    [entities] = _client(stack, protocol, SEED_SENTENCE)
+    podman.log(f"{protocol}: {json.dumps(entities)}")
+    assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "Wolfgang"), ("LOC", "Berlin")]
+
+
+def test_the_images_sizes(stack):
+    for image, size in stack.sizes.items():
+        podman.log(f"{image}: {size / 1e6:,.0f} MB")
+    # The serving and load images carry no PyTorch: each is far below the export image (which has it).
+    export = stack.sizes[podman.TARGETS["export"]]
+    for target in ("cpu", "locust"):
+        assert stack.sizes[podman.TARGETS[target]] < export / 1.5, stack.sizes
+
+
+def test_the_serving_image_has_no_pytorch(stack):
+    done = podman.run(["podman", "run", "--rm", "--entrypoint", "python3", podman.TARGETS["cpu"], "-c",
+                       "import importlib.util as u; print([m for m in ('torch', 'onnx') "
+                       "if u.find_spec(m)])"], timeout=120, env=stack.env)
+    assert done.stdout.strip() == "[]"
+
+
+def test_locust_from_its_container_against_triton_8001_without_failures(stack):
+    # Headless Locust in the locust image, on the compose network: "triton" is the server's alias there.
+    done = stack.compose("--profile", "cpu", "--profile", "locust", "run", "--rm", "-T", "--no-deps", "locust",
+                         "--headless", "--users", "8", "--spawn-rate", "8", "--run-time", "20s",
+                         "--grpc-url", "triton:8001", "--http-url", "triton:8000", "--only-summary",
+                         "GrpcNerUser", timeout=300, check=False)
+    summary = done.stdout + done.stderr
+    podman.log("locust: " + " | ".join(line.strip() for line in summary.splitlines() if "Aggregated" in line))
+    assert done.returncode == 0, summary[-3000:]
+    aggregated = [line for line in summary.splitlines() if line.strip().startswith("Aggregated")]
+    assert aggregated, summary[-3000:]
+    requests, failures = (int(x) for x in re.findall(r"\d+", aggregated[0].split("Aggregated", 1)[1])[:2])
+    assert requests > 20 and failures == 0, aggregated[0]
+
+
+def _locust_api(port: int, path: str, form: dict[str, str] | None = None) -> dict:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", data=data, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_locust_master_and_workers_as_the_compose_file_runs_them(stack):
+    # The locust profile as users run it: the master's web UI on the host, workers on the compose network; a
+    # swarm started through the UI's API must reach the server through every worker without a failure.
+    port = free_ports().http
+    env = {**stack.env, "LOCUST_PORT": str(port)}
+    stack.compose("--profile", "cpu", "--profile", "locust", "up", "--detach", "--no-build", "--no-deps",
+                  "--scale", "locust-worker=2", "locust", "locust-worker", timeout=300, env=env)
+
+    def workers() -> int:
+        try:
+            return len(_locust_api(port, "/stats/requests")["workers"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    assert podman.wait_for(lambda: workers() == 2, timeout=120), f"{workers()} of 2 workers joined the master"
+    _locust_api(port, "/swarm", {"user_count": "4", "spawn_rate": "4"})
+    time.sleep(15)
+    stats = _locust_api(port, "/stats/requests")
+    _locust_api(port, "/stop", {})
+    total = next(row for row in stats["stats"] if row["name"] == "Aggregated")
+    podman.log(f"locust master + 2 workers: {total['num_requests']} requests, {total['num_failures']} failed, "
+               f"{stats['total_rps']:.0f} requests/s, {len(stats['workers'])} workers")
+    assert total["num_requests"] > 20 and total["num_failures"] == 0, stats.get("errors")
+    assert all(w["state"] != "missing" for w in stats["workers"]), stats["workers"]
+
+
+def test_promtool_accepts_the_prometheus_configuration():
+    podman.install_tools()
+    done = podman.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], timeout=60)
+    assert "SUCCESS" in done.stdout + done.stderr
+
+
+def _gpu_metrics_of_triton() -> set[str]:
+    """The GPU metrics Triton 2.51 defines (core's metrics.cc): a server without a GPU does not export them."""
+    with tarfile.open(CORE_SOURCES) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("src/metrics.cc"))
+        source = archive.extractfile(member).read().decode()
+    return set(re.findall(r'"(nv_gpu_[a-z0-9_]+)"', source))
+
+
+def test_every_metric_of_the_dashboard_is_on_the_running_servers_metrics(stack):
+    # Let one request reach every step, so that the per-model series exist.
+    _client(stack, "grpc", SEED_SENTENCE)
+    with urllib.request.urlopen(stack.url(stack.ports.metrics, "/metrics"), timeout=10) as response:
+        served = podman.metric_names(response.read().decode())
+    wanted = set(re.findall(r"\bnv_[a-z0-9_]+", json.dumps(json.loads(DASHBOARD.read_text()))))
+    gpu = _gpu_metrics_of_triton()
+    assert gpu, f"no GPU metric found in {CORE_SOURCES}"
+    podman.log(f"dashboard metrics: {sorted(wanted)}")
+    assert wanted & served, "the server exports none of the dashboard's metrics"
+    absent = sorted(wanted - served - gpu)
+    assert not absent, f"named by the dashboard but neither on /metrics nor a GPU metric of Triton: {absent}"
+    # The latency panels read the summaries the server has switched on (--metrics-config=summary_latencies).
+    assert "nv_inference_request_summary_us" in served
+
+
+def test_the_restricted_apis_need_the_key_and_inference_does_not(stack):
+    index = stack.url(stack.ports.http, "/v2/repository/index")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=10)
+    assert refused.value.code == 403
+    keyed = urllib.request.Request(index, data=b"{}", method="POST", headers={"admin-key": ADMIN_KEY})
+    with urllib.request.urlopen(keyed, timeout=10) as response:
+        assert {"name": "ner", "version": "1", "state": "READY"}.items() <= next(
+            m for m in json.loads(response.read()) if m["name"] == "ner").items()
+    assert _client(stack, "http", SEED_SENTENCE)[0]
+
+
+def _server_on(stack: Stack, volume: str) -> tuple[int, list[str]]:
+    """Run the CPU server image on ``volume`` (at /models); its exit code and the lines it wrote."""
+    done = podman.run(["podman", "run", "--rm", "--env", f"NER_ADMIN_KEY={ADMIN_KEY}", "--volume",
+                       f"{volume}:/models:ro", podman.TARGETS["cpu"]], timeout=120, env=stack.env, check=False)
+    return done.returncode, (done.stdout + done.stderr).splitlines()
+
+
+def _volume(stack: Stack, name: str) -> str:
+    """A named volume of the test's project (removed by the teardown with the rest)."""
+    full = f"{stack.project}_{name}"
+    podman.run(["podman", "volume", "create", "--label", f"io.podman.compose.project={stack.project}", full],
+               timeout=60, env=stack.env, quiet=True)
+    return full
+
+
+def test_the_server_on_an_empty_repository_exits_non_zero_in_one_line(stack):
+    code, lines = _server_on(stack, _volume(stack, "empty"))
+    assert code != 0 and len(lines) == 1, lines
+    assert "manifest.json is missing" in lines[0], lines
+
+
+def test_the_server_on_a_broken_repository_names_the_missing_file(stack):
+    broken = _volume(stack, "broken")
+    # A copy of the export with the model file gone (the export image has a shell).
+    podman.run(["podman", "run", "--rm", "--entrypoint", "sh", "--volume", f"{stack.project}_models:/export:ro",
+                "--volume", f"{broken}:/models", podman.TARGETS["export"], "-c",
+                "cp -R /export/. /models/ && rm /models/ner_model/1/model.onnx"], timeout=120, env=stack.env)
+    code, lines = _server_on(stack, broken)
+    assert code != 0 and len(lines) == 1, lines
+    assert "ner_model/1/model.onnx" in lines[0] and "missing" in lines[0], lines
+
+
+def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
+    # A model the export cannot get (the Hub is unreachable here, and no fallback): the job fails in one line with
+    # its exit code, and the stack brought up behind it stops with that code. (Docker Compose does not even start
+    # the server then: service_completed_successfully. podman-compose waits only for the job to stop, so here the
+    # server starts, refuses the empty volume in one line and exits too; its exit code races the job's in
+    # podman-compose's `--exit-code-from`, hence the containers' own exit codes are read.)
+    project = f"{stack.project}-failed"
+    env = {**stack.env, "MODEL": "no-such-owner/no-such-model", "FALLBACK_TO_FIXTURE": "0"}
+    ports = free_ports()
+    env.update(TRITON_HTTP_PORT=str(ports.http), TRITON_GRPC_PORT=str(ports.grpc),
+               TRITON_METRICS_PORT=str(ports.metrics))
+    try:
+        exported = podman.compose(project, "--profile", "cpu", "run", "--rm", "-T", "export", env=env, timeout=600,
+                                  check=False)
+        said = exported.stdout + exported.stderr
+        errors = [line for line in said.splitlines() if "error" in line]
+        assert exported.returncode == 1, said[-2000:]
+        assert len(errors) == 1 and "export: error:" in errors[0], said[-2000:]
+        assert "no-such-owner/no-such-model" in errors[0], errors
+        whole = podman.compose(project, "--profile", "cpu", "up", "--no-build", "--abort-on-container-failure",
+                               "export", "triton-cpu", env=env, timeout=600, check=False)
+        assert whole.returncode == exported.returncode, (whole.stdout + whole.stderr)[-3000:]
+        states = podman.run(["podman", "ps", "--all", "--filter", f"label=io.podman.compose.project={project}",
+                             "--format", "json"], timeout=60, env=env, quiet=True)
+        by_service = {c["Labels"]["io.podman.compose.service"]: (c["State"], c["ExitCode"])
+                      for c in json.loads(states.stdout)}
+        assert by_service["export"] == ("exited", exported.returncode), by_service
+        assert all(state != "running" for state, _ in by_service.values()), by_service
+        refusals = [line for line in whole.stdout.splitlines() if "[triton-cpu]" in line and "error:" in line]
+        assert all("manifest.json is missing" in line for line in refusals), refusals
+    finally:
+        left = podman.tear_down(project, env)
+        assert not left, f"left behind: {left}"
