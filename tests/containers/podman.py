@@ -85,13 +85,13 @@ def image_exists(name: str, env: dict[str, str]) -> bool:
 
 
 def build_base_image(env: dict[str, str]) -> None:
-    """A minimal Debian bookworm with Python 3.11, venv and CA certificates, as ``BASE_IMAGE`` (kept between
-    runs: a second run reuses it)."""
+    """A minimal Debian bookworm with Python 3.11, venv, libpython (which Triton's Python-backend stub links) and CA
+    certificates, as ``BASE_IMAGE`` (kept between runs: a second run reuses it)."""
     if image_exists(BASE_IMAGE, env):
         return
     with tempfile.TemporaryDirectory(prefix="ner-base-") as root:
         log(f"debootstrap of {BASE_IMAGE}")
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
+        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,libpython3.11,ca-certificates", "bookworm",
              root, DEBIAN_MIRROR], timeout=1200)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         try:
