@@ -1,0 +1,134 @@
+"""The container deployment checked where no container runs (the GPU service above all): docker-compose.yml against
+the Compose specification's schema and as a real Compose implementation renders it, the Dockerfiles linted, the
+container scripts checked. `make compose-test` (tests/containers) runs the CPU side for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.containers import podman
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# schema/compose-spec.json of github.com/compose-spec/compose-spec at 170098ba07d9 (2026-06-23), Apache-2.0.
+SCHEMA = PROJECT_ROOT / "tests" / "data" / "compose-spec.json"
+DOCKERFILES = [PROJECT_ROOT / "docker" / "Dockerfile", PROJECT_ROOT / "docker" / "Dockerfile.gpu"]
+SCRIPTS = [*sorted((PROJECT_ROOT / "docker").glob("*.sh")), PROJECT_ROOT / ".ci" / "run"]
+BIN = Path(sys.executable).parent
+
+
+def _schema_errors(document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    return [f"{error.json_path}: {error.message}" for error in validator.iter_errors(document)]
+
+
+def _config(*profiles: str, **variables: str) -> subprocess.CompletedProcess:
+    """``podman-compose config`` of docker-compose.yml with ``profiles`` and environment ``variables``."""
+    podman.install_tools()  # podman-compose asks the podman binary for its version first
+    env = {k: v for k, v in os.environ.items() if k != "NER_ADMIN_KEY"} | variables
+    arguments = [argument for profile in profiles for argument in ("--profile", profile)]
+    return subprocess.run([str(BIN / "podman-compose"), "--file", str(podman.COMPOSE_FILE), *arguments, "config"],
+                          capture_output=True, text=True, timeout=120, check=False, env=env, cwd=PROJECT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, Any]:
+    """docker-compose.yml with every profile, as podman-compose resolves it (variables interpolated)."""
+    done = _config("cpu", "locust", "monitoring", NER_ADMIN_KEY="key")
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_the_compose_file_follows_the_compose_specification():
+    assert _schema_errors(yaml.safe_load(podman.COMPOSE_FILE.read_text())) == []
+
+
+def test_the_schema_check_can_fail():
+    document = yaml.safe_load(podman.COMPOSE_FILE.read_text())
+    document["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] = [1]
+    document["services"]["export"]["restart_policy"] = "never"
+    assert len(_schema_errors(document)) == 2
+
+
+def test_the_rendered_file_follows_the_compose_specification_too(rendered):
+    assert _schema_errors(rendered) == []
+
+
+def test_the_servers_start_only_after_a_successful_export(rendered):
+    services = rendered["services"]
+    for name in ("triton", "triton-cpu"):
+        assert services[name]["depends_on"]["export"]["condition"] == "service_completed_successfully"
+        assert {"models:/models:ro"} <= set(services[name]["volumes"]), services[name]["volumes"]
+        assert {p.split(":")[-1] for p in services[name]["ports"]} == {"8000", "8001", "8002"}
+    assert "models:/models" in services["export"]["volumes"]
+
+
+def test_the_gpu_service_reserves_nvidia_gpus_and_the_cpu_one_answers_as_triton(rendered):
+    services = rendered["services"]
+    [device] = services["triton"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and int(device["count"]) == 1
+    assert services["triton"]["environment"]["TRITON_CONFIG"] == "gpu"
+    assert "deploy" not in services["triton-cpu"]
+    assert services["triton-cpu"]["networks"]["default"]["aliases"] == ["triton"]
+    for name in ("locust", "locust-worker"):
+        assert "triton:8001" in services[name]["command"]
+
+
+def test_gpu_count_and_ports_are_set_from_the_environment():
+    done = _config(NER_ADMIN_KEY="key", GPU_COUNT="4", TRITON_GRPC_PORT="9001")
+    assert done.returncode == 0, done.stderr
+    triton = yaml.safe_load(done.stdout)["services"]["triton"]
+    assert int(triton["deploy"]["resources"]["reservations"]["devices"][0]["count"]) == 4
+    assert "9001:8001" in triton["ports"]
+
+
+def test_each_profile_renders_its_services():
+    expected = {(): {"export", "triton"}, ("cpu",): {"export", "triton", "triton-cpu"},
+                ("locust",): {"export", "triton", "locust", "locust-worker"},
+                ("monitoring",): {"export", "triton", "prometheus", "grafana"}}
+    for profiles, services in expected.items():
+        done = _config(*profiles, NER_ADMIN_KEY="key")
+        assert done.returncode == 0, done.stderr
+        assert set(yaml.safe_load(done.stdout)["services"]) == services, profiles
+
+
+def test_without_the_admin_key_the_file_is_refused_naming_it():
+    done = _config("cpu")
+    assert done.returncode != 0
+    assert "NER_ADMIN_KEY" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_finds_nothing(dockerfile):
+    done = subprocess.run([str(BIN / "hadolint"), str(dockerfile)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_can_fail(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian\nRUN apt-get install curl\n")
+    done = subprocess.run([str(BIN / "hadolint"), str(bad)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode != 0 and "DL3006" in done.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_shellcheck_finds_nothing_in_the_container_scripts(script):
+    done = subprocess.run([str(BIN / "shellcheck"), str(script)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_images_run_as_a_non_root_user(dockerfile):
+    users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
+    assert users and all(user.split(":")[0] not in ("root", "0") for user in users), users
