@@ -69,15 +69,33 @@ def growth_after_warmup(rows: list[tuple[float, str, float]], warmup_s: float) -
     return growth
 
 
-def p99_drift(history: Path, warmup_s: float) -> tuple[float, float]:
-    """Median p99 (ms) of the aggregated requests in the first and in the last quarter after warm-up, from
-    Locust's history CSV (each row's percentiles cover the last seconds of the run)."""
+def load_rows(history: Path, duration_s: float) -> list[tuple[float, float, float]]:
+    """``(seconds since the first row, p50, p99)`` of Locust's aggregated history while the load ran. Locust keeps
+    writing rows while it stops its users, whose latencies are not the load's: rows after ``duration_s``, or after
+    the user count fell from its peak, are left out."""
     with history.open() as file:
         rows = [row for row in csv.DictReader(file) if row["Name"] == "Aggregated" and row["99%"] not in ("N/A", "")]
     if not rows:
-        return float("nan"), float("nan")
+        return []
     start = int(rows[0]["Timestamp"])
-    steady = [float(row["99%"]) for row in rows if int(row["Timestamp"]) - start >= warmup_s]
+    peak = max(int(row["User Count"]) for row in rows)
+    reached = False
+    found = []
+    for row in rows:
+        seconds, users = int(row["Timestamp"]) - start, int(row["User Count"])
+        reached = reached or users == peak
+        if seconds > duration_s or (reached and users < peak):
+            break
+        found.append((seconds, float(row["50%"]), float(row["99%"])))
+    return found
+
+
+def p99_drift(history: Path, warmup_s: float, duration_s: float) -> tuple[float, float]:
+    """Median p99 (ms) of the aggregated requests in the first and in the last quarter of the load after warm-up,
+    from Locust's history CSV (each row's percentiles cover the last seconds of the run)."""
+    steady = [p99 for seconds, _, p99 in load_rows(history, duration_s) if seconds >= warmup_s]
+    if not steady:
+        return float("nan"), float("nan")
     quarter = max(1, len(steady) // 4)
 
     def median(values):
@@ -93,7 +111,8 @@ def failures(stats: Path) -> tuple[int, int]:
     return int(row["Request Count"]), int(row["Failure Count"])
 
 
-def plot(rows: list[tuple[float, str, float]], history: Path, output: Path, warmup_s: float) -> None:
+def plot(rows: list[tuple[float, str, float]], history: Path, output: Path, warmup_s: float,
+         duration_s: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,14 +124,11 @@ def plot(rows: list[tuple[float, str, float]], history: Path, output: Path, warm
         memory.plot(*zip(*points), label=name)
     memory.set_ylabel("resident memory (MB)")
     memory.legend(fontsize=7)
-    with history.open() as file:
-        rows_h = [row for row in csv.DictReader(file) if row["Name"] == "Aggregated" and row["99%"] not in ("N/A", "")]
-    if rows_h:
-        start = int(rows_h[0]["Timestamp"])
-        latency.plot([(int(r["Timestamp"]) - start) / 60 for r in rows_h], [float(r["99%"]) for r in rows_h],
-                     label="p99")
-        latency.plot([(int(r["Timestamp"]) - start) / 60 for r in rows_h], [float(r["50%"]) for r in rows_h],
-                     label="p50")
+    loaded = load_rows(history, duration_s)
+    if loaded:
+        minutes = [seconds / 60 for seconds, _, _ in loaded]
+        latency.plot(minutes, [p99 for _, _, p99 in loaded], label="p99")
+        latency.plot(minutes, [p50 for _, p50, _ in loaded], label="p50")
     latency.set_ylabel("latency (ms)")
     latency.set_xlabel("minutes")
     latency.legend(fontsize=7)
@@ -156,9 +172,9 @@ def main(
         writer.writerows((round(t, 1), name, round(mb, 1)) for t, name, mb in rows)
     history = results / "locust_stats_history.csv"
     requests, failed = failures(results / "locust_stats.csv")
-    first, last = p99_drift(history, warmup_s)
+    first, last = p99_drift(history, warmup_s, minutes * 60)
     growth = growth_after_warmup(rows, warmup_s)
-    plot(rows, history, results / "soak.png", warmup_s)
+    plot(rows, history, results / "soak.png", warmup_s, minutes * 60)
     print(f"soak: {minutes:g} min, {users} users, {requests:,} requests, {failed} failed; p99 {first:.0f} ms in "
           f"the first quarter after warm-up, {last:.0f} ms in the last")
     for name, mb in growth.items():
