@@ -36,7 +36,26 @@ def main(
                                                              "and one request.")] = ServingOptions.max_batch_size,
     gpu_max_batch_size: Annotated[int, typer.Option(min=1, help="GPU: the same.")]
     = ServingOptions.gpu_max_batch_size,
-    instances: Annotated[int, typer.Option(min=1, help="Model-step instances.")] = ServingOptions.instances,
+    instances: Annotated[int, typer.Option(min=1, help="GPU: model-step instances on each GPU.")]
+    = ServingOptions.instances,
+    cpu_instances: Annotated[int, typer.Option(min=1, help="CPU: model-step processes (with two, a short request "
+                                                           "runs beside a long one).")] = ServingOptions.cpu_instances,
+    gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: tokenizer and aggregation processes.")]
+    = ServingOptions.gpu_text_instances,
+    max_text_bytes: Annotated[int, typer.Option(min=1, help="Largest text a request may hold (UTF-8 bytes); larger "
+                                                            "is refused, INVALID_ARGUMENT.")]
+    = ServingOptions.max_text_bytes,
+    max_tokens_per_request: Annotated[int, typer.Option(min=1, help="Most tokens one request may need (windows, "
+                                                                    "special tokens and overlaps included).")]
+    = ServingOptions.max_tokens_per_request,
+    max_queue_size: Annotated[int, typer.Option(min=1, help="Requests queued at the model step before new ones "
+                                                            "are refused, UNAVAILABLE.")]
+    = ServingOptions.max_queue_size,
+    text_queue_size: Annotated[int, typer.Option(min=1, help="The same at each text step.")]
+    = ServingOptions.text_queue_size,
+    queue_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds a request may wait in a step's queue "
+                                                                 "(a request's own timeout overrides it).")]
+    = ServingOptions.queue_timeout_s,
     tensorrt: Annotated[bool, typer.Option(help="GPU: run the ONNX graph with TensorRT in FP16.")] = False,
     optimize: Annotated[bool, typer.Option(help="Fuse the ONNX graph with ONNX Runtime's transformer "
                                                 "optimizer (kept only if proven equal).")] = True,
@@ -53,7 +72,10 @@ def main(
     if format not in FORMATS:
         raise cli.fail("export", f"--format {format!r} is not one of: {', '.join(FORMATS)}", cli.USAGE)
     options = ServingOptions(max_batch_size=max_batch_size, gpu_max_batch_size=gpu_max_batch_size,
-                             instances=instances, tensorrt=tensorrt)
+                             instances=instances, cpu_instances=cpu_instances, gpu_text_instances=gpu_text_instances,
+                             max_text_bytes=max_text_bytes, max_tokens_per_request=max_tokens_per_request,
+                             max_queue_size=max_queue_size, text_queue_size=text_queue_size,
+                             queue_timeout_s=queue_timeout, tensorrt=tensorrt)
     plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
                       optimize, min_agreement)
     with cli.one_line_errors("export", ExportError):

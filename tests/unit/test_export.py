@@ -216,6 +216,9 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "fixture", "--precision", "bf16"], "bf16 runs the TorchScript model"),
     (["--model", "fixture", "--precision", "fp16", "--tensorrt"], "--tensorrt builds FP16 engines"),
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
+    (["--model", "fixture", "--max-tokens-per-request", "0"], "Invalid value"),
+    (["--model", "fixture", "--queue-timeout", "-1"], "Invalid value"),
+    (["--model", "fixture", "--cpu-instances", "many"], "Invalid value"),
 ])
 def test_cli_errors_are_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "triton_ner.export", *args], capture_output=True, text=True, timeout=120)
@@ -235,3 +238,30 @@ def test_fixture_training_is_deterministic(checkpoint, tmp_path):
 def test_fixture_model_finds_the_seed_entities(pipelines):
     entities = pipelines()("My name is Wolfgang and I live in Berlin")
     assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "Wolfgang"), ("LOC", "Berlin")]
+
+
+def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
+    from tritonclient.grpc import model_config_pb2 as mc
+    from google.protobuf import text_format
+
+    output = tmp_path / "repository"
+    subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--output", str(output),
+                    "--target", "both", "--max-text-bytes", "1000", "--max-tokens-per-request", "777",
+                    "--max-queue-size", "5", "--text-queue-size", "6", "--queue-timeout", "2.5",
+                    "--cpu-instances", "3", "--instances", "2", "--gpu-text-instances", "7"],
+                   check=True, capture_output=True, timeout=300)
+
+    def config(model: str, name: str = "config") -> mc.ModelConfig:
+        path = output / model / (f"configs/{name}.pbtxt" if name != "config" else "config.pbtxt")
+        return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+    tokenizer = config(names.TOKENIZER)
+    assert tokenizer.parameters["max_text_bytes"].string_value == "1000"
+    assert tokenizer.parameters["max_tokens_per_request"].string_value == "777"
+    assert tokenizer.dynamic_batching.default_queue_policy.max_queue_size == 6
+    model = config(names.MODEL)
+    assert model.dynamic_batching.default_queue_policy.max_queue_size == 5
+    assert model.dynamic_batching.default_queue_policy.default_timeout_microseconds == 2_500_000
+    assert model.instance_group[0].count == 3
+    assert config(names.MODEL, "gpu").instance_group[0].count == 2
+    assert config(names.TOKENIZER, "gpu").instance_group[0].count == 7
