@@ -5,7 +5,8 @@ so on CPU every model of the repository runs in the Python backend. NVIDIA's ``o
 backends of the same release are added when ``make backends`` has built them (``backends/``): then the GPU
 configs, switched to CPU, run as on NVIDIA's image. :class:`TritonServer` assembles a backend folder with the
 stub matching this interpreter, starts the server with the environment it needs, waits for readiness and
-stops it (and every stub process) on exit.
+stops it (and every stub process) on exit. A supervisor thread restores a model whose stub process died, which
+Triton 2.51 does not do.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import tempfile
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from threading import Thread
+from threading import Event, Thread
 
 from google.protobuf import text_format
 
@@ -46,6 +48,8 @@ _NOT_A_REASON = ("CudaDriverHelper has not been initialized",)
 SHM_PREFIX = "triton_python_backend_shm_region_"
 SHM_DIR = Path("/dev/shm")
 EXIT_TIMEOUT = 30  # seconds Triton waits for in-flight requests after SIGTERM (its default)
+SUPERVISE_INTERVAL = 0.5  # seconds between two looks of the supervisor at the stub processes
+RELOAD_PARAMETER = "supervisor_reload"  # config parameter the supervisor changes to have Triton reload a model
 
 
 class ServerError(RuntimeError):
@@ -131,10 +135,33 @@ def admin_headers(key: str, protocol: str = "http") -> dict[str, str]:
     return {(GRPC_RESTRICTED_PREFIX if protocol == "grpc" else "") + ADMIN_HEADER: key}
 
 
-def _post(url: str, headers: dict[str, str], timeout: float = 5) -> bytes:
-    request = urllib.request.Request(url, data=b"", headers=headers, method="POST")
+def _post(url: str, headers: dict[str, str], timeout: float = 5, body: bytes = b"") -> bytes:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
+
+
+def _children(pid: int) -> list[tuple[int, str, list[str]]]:
+    """The child processes of ``pid`` from /proc: (pid, state, command line); a zombie has state "Z" and no
+    command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]  # the name may hold ")"
+            if int(parent) == pid:
+                found.append((int(entry.name), state, (entry / "cmdline").read_bytes().decode().split("\0")))
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+    return found
+
+
+def stub_processes(server_pid: int) -> dict[int, str]:
+    """The live Python-backend stubs of the server ``server_pid``: process id -> model name. A stub's first
+    argument is ``<repository>/<model>/1/model.py``."""
+    return {pid: Path(args[1]).parts[-3] for pid, state, args in _children(server_pid)
+            if state != "Z" and len(args) > 1 and args[1].endswith("/1/model.py")}
 
 
 def restricted_api_args(key: str, apis: tuple[str, ...] = RESTRICTED_APIS) -> list[str]:
@@ -334,6 +361,9 @@ class TritonServer:
         self._log_file = None
         self._watchdog: subprocess.Popen | None = None
         self._watch_pipe: int | None = None
+        self._supervisor: Thread | None = None
+        self._stopping = Event()
+        self._reloads = 0
 
     @property
     def http_url(self) -> str:
@@ -395,6 +425,9 @@ class TritonServer:
                 self._drainer = Thread(target=self._drain, daemon=True)
                 self._drainer.start()
             self._wait_ready(timeout)
+            self._stopping.clear()
+            self._supervisor = Thread(target=self._supervise, daemon=True)
+            self._supervisor.start()
         except BaseException:
             self.stop()
             raise
@@ -411,8 +444,71 @@ class TritonServer:
         finally:
             os.close(read)
 
+    def _supervise(self) -> None:
+        """Restore each model whose stub process died (killed, crashed) while the server runs.
+
+        Triton 2.51's Python backend does not restart a dead stub: the instance fails every request routed to it
+        while the model still says it is ready. A stub that died stays a zombie child of tritonserver (one that
+        Triton stops is waited for), so a known stub turned zombie is one that died.
+        """
+        known = stub_processes(self.process.pid)
+        retiring: set[int] = set()  # stubs of a replaced copy, which Triton stops: their exit is no death
+        while not self._stopping.wait(SUPERVISE_INTERVAL) and self.process.poll() is None:
+            zombies = {pid for pid, state, _ in _children(self.process.pid) if state == "Z"}
+            for model in sorted({known[pid] for pid in zombies & known.keys()}):
+                dead = sorted(pid for pid in zombies & known.keys() if known[pid] == model)
+                print(f"server: the stub of {model} (pid {', '.join(map(str, dead))}) died; reloading {model}",
+                      file=sys.stderr, flush=True)
+                retiring |= {pid for pid, name in known.items() if name == model}
+                self.reload(model)
+            known = {pid: name for pid, name in stub_processes(self.process.pid).items() if pid not in retiring}
+
+    def _repository(self, action: str, model: str | None = None, timeout: float = 5, body: bytes = b"") -> bytes:
+        """POST to Triton's model repository API with the launcher's key: ``index``, or ``load``/``unload``
+        of ``model``."""
+        path = f"models/{model}/{action}" if model else action
+        return _post(f"http://{self.http_url}/v2/repository/{path}", admin_headers(self._repository_key), timeout,
+                     body)
+
+    def _wait_index(self, settled: Callable[[list[dict]], bool], deadline: float) -> bool:
+        """Poll the repository index until ``settled(models)`` holds; False at the deadline (``time.monotonic``)."""
+        while time.monotonic() < deadline:
+            if settled(json.loads(self._repository("index"))):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def reload(self, model: str, timeout: float = 180.0) -> bool:
+        """Load ``model`` again beside the serving copy (new stub processes) and swap it in.
+
+        Triton loads a model whose configuration changed in the background and unloads the old copy only after the
+        new one is ready, so the ensemble keeps serving; unloading first would wait for the requests queued on the
+        dead instance with the whole ensemble down, and loading an unchanged model changes nothing. So the
+        served configuration goes back with one parameter more, counting the reloads. True when the new copy is
+        ready within ``timeout`` seconds."""
+        self._reloads += 1
+        headers = admin_headers(self._repository_key)
+        try:
+            request = urllib.request.Request(f"http://{self.http_url}/v2/models/{model}/config", headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as response:
+                config = json.loads(response.read())
+            config.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": str(self._reloads)}
+            body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
+            self._repository("load", model, timeout=timeout, body=body)
+            return True
+        except (OSError, ValueError) as error:  # refused (HTTPError), no answer, or not JSON
+            print(f"server: reloading {model} failed: {error}", file=sys.stderr, flush=True)
+            return False
+
+    def _stop_supervising(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()  # a reload under way finishes first: stop() then drains a whole ensemble
+            self._supervisor = None
+
     def kill(self) -> None:
         """SIGKILL the server and its stubs now (a second Ctrl-C); :meth:`stop` still cleans up after."""
+        self._stopping.set()  # not joined: kill() must not wait for a reload under way
         if self.process is not None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -462,16 +558,10 @@ class TritonServer:
         request between two steps is refused half-way ("Server is stopping").
         """
         deadline = time.monotonic() + (self.exit_timeout if timeout is None else timeout)
-        headers = admin_headers(self._repository_key)
-        base = f"http://{self.http_url}/v2/repository"
         try:
-            _post(f"{base}/models/{names.ENSEMBLE}/unload", headers)
-            while time.monotonic() < deadline:
-                index = json.loads(_post(f"{base}/index", headers))
-                if all(model.get("state") != "UNLOADING" and not (model["name"] == names.ENSEMBLE and model.get(
-                        "state") == "READY") for model in index):
-                    return True
-                time.sleep(0.1)
+            self._repository("unload", names.ENSEMBLE)
+            return self._wait_index(lambda index: all(model.get("state") != "UNLOADING" and not (
+                model["name"] == names.ENSEMBLE and model.get("state") == "READY") for model in index), deadline)
         except OSError:
             pass  # a server that does not answer any more has nothing left to drain
         return False
@@ -481,6 +571,7 @@ class TritonServer:
         (``timeout`` seconds at most, by default the exit timeout and 5 s), then make sure no stub process of its
         group and no shared memory of its stubs is left, and remove the temporary folder. Safe to call at any
         point."""
+        self._stop_supervising()  # first: the stubs that exit from here on are not to be restored
         if self.process is not None:
             if self.process.poll() is None:
                 self.drain()

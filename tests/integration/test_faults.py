@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -19,7 +20,8 @@ import pytest
 from triton_ner.client import ClientError, NerClient
 from triton_ner.core import names
 from triton_ner.health import is_ready
-from triton_ner.server import SHM_DIR, TritonServer, free_ports
+from triton_ner.server import SHM_DIR, TritonServer, free_ports, stub_processes
+from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
@@ -40,16 +42,17 @@ def own_server(own_repository):
     server.stop()
 
 
-def stubs(server: TritonServer, model: str) -> list[psutil.Process]:
-    """The live Python-backend stubs of ``model`` (a killed stub stays a zombie: Triton does not reap it)."""
-    found = []
-    for process in psutil.Process(server.process.pid).children():
-        try:
-            if process.status() != psutil.STATUS_ZOMBIE and process.cmdline()[1].endswith(f"{model}/1/model.py"):
-                found.append(process)
-        except (psutil.Error, IndexError):
-            pass
-    return found
+def stubs(server: TritonServer, model: str) -> set[int]:
+    """Process ids of the live Python-backend stubs of ``model``: a restarted stub gets a new one."""
+    return {pid for pid, name in stub_processes(server.process.pid).items() if name == model}
+
+
+def model_ready(server: TritonServer, model: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{model}/ready", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def group_alive(pgid: int) -> bool:
@@ -108,29 +111,37 @@ class Load:
         return [r for r in self.results if r[2] != "ok"]
 
 
-def test_a_killed_stub_costs_requests_that_are_recovered_and_nothing_hangs(own_server):
+def test_a_killed_stub_is_restored_by_the_launcher_and_nothing_hangs(own_server, pipelines, parity_texts):
+    """Triton 2.51 does not restart a dead stub; the launcher's supervisor reloads its model (new stubs)."""
     own_server.start()
     before = stubs(own_server, names.MODEL)
     assert len(before) == 2  # two instances of the model step
     with Load(own_server.grpc_url) as load:
         time.sleep(2)
         killed = time.monotonic()
-        before[0].kill()
-        time.sleep(15)
+        os.kill(min(before), signal.SIGKILL)
+        restored = killed + _wait_until(lambda: len(stubs(own_server, names.MODEL) - before) == 2 and model_ready(
+            own_server, names.ENSEMBLE), 60)
+        time.sleep(3)  # load after the recovery
     after = [r for r in load.results if r[0] >= killed]
     lost = load.failures()
-    answered_after = [r for r in after if r[2] == "ok"]
-    first_ok = min(r[1] for r in answered_after) - killed
     slowest = max(r[1] - r[0] for r in load.results)
-    print(f"\nstub of {names.MODEL} killed: {len(after)} requests after it, {len(lost)} lost "
-          f"({lost[0][2] if lost else '-'}), {load.recovered} recovered by sending again; first answer "
-          f"{first_ok:.2f} s after the kill; slowest request {slowest:.2f} s; live stubs "
-          f"{len(stubs(own_server, names.MODEL))} of 2")
-    assert all("is not healthy" in r[2] for r in lost), lost[:3]
+    kinds = sorted({r[2][:120] for r in lost})
+    print(f"\nstub of {names.MODEL} killed under load (4 users): restored (2 new stubs, ensemble ready) "
+          f"{restored - killed:.2f} s after the kill; {len(after)} requests after it, {len(lost)} lost {kinds}, "
+          f"{load.recovered} texts recovered by sending again; slowest request {slowest:.2f} s")
+    # Two new stubs serve; Triton 2.51 never finishes unloading the replaced copy (its dead instance holds it),
+    # so that copy's surviving stub stays, idle, until the server stops: the price of one kill.
+    lingering = stubs(own_server, names.MODEL) & before
+    print(f"stubs of the replaced copy still alive: {len(lingering)} (idle)")
+    assert min(before) not in stubs(own_server, names.MODEL) and len(lingering) <= 1
+    assert all(r[2] == "ok" for r in load.results if r[0] >= restored)  # every request after the recovery
     assert (load.recovered > 0) == bool(lost) and load.recovered <= len(lost)  # every lost text answered later
-    assert len(answered_after) > len(lost)  # the other instance keeps serving
-    assert slowest < 5  # a request routed to the dead instance fails within about 1 s; none hangs
-    assert first_ok < 5
+    assert slowest < 10  # a request refused during the reload fails fast; none hangs
+    pipe = pipelines("simple")
+    with NerClient(own_server.grpc_url, retries=0, timeout=30) as client:
+        for text in parity_texts[:10]:
+            assert_same(client.predict(text), pipe(text), text[:40])
 
 
 def _heavy_request(url: str, results: list, index: int) -> None:
