@@ -457,11 +457,21 @@ class TritonServer:
             zombies = {pid for pid, state, _ in _children(self.process.pid) if state == "Z"}
             for model in sorted({known[pid] for pid in zombies & known.keys()}):
                 dead = sorted(pid for pid in zombies & known.keys() if known[pid] == model)
+                retiring |= {pid for pid, name in known.items() if name == model}
+                if not self._ready_in_index(model):  # unloaded on purpose (repository API): its stubs just left
+                    continue
                 print(f"server: the stub of {model} (pid {', '.join(map(str, dead))}) died; reloading {model}",
                       file=sys.stderr, flush=True)
-                retiring |= {pid for pid, name in known.items() if name == model}
                 self.reload(model)
             known = {pid: name for pid, name in stub_processes(self.process.pid).items() if pid not in retiring}
+
+    def _ready_in_index(self, model: str) -> bool:
+        """Whether the repository index says ``model`` is READY (False when the server does not answer)."""
+        try:
+            return any(entry["name"] == model and entry.get("state") == "READY"
+                       for entry in json.loads(self._repository("index")))
+        except (OSError, ValueError, KeyError):
+            return False
 
     def _repository(self, action: str, model: str | None = None, timeout: float = 5, body: bytes = b"") -> bytes:
         """POST to Triton's model repository API with the launcher's key: ``index``, or ``load``/``unload``
