@@ -72,9 +72,11 @@ def growth_after_warmup(rows: list[tuple[float, str, float]], warmup_s: float) -
 def load_rows(history: Path, duration_s: float) -> list[tuple[float, float, float]]:
     """``(seconds since the first row, p50, p99)`` of Locust's aggregated history while the load ran. Locust keeps
     writing rows while it stops its users, whose latencies are not the load's: rows after ``duration_s``, or after
-    the user count fell from its peak, are left out."""
+    the user count fell from its peak, are left out; so are rows without percentiles (``N/A``, or ``0`` in the
+    first second, before Locust's window of recent requests fills)."""
     with history.open() as file:
-        rows = [row for row in csv.DictReader(file) if row["Name"] == "Aggregated" and row["99%"] not in ("N/A", "")]
+        rows = [row for row in csv.DictReader(file)
+                if row["Name"] == "Aggregated" and row["99%"] not in ("N/A", "", "0")]
     if not rows:
         return []
     start = int(rows[0]["Timestamp"])

@@ -26,6 +26,7 @@ def test_p99_drift_leaves_out_locust_stopping_its_users(tmp_path):
     # are cancelled (p99 5,000 ms), and rows written after the run's time limit.
     history = tmp_path / "history.csv"
     lines = ["Timestamp,User Count,Type,Name,50%,99%"]
+    lines += ["999,32,,Aggregated,0,0"]  # the first second: no percentiles yet
     lines += [f"{1000 + s},{min(32, 8 * (s + 1))},,Aggregated,10,{20 if s < 60 else 40}" for s in range(100)]
     lines += [f"{1100 + s},{32 - 8 * s},,Aggregated,10,5000" for s in range(1, 5)]
     lines += [f"{1105 + s},32,,Aggregated,10,5000" for s in range(10)]
