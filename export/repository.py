@@ -9,7 +9,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -244,6 +244,7 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
             "precisions": sorted(p.value for p in plan.precisions | {Precision.FP32}),
             "onnx_opset": convert.OPSET if Format.ONNX in plan.formats else None,
             "config_names": [v.config_name or "config" for v in plan.variants],
+            "serving_options": asdict(options),  # the limits, queues and instances written into the configs
             "proofs": proofs,
             "libraries": _installed_versions(LIBRARIES),
             "python": platform.python_version(),

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from hashlib import sha256
 
 import pytest
@@ -216,14 +217,29 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "fixture", "--precision", "bf16"], "bf16 runs the TorchScript model"),
     (["--model", "fixture", "--precision", "fp16", "--tensorrt"], "--tensorrt builds FP16 engines"),
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
-    (["--model", "fixture", "--max-tokens-per-request", "0"], "Invalid value"),
-    (["--model", "fixture", "--queue-timeout", "-1"], "Invalid value"),
-    (["--model", "fixture", "--cpu-instances", "many"], "Invalid value"),
 ])
 def test_cli_errors_are_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "triton_ner.export", *args], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--max-text-bytes", "0"), ("--max-batch-size", "-4"), ("--max-tokens-per-request", "0"),
+    ("--max-queue-size", "0"), ("--text-queue-size", "-1"), ("--queue-timeout", "0"), ("--queue-timeout", "soon"),
+    ("--cpu-instances", "many"), ("--cpu-instances", "1.5"), ("--instances", "0"), ("--gpu-text-instances", "0"),
+])
+def test_a_bad_serving_limit_is_a_usage_error_naming_the_option(option, value, monkeypatch):
+    from typer.testing import CliRunner
+
+    from triton_ner.export import __main__ as command
+    from triton_ner.export import repository
+
+    monkeypatch.setattr(repository, "build", lambda *args, **kwargs: pytest.fail("exported despite a bad value"))
+    result = CliRunner().invoke(command.app, ["--model", "fixture", option, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -247,6 +263,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
     output = tmp_path / "repository"
     subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--output", str(output),
                     "--target", "both", "--max-text-bytes", "1000", "--max-tokens-per-request", "777",
+                    "--max-batch-size", "64",
                     "--max-queue-size", "5", "--text-queue-size", "6", "--queue-timeout", "2.5",
                     "--cpu-instances", "3", "--instances", "2", "--gpu-text-instances", "7"],
                    check=True, capture_output=True, timeout=300)
@@ -258,6 +275,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
     tokenizer = config(names.TOKENIZER)
     assert tokenizer.parameters["max_text_bytes"].string_value == "1000"
     assert tokenizer.parameters["max_tokens_per_request"].string_value == "777"
+    assert tokenizer.parameters["max_windows"].string_value == "64"
     assert tokenizer.dynamic_batching.default_queue_policy.max_queue_size == 6
     model = config(names.MODEL)
     assert model.dynamic_batching.default_queue_policy.max_queue_size == 5
@@ -265,3 +283,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
     assert model.instance_group[0].count == 3
     assert config(names.MODEL, "gpu").instance_group[0].count == 2
     assert config(names.TOKENIZER, "gpu").instance_group[0].count == 7
+    recorded = json.loads((output / names.MANIFEST).read_text())["serving_options"]
+    assert recorded == {**asdict(ServingOptions()), "max_text_bytes": 1000, "max_tokens_per_request": 777,
+                        "max_batch_size": 64, "max_queue_size": 5, "text_queue_size": 6, "queue_timeout_s": 2.5,
+                        "cpu_instances": 3, "instances": 2, "gpu_text_instances": 7}
