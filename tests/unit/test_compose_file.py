@@ -1,6 +1,7 @@
 """The container deployment checked where no container runs (the GPU service above all): docker-compose.yml against
 the Compose specification's schema and as a real Compose implementation renders it, the Dockerfiles linted, the
-container scripts checked. `make compose-test` (tests/containers) runs the CPU side for real."""
+container scripts checked, the Grafana files wired to each other and every panel's PromQL parsed. `make compose-test`
+(tests/containers) runs the CPU side for real, and checks the dashboard's metric names against a running server."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = PROJECT_ROOT / "tests" / "data" / "compose-spec.json"
 DOCKERFILES = [PROJECT_ROOT / "docker" / "Dockerfile", PROJECT_ROOT / "docker" / "Dockerfile.gpu"]
 SCRIPTS = [*sorted((PROJECT_ROOT / "docker").glob("*.sh")), PROJECT_ROOT / ".ci" / "run"]
+GRAFANA = PROJECT_ROOT / "docker" / "monitoring" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "triton-ner.json"
+# Grafana's own variables in the panels' queries, replaced by what Grafana would put there before PromQL is parsed.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$model": ".*"}
 BIN = Path(sys.executable).parent
 
 
@@ -132,3 +137,77 @@ def test_shellcheck_finds_nothing_in_the_container_scripts(script):
 def test_the_images_run_as_a_non_root_user(dockerfile):
     users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
     assert users and all(user.split(":")[0] not in ("root", "0") for user in users), users
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """A service's bind mounts as written in docker-compose.yml: container path -> folder of the project."""
+    mounts = (volume.split(":") for volume in service["volumes"])
+    return {target: (PROJECT_ROOT / source).resolve() for source, target, *_ in mounts if source.startswith("./")}
+
+
+def _references(node: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in a JSON document."""
+    if isinstance(node, dict):
+        return [*([node[key]] if key in node else []), *(r for value in node.values() for r in _references(value, key))]
+    if isinstance(node, list):
+        return [r for value in node for r in _references(value, key)]
+    return []
+
+
+def test_grafana_finds_its_datasource_and_dashboard_where_compose_mounts_them():
+    grafana = yaml.safe_load(podman.COMPOSE_FILE.read_text())["services"]["grafana"]
+    mounts = _mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    [provider] = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "triton-ner.yml").read_text())["providers"]
+    assert mounts[provider["options"]["path"]] == DASHBOARD.parent
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert mounts[str(home.parent)] / home.name == DASHBOARD
+    [source] = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == f"http://prometheus:{_prometheus_port()}"
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = _references(dashboard, "datasource")
+    assert used and all(ds == {"type": source["type"], "uid": source["uid"]} for ds in used), used
+
+
+def _prometheus_port() -> str:
+    """The port Prometheus listens on inside the compose network (the container side of its published port)."""
+    [port] = yaml.safe_load(podman.COMPOSE_FILE.read_text())["services"]["prometheus"]["ports"]
+    return port.rsplit(":", 1)[-1]
+
+
+def _promql_errors(dashboard: dict[str, Any], folder: Path) -> str:
+    """What ``promtool check rules`` says of every panel query of ``dashboard``, each as a recording rule."""
+    queries = _references(dashboard, "expr")
+    rules = []
+    for number, query in enumerate(queries):
+        for variable, value in GRAFANA_VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, f"a Grafana variable this test does not know: {query}"
+        rules.append({"record": f"panel_query_{number}", "expr": query})
+    path = folder / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    podman.install_tools()  # promtool: Debian's prometheus package
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if done.returncode == 0 and f"SUCCESS: {len(rules)} rules found" in done.stdout:
+        return ""
+    return done.stdout + done.stderr
+
+
+def test_every_panel_has_queries_and_a_unique_id():
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    for panel in panels:
+        references = [target["refId"] for target in panel["targets"]]
+        assert references and len(set(references)) == len(references), panel["title"]
+        assert all(target["expr"].strip() for target in panel["targets"]), panel["title"]
+
+
+def test_every_panel_query_is_valid_promql(tmp_path):
+    assert _promql_errors(json.loads(DASHBOARD.read_text()), tmp_path) == ""
+
+
+def test_the_promql_check_can_fail(tmp_path):
+    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard["panels"][0]["targets"][0]["expr"] = "sum(rate(nv_inference_request_success[$__rate_interval])"
+    assert "unclosed left parenthesis" in _promql_errors(dashboard, tmp_path)
