@@ -264,12 +264,20 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
         whole = podman.compose(project, "--profile", "cpu", "up", "--no-build", "--abort-on-container-failure",
                                "export", "triton-cpu", env=env, timeout=600, check=False)
         assert whole.returncode == exported.returncode, (whole.stdout + whole.stderr)[-3000:]
-        states = podman.run(["podman", "ps", "--all", "--filter", f"label=io.podman.compose.project={project}",
-                             "--format", "json"], timeout=60, env=env, quiet=True)
-        by_service = {c["Labels"]["io.podman.compose.service"]: (c["State"], c["ExitCode"])
-                      for c in json.loads(states.stdout)}
-        assert by_service["export"] == ("exited", exported.returncode), by_service
-        assert all(state != "running" for state, _ in by_service.values()), by_service
+        # podman-compose may return before it has stopped every container (seen once in CI on a busy machine):
+        # wait for the job's own exit code, then for the stack to be down.
+        waited = podman.run(["podman", "wait", f"{project}_export_1"], timeout=120, env=env, check=False)
+        assert waited.stdout.strip() == str(exported.returncode), waited.stdout + waited.stderr
+
+        def states() -> dict[str, tuple[str, int]]:
+            listed = podman.run(["podman", "ps", "--all", "--filter", f"label=io.podman.compose.project={project}",
+                                 "--format", "json"], timeout=60, env=env, quiet=True)
+            return {c["Labels"]["io.podman.compose.service"]: (c["State"], c["ExitCode"])
+                    for c in json.loads(listed.stdout)}
+
+        assert podman.wait_for(lambda: all(state != "running" for state, _ in states().values()), timeout=60), \
+            states()
+        assert states()["export"] == ("exited", exported.returncode), states()
         refusals = [line for line in whole.stdout.splitlines() if "[triton-cpu]" in line and "error:" in line]
         assert all("manifest.json is missing" in line for line in refusals), refusals
     finally:
