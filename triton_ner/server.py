@@ -50,6 +50,7 @@ SHM_DIR = Path("/dev/shm")
 EXIT_TIMEOUT = 30  # seconds Triton waits for in-flight requests after SIGTERM (its default)
 SUPERVISE_INTERVAL = 0.5  # seconds between two looks of the supervisor at the stub processes
 RELOAD_PARAMETER = "supervisor_reload"  # config parameter the supervisor changes to have Triton reload a model
+RELOAD_RETRY = 5  # seconds before the supervisor loads a model again after a failed reload
 
 
 class ServerError(RuntimeError):
@@ -157,11 +158,32 @@ def _children(pid: int) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-def stub_processes(server_pid: int) -> dict[int, str]:
-    """The live Python-backend stubs of the server ``server_pid``: process id -> model name. A stub's first
-    argument is ``<repository>/<model>/1/model.py``."""
-    return {pid: Path(args[1]).parts[-3] for pid, state, args in _children(server_pid)
+def stub_processes(server_pid: int, children: list[tuple[int, str, list[str]]] | None = None) -> dict[int, str]:
+    """The live Python-backend stubs of the server ``server_pid``: process id -> model name; among ``children``
+    when given (what :func:`_children` listed). A stub's first argument is ``<repository>/<model>/1/model.py``."""
+    children = _children(server_pid) if children is None else children
+    return {pid: Path(args[1]).parts[-3] for pid, state, args in children
             if state != "Z" and len(args) > 1 and args[1].endswith("/1/model.py")}
+
+
+def _kill_stub(server_pid: int, pid: int) -> bool:
+    """SIGKILL ``pid`` if it is still a live stub of the server ``server_pid``; False if it is not (it left).
+
+    The process is pinned by a pidfd before the check, so a number reused after the stub left is not signalled.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if pid not in stub_processes(server_pid):
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 def restricted_api_args(key: str, apis: tuple[str, ...] = RESTRICTED_APIS) -> list[str]:
@@ -450,28 +472,52 @@ class TritonServer:
         Triton 2.51's Python backend does not restart a dead stub: the instance fails every request routed to it
         while the model still says it is ready. A stub that died stays a zombie child of tritonserver (one that
         Triton stops is waited for), so a known stub turned zombie is one that died.
-        """
-        known = stub_processes(self.process.pid)
-        retiring: set[int] = set()  # stubs of a replaced copy, which Triton stops: their exit is no death
-        while not self._stopping.wait(SUPERVISE_INTERVAL) and self.process.poll() is None:
-            zombies = {pid for pid, state, _ in _children(self.process.pid) if state == "Z"}
-            for model in sorted({known[pid] for pid in zombies & known.keys()}):
-                dead = sorted(pid for pid in zombies & known.keys() if known[pid] == model)
-                retiring |= {pid for pid, name in known.items() if name == model}
-                if not self._ready_in_index(model):  # unloaded on purpose (repository API): its stubs just left
-                    continue
-                print(f"server: the stub of {model} (pid {', '.join(map(str, dead))}) died; reloading {model}",
-                      file=sys.stderr, flush=True)
-                self.reload(model)
-            known = {pid: name for pid, name in stub_processes(self.process.pid).items() if pid not in retiring}
 
-    def _ready_in_index(self, model: str) -> bool:
-        """Whether the repository index says ``model`` is READY (False when the server does not answer)."""
+        The replaced copy is never unloaded: each request that failed on the dead instance leaks the response
+        factory the backend made for it (python_backend's ``ProcessRequests`` returns on the stub's error before
+        deleting it), and a factory holds the model. Its surviving stubs would stay, idle and holding a copy of
+        the model, until the server stops, one more per death; so, once the ensemble requests that began on the
+        old copy have had the exit timeout to finish (what a stop grants them), the supervisor stops them.
+        """
+        known = stub_processes(self.process.pid)  # every stub seen alive and not yet handled -> its model
+        retiring: set[int] = set()  # stubs of a replaced copy, which Triton stops: their exit is no death
+        idle: dict[int, tuple[str, float]] = {}  # a replaced copy's surviving stub -> its model, when to stop it
+        retry: dict[str, float] = {}  # a model whose reload failed -> when to try again
+        while not self._stopping.wait(SUPERVISE_INTERVAL) and self.process.poll() is None:
+            children = _children(self.process.pid)
+            zombies = {pid for pid, state, _ in children if state == "Z"}
+            for model in sorted({known[pid] for pid in zombies & known.keys()}):
+                stubs = {pid for pid, name in known.items() if name == model}
+                ready = self._ready_in_index(model) if time.monotonic() >= retry.get(model, 0) else None
+                if ready is None:  # no answer, or waiting to try again: look again next time
+                    continue
+                if ready:
+                    print(f"server: the stub of {model} (pid {', '.join(map(str, sorted(zombies & stubs)))}) died; "
+                          f"reloading {model}", file=sys.stderr, flush=True)
+                    if not self.reload(model):  # the old copy still serves, with one instance fewer
+                        retry[model] = time.monotonic() + RELOAD_RETRY
+                        continue
+                    idle.update(dict.fromkeys(stubs - zombies, (model, time.monotonic() + self.exit_timeout)))
+                retiring |= stubs  # replaced, or unloaded on purpose (repository API): its stubs just left
+                retry.pop(model, None)
+            for pid, (model, due) in list(idle.items()):
+                if time.monotonic() >= due:
+                    del idle[pid]
+                    if _kill_stub(self.process.pid, pid):
+                        print(f"server: stopped the idle stub (pid {pid}) of the replaced copy of {model}",
+                              file=sys.stderr, flush=True)
+            # From this look's list: a stub that died since stays known, and is a zombie at the next look.
+            present = {pid for pid, _, _ in children}
+            known = {pid: name for pid, name in (known | stub_processes(self.process.pid, children)).items()
+                     if pid in present and pid not in retiring}
+
+    def _ready_in_index(self, model: str) -> bool | None:
+        """Whether the repository index says ``model`` is READY; None when the server does not answer."""
         try:
             return any(entry["name"] == model and entry.get("state") == "READY"
                        for entry in json.loads(self._repository("index")))
         except (OSError, ValueError, KeyError):
-            return False
+            return None
 
     def _repository(self, action: str, model: str | None = None, timeout: float = 5, body: bytes = b"") -> bytes:
         """POST to Triton's model repository API with the launcher's key: ``index``, or ``load``/``unload``

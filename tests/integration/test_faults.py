@@ -4,6 +4,7 @@ launcher. Each test runs a server of its own on a copy of the repository, since 
 The figures (recovery, requests lost and recovered, drain time) are printed: run with ``-s`` to see them.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import pytest
 from triton_ner.client import ClientError, NerClient
 from triton_ner.core import names
 from triton_ner.health import is_ready
-from triton_ner.server import SHM_DIR, TritonServer, free_ports, stub_processes
+from triton_ner.server import RELOAD_PARAMETER, SHM_DIR, TritonServer, free_ports, stub_processes
 from tests.parity import assert_same
 
 pytestmark = pytest.mark.integration
@@ -111,37 +112,62 @@ class Load:
         return [r for r in self.results if r[2] != "ok"]
 
 
-def test_a_killed_stub_is_restored_by_the_launcher_and_nothing_hangs(own_server, pipelines, parity_texts):
-    """Triton 2.51 does not restart a dead stub; the launcher's supervisor reloads its model (new stubs)."""
-    own_server.start()
-    before = stubs(own_server, names.MODEL)
-    assert len(before) == 2  # two instances of the model step
-    with Load(own_server.grpc_url) as load:
-        time.sleep(2)
-        killed = time.monotonic()
-        os.kill(min(before), signal.SIGKILL)
-        restored = killed + _wait_until(lambda: len(stubs(own_server, names.MODEL) - before) == 2 and model_ready(
-            own_server, names.ENSEMBLE), 60)
-        time.sleep(3)  # load after the recovery
-    after = [r for r in load.results if r[0] >= killed]
-    lost = load.failures()
-    slowest = max(r[1] - r[0] for r in load.results)
-    kinds = sorted({r[2][:120] for r in lost})
-    print(f"\nstub of {names.MODEL} killed under load (4 users): restored (2 new stubs, ensemble ready) "
-          f"{restored - killed:.2f} s after the kill; {len(after)} requests after it, {len(lost)} lost {kinds}, "
-          f"{load.recovered} texts recovered by sending again; slowest request {slowest:.2f} s")
-    # Two new stubs serve; Triton 2.51 never finishes unloading the replaced copy (its dead instance holds it),
-    # so that copy's surviving stub stays, idle, until the server stops: the price of one kill.
-    lingering = stubs(own_server, names.MODEL) & before
-    print(f"stubs of the replaced copy still alive: {len(lingering)} (idle)")
-    assert min(before) not in stubs(own_server, names.MODEL) and len(lingering) <= 1
-    assert all(r[2] == "ok" for r in load.results if r[0] >= restored)  # every request after the recovery
-    assert (load.recovered > 0) == bool(lost) and load.recovered <= len(lost)  # every lost text answered later
-    assert slowest < 10  # a request refused during the reload fails fast; none hangs
-    pipe = pipelines("simple")
-    with NerClient(own_server.grpc_url, retries=0, timeout=30) as client:
-        for text in parity_texts[:10]:
-            assert_same(client.predict(text), pipe(text), text[:40])
+def served_reload(server: TritonServer, model: str) -> str | None:
+    """The supervisor's reload count in the config ``model`` serves: it changes when the new copy is swapped in."""
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{model}/config", timeout=2) as response:
+        return json.loads(response.read()).get("parameters", {}).get(RELOAD_PARAMETER, {}).get("string_value")
+
+
+def test_killed_stubs_are_restored_by_the_launcher_and_nothing_hangs(own_repository, pipelines, parity_texts):
+    """Triton 2.51 does not restart a dead stub; the launcher's supervisor reloads its model (new stubs) and, after
+    the exit timeout, stops the replaced copy's surviving stub, so kills do not pile up idle stubs. Two kills in a
+    row, under 4 users."""
+    server = TritonServer(own_repository, free_ports(), exit_timeout=5)  # the replaced copy's stub goes after 5 s
+    try:
+        server.start()
+        first = stubs(server, names.MODEL)
+        assert len(first) == 2  # two instances of the model step
+        rounds = []
+        with Load(server.grpc_url) as load:
+            time.sleep(2)
+            for count in ("1", "2"):
+                before = stubs(server, names.MODEL)
+                killed = time.monotonic()
+                os.kill(min(before), signal.SIGKILL)
+                # Swapped in: the served config carries the new count, and two new stubs serve it.
+                restored = killed + _wait_until(lambda count=count, before=before: served_reload(
+                    server, names.MODEL) == count and len(stubs(server, names.MODEL) - before) == 2, 60)
+                new = stubs(server, names.MODEL) - before
+                reaped = restored + _wait_until(lambda new=new: stubs(server, names.MODEL) == new,
+                                                server.exit_timeout + 10)
+                assert model_ready(server, names.ENSEMBLE)
+                rounds.append((killed, restored, reaped))
+                time.sleep(1)  # load after the recovery
+        lost = load.failures()
+        slowest = max(r[1] - r[0] for r in load.results)
+        kinds = sorted({r[2][:120] for r in lost})
+        for killed, restored, reaped in rounds:
+            hit = [r for r in load.results if r[1] >= killed and r[0] < restored]  # in flight at the kill, or sent
+            print(f"\nstub of {names.MODEL} killed under load (4 users): new copy (2 new stubs) serving "
+                  f"{restored - killed:.2f} s after the kill, the replaced copy's idle stub stopped "
+                  f"{reaped - restored:.2f} s after that; {sum(r[2] != 'ok' for r in hit)} of the {len(hit)} "
+                  "requests in flight at the kill or sent before the swap failed")
+        print(f"{len(load.results)} requests in all, {len(lost)} failed {kinds}, {load.recovered} texts recovered "
+              f"by sending again; slowest request {slowest:.2f} s")
+        assert len(stubs(server, names.MODEL)) == 2 and not stubs(server, names.MODEL) & first  # no idle stub kept
+        for (_, restored, _), until in zip(rounds, [kill for kill, *_ in rounds[1:]] + [float("inf")]):
+            # Every request sent after a swap and answered before the next kill is right; a failed one was in
+            # flight at a kill or sent before the swap.
+            assert all(r[2] == "ok" for r in load.results if r[0] >= restored and r[1] < until)
+        assert all(any(r[1] >= killed and r[0] < restored for killed, restored, *_ in rounds) for r in lost)
+        assert (load.recovered > 0) == bool(lost) and load.recovered <= len(lost)  # every lost text answered later
+        assert slowest < 10  # a request on the dead stub fails within seconds; none hangs
+        pipe = pipelines("simple")
+        with NerClient(server.grpc_url, retries=0, timeout=30) as client:
+            for text in parity_texts[:10]:
+                assert_same(client.predict(text), pipe(text), text[:40])
+    finally:
+        server.stop()
 
 
 def _heavy_request(url: str, results: list, index: int) -> None:
