@@ -27,6 +27,7 @@ import pytest
 
 from tests.containers import podman
 from triton_ner.demo import SEED_SENTENCE
+from triton_ner.health import wait_ready
 from triton_ner.server import Ports, free_ports
 
 ADMIN_KEY = "compose-test-key"
@@ -51,14 +52,6 @@ class Stack:
         return f"http://127.0.0.1:{port}{path}"
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     started = time.monotonic()
@@ -77,7 +70,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         # (podman-compose waits for the job to stop but not for its success, so the exit code is checked here).
         running.compose("--profile", "cpu", "run", "--rm", "-T", "export", timeout=1200)
         running.compose("--profile", "cpu", "up", "--detach", "--no-build", "triton-cpu")
-        ready = podman.wait_for(lambda: _ready(running.url(ports.http, "/v2/health/ready")), timeout=300)
+        ready = wait_ready(f"127.0.0.1:{ports.http}", timeout=300)
         if not ready:
             logs = running.compose("--profile", "cpu", "logs", "triton-cpu", check=False)
             raise AssertionError(f"the triton-cpu container is not ready after 300 s:\n{logs.stdout[-4000:]}"
@@ -202,6 +195,7 @@ def test_the_restricted_apis_need_the_key_and_inference_does_not(stack):
     index = stack.url(stack.ports.http, "/v2/repository/index")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=10)
+    refused.value.close()
     assert refused.value.code == 403
     keyed = urllib.request.Request(index, data=b"{}", method="POST", headers={"admin-key": ADMIN_KEY})
     with urllib.request.urlopen(keyed, timeout=10) as response:
