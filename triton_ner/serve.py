@@ -1,4 +1,5 @@
-"""``ner-serve``: run the local Triton server on a model repository until Ctrl-C or SIGTERM."""
+"""``ner-serve``: run Triton on a model repository, supervised, until Ctrl-C or SIGTERM: the nvidia-pytriton wheel's
+``tritonserver`` here, the image's own in the containers (``docker/entrypoint-server.sh``)."""
 
 from __future__ import annotations
 
@@ -77,11 +78,22 @@ def main(
                                                             "TLS).")] = None,
     grpc_use_ssl_mutual: Annotated[bool, typer.Option(help="Mutual TLS: require a client certificate signed by "
                                                            "--grpc-root-cert (implies --grpc-use-ssl).")] = False,
-    exit_timeout: Annotated[int, typer.Option(min=0, help="Seconds in-flight requests may take to finish after "
-                                                          "Ctrl-C or SIGTERM; a second Ctrl-C stops at once.")]
-    = EXIT_TIMEOUT,
+    exit_timeout: Annotated[int, typer.Option(
+        "--exit-timeout", "--exit-timeout-secs", min=0,
+        help="Seconds in-flight requests may take to finish after Ctrl-C or SIGTERM; a second Ctrl-C stops at "
+             "once.")] = EXIT_TIMEOUT,
+    start_timeout: Annotated[float, typer.Option(min=1, help="Seconds the models may take to load before the "
+                                                             "start counts as failed.")] = 180.0,
+    tritonserver: Annotated[str | None, typer.Option(
+        envvar="TRITONSERVER", show_default=False,
+        help="An installed tritonserver to run (path or name on PATH; NVIDIA's image: "
+             "/opt/tritonserver/bin/tritonserver), with Triton's default backend folder; default: the "
+             "nvidia-pytriton wheel's.")] = None,
+    triton_args: Annotated[list[str] | None, typer.Argument(
+        metavar="[-- TRITONSERVER_ARGS]", show_default=False,
+        help="More tritonserver arguments, after --.")] = None,
 ) -> None:
-    """Start Triton (the binary of the nvidia-pytriton wheel) on the repository and wait until stopped."""
+    """Start Triton on the repository, restore a model whose Python-backend stub died, and wait until stopped."""
     if config_name == AUTO:
         config_name = auto_config_name(model_repository, _cuda_available(), _cpu_flags())
         cli.say("serve", f"auto: serving {config_name or 'config'}.pbtxt")
@@ -92,7 +104,7 @@ def main(
         tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
                           config_name=config_name, admin_key=admin_key or None, grpc_tls=tls,
-                          exit_timeout=exit_timeout)
+                          exit_timeout=exit_timeout, tritonserver=tritonserver, extra_args=tuple(triton_args or ()))
     stopping = False
 
     def stop(signum, _frame):
@@ -107,7 +119,7 @@ def main(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.start()
+        server.start(start_timeout)
         cli.say("serve", f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
                 f"metrics localhost:{metrics_port}/metrics (Ctrl-C stops)")
         # Poll rather than Popen.wait(): a signal handler must not interrupt a wait that holds its lock.

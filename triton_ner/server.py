@@ -1,12 +1,13 @@
-"""A local Triton Inference Server: the ``tritonserver`` binary shipped in the nvidia-pytriton wheel.
+"""A supervised Triton Inference Server: the ``tritonserver`` binary shipped in the nvidia-pytriton wheel, or an
+installed one (NVIDIA's image, the project's containers).
 
 The wheel carries Triton 2.51 (NGC 24.10) with its Python backend but no ONNX Runtime or LibTorch backend,
 so on CPU every model of the repository runs in the Python backend. NVIDIA's ``onnxruntime`` and ``pytorch``
 backends of the same release are added when ``make backends`` has built them (``backends/``): then the GPU
-configs, switched to CPU, run as on NVIDIA's image. :class:`TritonServer` assembles a backend folder with the
+configs, switched to CPU, run as on NVIDIA's image. With the wheel, :class:`TritonServer` assembles a backend folder with the
 stub matching this interpreter, starts the server with the environment it needs, waits for readiness and
 stops it (and every stub process) on exit. A supervisor thread restores a model whose stub process died, which
-Triton 2.51 does not do.
+Triton 2.51 does not do; the containers' entrypoint runs the image's own ``tritonserver`` under it for that.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,8 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event, Thread
-
-from google.protobuf import text_format
 
 from triton_ner.core import names
 from triton_ner.health import wait_ready
@@ -70,15 +70,17 @@ def start_failure(lines: list[str]) -> str | None:
     return next((m for m in messages if m.startswith("failed to load")), messages[0] if messages else None)
 
 
-def check_repository(repository: Path) -> None:
+def check_repository(repository: Path, config_name: str | None = None) -> None:
     """Refuse, naming the file, an export that is incomplete or damaged where Triton would not say which file:
-    the manifest missing or not JSON, a file it lists missing, a JSON file (the tokenizer's) that does not parse.
-    A damaged model or config file is left to Triton, whose error names it."""
+    the manifest missing or not JSON, a file it lists missing, a JSON file (the tokenizer's) that does not parse,
+    no ``configs/<config_name>.pbtxt``. A damaged model or config file is left to Triton, whose error names it.
+    An empty volume, which Triton would serve as a server without models, is refused the same way."""
     manifest = repository / names.MANIFEST
     if not manifest.exists():
         raise ServerError(f"{repository} has no exported model ({names.MANIFEST} is missing): run the export first")
     try:
-        artifacts = json.loads(manifest.read_text())["artifacts"]
+        exported = json.loads(manifest.read_text())
+        artifacts = exported["artifacts"]
     except (ValueError, KeyError, TypeError) as error:
         raise ServerError(f"{manifest} is damaged ({type(error).__name__}: {error}): run the export again") from None
     for name in artifacts:
@@ -90,6 +92,10 @@ def check_repository(repository: Path) -> None:
                 json.loads(path.read_bytes())
             except ValueError as error:
                 raise ServerError(f"{path} is damaged (not JSON: {error}): run the export again") from None
+    if config_name and not list(repository.glob(f"*/configs/{config_name}.pbtxt")):
+        written = ", ".join(exported.get("config_names", [])) or "none"
+        raise ServerError(f"no model in {repository} has configs/{config_name}.pbtxt (the export wrote: {written}): "
+                          "export that variant first")
 
 
 # Run by a second interpreter, the watchdog: the launcher holds the only write end of a pipe that is its stdin.
@@ -301,6 +307,7 @@ def backends_needed(model_repository: Path, config_name: str | None = None) -> d
     The file is the one Triton loads: ``configs/<config_name>.pbtxt`` when the model has it, else
     ``config.pbtxt``. A file that does not parse is left for Triton to report.
     """
+    from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     found = {}
@@ -353,6 +360,9 @@ class TritonServer:
             can see it in the process list.
         grpc_tls: Serve gRPC over TLS, or mutual TLS.
         exit_timeout: Seconds in-flight requests may take to finish when the server stops.
+        tritonserver: An installed ``tritonserver`` to run instead of the wheel's (NVIDIA's image:
+            ``/opt/tritonserver/bin/tritonserver``), with this process's environment and Triton's default backend
+            folder (``/opt/tritonserver/backends``; ``--backend-directory=...`` in ``extra_args`` changes it).
 
     The server runs in a process group of its own, watched by a small second process: if the launcher dies
     (SIGKILL, a crash), the watchdog stops the server and its stubs and removes what they left, so no server
@@ -361,7 +371,8 @@ class TritonServer:
 
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
                  echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
-                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT):
+                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT,
+                 tritonserver: str | Path | None = None):
         self.model_repository = Path(model_repository).resolve()
         self.config_name = config_name
         self.ports = ports
@@ -371,6 +382,7 @@ class TritonServer:
         self.admin_key = admin_key
         self.grpc_tls = grpc_tls
         self.exit_timeout = exit_timeout
+        self.tritonserver = tritonserver
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
         self._repository_key = admin_key or secrets.token_urlsafe(16)
@@ -386,6 +398,7 @@ class TritonServer:
         self._supervisor: Thread | None = None
         self._stopping = Event()
         self._reloads = 0
+        self._replaced = 0  # copies swapped out after a stub died, which Triton 2.51 never releases
 
     @property
     def http_url(self) -> str:
@@ -395,12 +408,23 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"localhost:{self.ports.grpc}"
 
-    def command(self, backends: Path) -> list[str]:
-        triton_dir, _ = _pytriton_dirs()
+    def binary(self) -> Path:
+        """The ``tritonserver`` to run: the one given (a path, or a name on PATH), else the wheel's."""
+        if self.tritonserver is None:
+            binary = _pytriton_dirs()[0] / "bin" / "tritonserver"
+        else:
+            found = shutil.which(self.tritonserver)
+            binary = Path(found or self.tritonserver)
+        if not binary.is_file():
+            raise ServerError(f"no tritonserver at {binary}")
+        return binary
+
+    def command(self, backends: Path | None) -> list[str]:
+        """The server's command line; ``backends``: the backend folder, or None for the installation's own."""
         return [
-            str(triton_dir / "bin" / "tritonserver"),
+            str(self.binary()),
             f"--model-repository={self.model_repository}",
-            f"--backend-directory={backends}",
+            *([f"--backend-directory={backends}"] if backends else []),
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
@@ -409,6 +433,7 @@ class TritonServer:
             "--model-control-mode=explicit",  # so that stop() can unload the ensemble first
             "--load-model=*",
             f"--exit-timeout-secs={self.exit_timeout}",
+            "--metrics-config=summary_latencies=true",  # p50/p90/p99 per model on /metrics (the dashboards')
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *([f"--model-config-name={self.config_name}"] if self.config_name else []),
             *restricted_api_args(self._repository_key, RESTRICTED_APIS if self.admin_key else ("model-repository",)),
@@ -418,29 +443,27 @@ class TritonServer:
 
     def start(self, timeout: float = 180.0) -> TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
-        check_repository(self.model_repository)
-        triton_dir, _ = _pytriton_dirs()
-        if not (triton_dir / "bin" / "tritonserver").exists():
-            raise ServerError(f"no tritonserver binary in {triton_dir / 'bin'}")
-        if self.config_name and not list(self.model_repository.glob(f"*/configs/{self.config_name}.pbtxt")):
-            raise ServerError(f"no model in {self.model_repository} has configs/{self.config_name}.pbtxt: "
-                              "export that variant first")
-        built = {"onnxruntime": onnxruntime_backend(), "pytorch": built_backend("pytorch")}
-        for path, backend in backends_needed(self.model_repository, self.config_name).items():
-            if backend in built and built[backend] is None:
-                raise ServerError(f"{path} needs NVIDIA's {backend} backend, which is not built: run `make backends`")
+        check_repository(self.model_repository, self.config_name)
+        self.binary()  # the wheel, or the binary given, is there
+        if self.tritonserver is None:  # an installation has its own backends, which Triton checks itself
+            built = {"onnxruntime": onnxruntime_backend(), "pytorch": built_backend("pytorch")}
+            for path, backend in backends_needed(self.model_repository, self.config_name).items():
+                if backend in built and built[backend] is None:
+                    raise ServerError(f"{path} needs NVIDIA's {backend} backend, which is not built: "
+                                      "run `make backends`")
         for name, port in vars(self.ports).items():
             if _port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")
-        self.command(Path())  # a bad key or a missing certificate is refused before anything is made
+        self.command(None)  # a bad key or a missing certificate is refused before anything is made
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         try:
-            backends = backend_directory(Path(self._workdir.name) / "backends")
+            backends = None if self.tritonserver else backend_directory(Path(self._workdir.name) / "backends")
+            environment = dict(os.environ) if self.tritonserver else server_environment()
             self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
             out = self._log_file or subprocess.PIPE
             # A session of its own: stop() and the watchdog reach every stub process through the process group,
             # and Ctrl-C in a terminal reaches the launcher only, which stops the server in order.
-            self.process = subprocess.Popen(self.command(backends), env=server_environment(), stdout=out,
+            self.process = subprocess.Popen(self.command(backends), env=environment, stdout=out,
                                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
             self._watch()
             if out is subprocess.PIPE:
@@ -497,6 +520,7 @@ class TritonServer:
                     if not self.reload(model):  # the old copy still serves, with one instance fewer
                         retry[model] = time.monotonic() + RELOAD_RETRY
                         continue
+                    self._replaced += 1
                     idle.update(dict.fromkeys(stubs - zombies, (model, time.monotonic() + self.exit_timeout)))
                 retiring |= stubs  # replaced, or unloaded on purpose (repository API): its stubs just left
                 retry.pop(model, None)
@@ -622,16 +646,40 @@ class TritonServer:
             pass  # a server that does not answer any more has nothing left to drain
         return False
 
+    def _unload_all(self, deadline: float) -> bool:
+        """Unload every model still loaded and wait until none is loaded or unloading: the requests they run,
+        direct calls of a step included, finish first. False if that is not done by ``deadline``."""
+        try:
+            for model in json.loads(self._repository("index")):
+                if model.get("state") == "READY":
+                    self._repository("unload", model["name"])
+            return self._wait_index(lambda index: all(model.get("state") not in ("READY", "UNLOADING")
+                                                      for model in index), deadline)
+        except (OSError, ValueError):
+            return False
+
     def stop(self, timeout: float | None = None) -> None:
         """Drain the ensemble (:meth:`drain`, within the exit timeout), SIGTERM the server and wait for it
         (``timeout`` seconds at most, by default the exit timeout and 5 s), then make sure no stub process of its
         group and no shared memory of its stubs is left, and remove the temporary folder. Safe to call at any
-        point."""
+        point.
+
+        After a stub died, Triton 2.51 would wait out the whole exit timeout on SIGTERM for the replaced copy it
+        never releases (see :meth:`_supervise`) and exit 1. So then every model is unloaded first, which lets what
+        is in flight finish, and the server, left holding nothing that serves, is killed.
+        """
         self._stop_supervising()  # first: the stubs that exit from here on are not to be restored
         if self.process is not None:
             if self.process.poll() is None:
+                deadline = time.monotonic() + self.exit_timeout
                 self.drain()
-                self.process.send_signal(signal.SIGTERM)
+                if self._replaced and self._unload_all(deadline):
+                    print(f"server: every model unloaded; stopping tritonserver at once, as Triton 2.51 would wait "
+                          f"out the exit timeout for the {self._replaced} cop{'y' if self._replaced == 1 else 'ies'} "
+                          "replaced after a stub died", file=sys.stderr, flush=True)
+                    self.kill()
+                else:
+                    self.process.send_signal(signal.SIGTERM)
                 try:
                     self.process.wait(self.exit_timeout + 5 if timeout is None else timeout)
                 except subprocess.TimeoutExpired:

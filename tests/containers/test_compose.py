@@ -28,7 +28,7 @@ import pytest
 from tests.containers import podman
 from triton_ner.demo import SEED_SENTENCE
 from triton_ner.health import wait_ready
-from triton_ner.server import Ports, free_ports
+from triton_ner.server import RELOAD_PARAMETER, Ports, free_ports
 
 ADMIN_KEY = "compose-test-key"
 DASHBOARD = podman.PROJECT_ROOT / "docker" / "monitoring" / "grafana" / "dashboards" / "triton-ner.json"
@@ -277,3 +277,72 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
     finally:
         left = podman.tear_down(project, env)
         assert not left, f"left behind: {left}"
+
+
+# Run in the server container: SIGKILL one Python-backend stub of the model step (as the OOM killer or a crash
+# would end it), print its process id. A stub's first argument is <repository>/<model>/1/model.py.
+KILL_A_STUB = """
+import os, pathlib, signal
+stubs = []
+for proc in pathlib.Path('/proc').iterdir():
+    try:
+        args = (proc / 'cmdline').read_bytes().split(b'\\0')
+    except OSError:
+        continue
+    if len(args) > 1 and args[1].endswith(b'/ner_model/1/model.py'):
+        stubs.append(int(proc.name))
+os.kill(min(stubs), signal.SIGKILL)
+print(min(stubs))
+"""
+
+
+def _server_container(stack: Stack) -> str:
+    return f"{stack.project}_triton-cpu_1"
+
+
+def _served_reload(stack: Stack) -> str | None:
+    """The reload count in the model step's served config (ner-serve's supervisor raises it when it swaps in a
+    new copy); None while the server does not answer."""
+    request = urllib.request.Request(stack.url(stack.ports.http, "/v2/models/ner_model/config"),
+                                     headers={"admin-key": ADMIN_KEY})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            parameters = json.loads(response.read()).get("parameters", {})
+    except OSError:
+        return None
+    return parameters.get(RELOAD_PARAMETER, {}).get("string_value")
+
+
+def test_a_stub_killed_in_the_container_is_restored(stack):
+    # The image's entrypoint is ner-serve, which supervises the image's tritonserver (Triton 2.51 does not
+    # restart a dead stub): the model is loaded again beside the serving copy and swapped in.
+    assert _served_reload(stack) is None
+    killed_pid = podman.run(["podman", "exec", _server_container(stack), "python3", "-c", KILL_A_STUB],
+                            timeout=60, env=stack.env).stdout.strip()
+    killed = time.monotonic()
+    assert podman.wait_for(lambda: _served_reload(stack) == "1", timeout=120, every=0.2)
+    podman.log(f"stub {killed_pid} of ner_model killed in the container: new copy serving "
+               f"{time.monotonic() - killed:.1f} s later")
+    answers = _client(stack, "grpc", *[SEED_SENTENCE] * 8)
+    assert [[(e["entity_group"], e["word"]) for e in a] for a in answers] == [[("PER", "Wolfgang"),
+                                                                             ("LOC", "Berlin")]] * 8
+    logs = stack.compose("--profile", "cpu", "logs", "triton-cpu")
+    assert f"server: the stub of ner_model (pid {killed_pid}) died; reloading ner_model" in logs.stdout + logs.stderr
+
+
+def test_compose_stop_drains_the_server_which_exits_0(stack):
+    # After the kill above: Triton 2.51 alone would wait out its exit timeout (30 s) for the replaced copy and
+    # exit 1; ner-serve unloads every model, which lets what is in flight finish, and stops it.
+    container = _server_container(stack)
+    stopping = time.monotonic()
+    stack.compose("--profile", "cpu", "stop", "triton-cpu", timeout=120)
+    took = time.monotonic() - stopping
+    [state] = json.loads(podman.run(["podman", "inspect", container], timeout=60, env=stack.env, quiet=True).stdout)
+    podman.log(f"docker compose stop: the server container exited with {state['State']['ExitCode']} after "
+               f"{took:.1f} s")
+    assert state["State"]["ExitCode"] == 0
+    assert took < 30
+    logs = podman.run(["podman", "logs", container], timeout=60, env=stack.env, quiet=True)
+    said = logs.stdout + logs.stderr
+    assert "serve: SIGTERM, stopping the server" in said
+    assert "server: every model unloaded; stopping tritonserver at once" in said

@@ -4,9 +4,13 @@ open only with the key."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -14,15 +18,14 @@ from tritonclient.utils import InferenceServerException
 
 from tests.kubernetes import OVERLAYS, only, render, scaling_queries, selectors
 from triton_ner.client import NerClient
-from triton_ner.server import TritonServer, admin_headers, free_ports
+from triton_ner.health import wait_ready
+from triton_ner.server import TritonServer, admin_headers, backend_directory, free_ports, server_environment
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
 # Labels Prometheus adds when it scrapes (PodMonitor), absent from Triton's own output.
 SCRAPE_LABELS = {"namespace", "job", "pod", "instance", "container", "endpoint"}
-# Flags TritonServer sets itself (repository and ports are this machine's).
-LAUNCHER_FLAGS = ("--model-repository", "--http-port", "--grpc-port", "--metrics-port", "--exit-on-error",
-                  "--exit-timeout-secs")
+SERVER_ENTRYPOINT = Path(__file__).resolve().parents[2] / "docker" / "entrypoint-server.sh"
 _SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", re.MULTILINE)
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
 
@@ -57,20 +60,38 @@ def _value(metrics_port: int, metric: str, model: str) -> str:
     raise AssertionError(f"no {metric} for {model}")
 
 
-def test_the_deployments_settings_start_triton_with_the_restricted_apis(repository):
+def test_the_deployments_settings_start_the_images_entrypoint_with_the_restricted_apis(repository, tmp_path):
+    """docker/entrypoint-server.sh run here as the Deployment runs it: its environment (the key, TRITON_CONFIG,
+    MODEL_REPOSITORY) and its arguments, then this machine's free ports (the last value of an option wins) and,
+    after --, the wheel's backend folder in place of the image's /opt/tritonserver/backends."""
     triton_container = next(c for c in only(render("overlays/cpu"), "Deployment")["spec"]["template"]["spec"]
                             ["containers"] if c["name"] == "triton")
     env = {e["name"]: e.get("value") for e in triton_container["env"]}
-    flags = dict(arg.split("=", 1) for arg in triton_container["args"])
-    # What the image's entrypoint makes of them: the restricted APIs of ner-serve --admin-key (the unit tests
-    # check that the entrypoint's are the same), the configs of TRITON_CONFIG, the Deployment's arguments added.
     key = "test-admin-key"
-    extra = tuple(f"{flag}={value}" for flag, value in flags.items() if not flag.startswith(LAUNCHER_FLAGS))
-    with TritonServer(repository, free_ports(), admin_key=key, config_name=env["TRITON_CONFIG"] or None,
-                      exit_timeout=int(flags.pop("--exit-timeout-secs")), extra_args=extra) as server:
-        with NerClient(server.grpc_url) as client:  # inference is open
+    ports = free_ports()
+    binaries = tmp_path / "bin"  # `tritonserver` on PATH, as in both images
+    binaries.mkdir()
+    (binaries / "tritonserver").symlink_to(TritonServer(repository).binary())  # the wheel's
+    environment = server_environment()
+    environment.update(NER_ADMIN_KEY=key, TRITON_CONFIG=env["TRITON_CONFIG"], MODEL_REPOSITORY=str(repository),
+                       PATH=f"{binaries}{os.pathsep}{environment['PATH']}")
+    args = [*triton_container["args"], f"--http-port={ports.http}", f"--grpc-port={ports.grpc}",
+            f"--metrics-port={ports.metrics}", "--", f"--backend-directory={backend_directory(tmp_path / 'b')}"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(["sh", str(SERVER_ENTRYPOINT), *args], env=environment, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    try:
+        assert wait_ready(f"localhost:{ports.http}", 180, alive=lambda: process.poll() is None), \
+            log.read_text()[-3000:]
+        # The Deployment's exit timeout reaches Triton (and the launcher's drain): tritonserver is ner-serve's child.
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") for pid in children]
+        [command] = [c for c in commands if c[0] == str(binaries / "tritonserver")]
+        assert f"--exit-timeout-secs={_flag_value(triton_container, '--exit-timeout-secs')}" in command
+        with NerClient(f"localhost:{ports.grpc}") as client:  # inference is open
             assert client.predict(SEED)[0]["word"] == "Wolfgang"
-        index = f"http://{server.http_url}/v2/repository/index"
+        index = f"http://localhost:{ports.http}/v2/repository/index"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=10)
         refused.value.close()
@@ -78,7 +99,7 @@ def test_the_deployments_settings_start_triton_with_the_restricted_apis(reposito
         allowed = urllib.request.Request(index, data=b"{}", method="POST", headers=admin_headers(key))
         with urllib.request.urlopen(allowed, timeout=10) as response:
             assert response.status == 200
-        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        grpc = grpcclient.InferenceServerClient(f"localhost:{ports.grpc}")
         try:
             with pytest.raises(InferenceServerException, match="restricted"):
                 grpc.get_model_repository_index()
@@ -86,3 +107,15 @@ def test_the_deployments_settings_start_triton_with_the_restricted_apis(reposito
             assert "ner" in {model["name"] for model in models}
         finally:
             grpc.close()
+        process.send_signal(signal.SIGTERM)  # what the kubelet sends after the preStop sleep
+        process.wait(60)
+        assert process.returncode == 0, log.read_text()[-3000:]
+        assert "serve: SIGTERM, stopping the server" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _flag_value(container: dict, flag: str) -> str:
+    return next(arg.split("=", 1)[1] for arg in container["args"] if arg.startswith(f"{flag}="))

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.containers import podman
+from triton_ner.server import EXIT_TIMEOUT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # schema/compose-spec.json of github.com/compose-spec/compose-spec at 170098ba07d9 (2026-06-23), Apache-2.0.
@@ -74,6 +75,16 @@ def test_the_servers_start_only_after_a_successful_export(rendered):
         assert {"models:/models:ro"} <= set(services[name]["volumes"]), services[name]["volumes"]
         assert {p.split(":")[-1] for p in services[name]["ports"]} == {"8000", "8001", "8002"}
     assert "models:/models" in services["export"]["volumes"]
+
+
+def test_the_servers_get_their_exit_timeout_and_a_margin_before_a_stop_kills_them(rendered):
+    # docker compose stop: SIGTERM, then SIGKILL after stop_grace_period (default 10 s); ner-serve, the images'
+    # entrypoint, gives what is in flight its exit timeout (no --exit-timeout-secs in the file: its default).
+    for name in ("triton", "triton-cpu"):
+        service = rendered["services"][name]
+        assert "command" not in service and "entrypoint" not in service, name
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s") and int(grace[:-1]) >= EXIT_TIMEOUT + 5, (name, grace)
 
 
 def test_the_gpu_service_reserves_nvidia_gpus_and_the_cpu_one_answers_as_triton(rendered):

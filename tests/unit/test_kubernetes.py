@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
 import tomllib
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import typer
 import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 from cloudcoil.models.prometheus_operator.v1 import PodMonitor
 
 from tests.kubernetes import KUBERNETES, OVERLAYS, PROJECT_ROOT, only, render, scaling_queries, selectors
 from triton_ner.core import names
-from triton_ner.server import ADMIN_HEADER, RESTRICTED_APIS
+from triton_ner import serve
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {"ScaledObject": ScaledObject, "PodMonitor": PodMonitor}
@@ -169,7 +171,7 @@ def test_termination_outlasts_the_drain(overlay):
 
 def test_restricted_apis_need_the_key_from_the_secret(overlay):
     triton = _containers(overlay[1])["triton"]
-    # The image's entrypoint starts tritonserver with the restricted APIs: no command may replace it.
+    # The image's entrypoint (ner-serve) puts the restricted APIs behind the key: no command may replace it.
     assert "command" not in triton
     assert not [arg for arg in triton["args"] if "restricted" in arg]
     assert _env(triton)[KEY_VARIABLE] == {"secretKeyRef": {"name": "ner-triton-admin", "key": "admin-key"}}
@@ -190,14 +192,16 @@ def test_pods_meet_the_restricted_pod_security_standard(overlay):
         assert context["readOnlyRootFilesystem"] is True, name
 
 
-def test_the_images_entrypoint_applies_ner_serves_restricted_apis():
-    # What the Deployment leaves to docker/entrypoint-server.sh: the same APIs behind the same header as
-    # `ner-serve --admin-key` (triton_ner.server), the key from NER_ADMIN_KEY.
-    if SERVER_ENTRYPOINT.exists():
-        script = SERVER_ENTRYPOINT.read_text()
-        assert f"restricted={','.join(RESTRICTED_APIS)}" in script
-        for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
-            assert f'{flag}="$restricted:{ADMIN_HEADER}=${KEY_VARIABLE}"' in script
+def test_the_images_entrypoint_is_ner_serve_with_the_key_of_the_secret():
+    # What the Deployment leaves to docker/entrypoint-server.sh: ner-serve, whose --admin-key (the restricted APIs
+    # behind the header admin-key) reads NER_ADMIN_KEY; an empty key is refused before anything starts.
+    script = SERVER_ENTRYPOINT.read_text()
+    assert "exec ner-serve --tritonserver=tritonserver " in script
+    [admin_key] = [p for p in typer.main.get_command(serve.app).params if p.name == "admin_key"]
+    assert admin_key.envvar == KEY_VARIABLE
+    done = subprocess.run(["sh", str(SERVER_ENTRYPOINT)], env={"PATH": "/usr/bin:/bin", KEY_VARIABLE: ""},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1 and done.stderr.startswith(f"error: {KEY_VARIABLE} is empty"), done.stderr
 
 
 def test_volumes_and_the_model_repository(overlay):

@@ -10,8 +10,24 @@ from triton_ner.server import ServerError, TritonServer, free_ports
 
 def test_missing_binary_is_one_clear_error(repository, tmp_path, monkeypatch):
     monkeypatch.setattr(server, "_pytriton_dirs", lambda: (tmp_path / "tritonserver", tmp_path / "libs"))
-    with pytest.raises(ServerError, match="no tritonserver binary in"):
+    with pytest.raises(ServerError, match=f"^no tritonserver at {tmp_path / 'tritonserver' / 'bin'}/tritonserver$"):
         TritonServer(repository, free_ports()).start()
+
+
+def test_a_tritonserver_not_on_path_is_one_clear_error(repository, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ServerError, match="^no tritonserver at tritonserver$"):
+        TritonServer(repository, free_ports(), tritonserver="tritonserver").start()
+
+
+def test_an_installed_tritonserver_runs_with_its_own_backends_and_this_environment(repository, tmp_path):
+    binary = tmp_path / "tritonserver"
+    binary.write_text("")
+    launcher = TritonServer(repository, free_ports(), tritonserver=binary, extra_args=("--log-verbose=1",))
+    command = launcher.command(None)
+    assert command[0] == str(binary)
+    assert not [arg for arg in command if arg.startswith("--backend-directory")]  # Triton's default folder
+    assert command[-1] == "--log-verbose=1"
 
 
 def test_repository_without_export_is_refused(tmp_path):

@@ -1,5 +1,5 @@
 """The pins for NVIDIA's Triton 24.10 image (Python 3.10): they resolve, agree with pyproject.toml, and the code the
-Python-backend steps import runs on Python 3.10."""
+image runs (the Python-backend steps, and ner-serve, its entrypoint) runs on Python 3.10 with them."""
 
 import ast
 import json
@@ -17,6 +17,8 @@ CONSTRAINTS = PROJECT_ROOT / "requirements" / "constraints.txt"
 # What the Python steps import: the core, the Triton glue and the models' adapters.
 BACKEND_CODE = sorted([*PROJECT_ROOT.glob("triton_ner/core/*.py"), PROJECT_ROOT / "triton_ner" / "backend.py",
                        PROJECT_ROOT / "triton_ner" / "__init__.py", *PROJECT_ROOT.glob("model_repository/*/1/model.py")])
+# ner-serve with --tritonserver, as docker/entrypoint-server.sh starts it in the image, and what it imports.
+LAUNCHER_CODE = [PROJECT_ROOT / "triton_ner" / f"{name}.py" for name in ("serve", "server", "cli", "health")]
 
 
 def _normalize(name: str) -> str:
@@ -72,7 +74,7 @@ def test_pins_shared_with_the_constraints_agree_or_say_why():
     assert pins["transformers"][0] != project["transformers"][0]  # 5.21 and later need Python 3.11
 
 
-@pytest.mark.parametrize("path", BACKEND_CODE, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+@pytest.mark.parametrize("path", BACKEND_CODE + LAUNCHER_CODE, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_backend_code_parses_with_python_3_10_grammar(path):
     ast.parse(path.read_text(), str(path), feature_version=(3, 10))
 
@@ -85,7 +87,7 @@ def _vermin(*paths: Path) -> subprocess.CompletedProcess:
 
 
 def test_backend_code_uses_nothing_newer_than_python_3_10():
-    done = _vermin(*BACKEND_CODE)
+    done = _vermin(*BACKEND_CODE, *LAUNCHER_CODE)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -98,3 +100,21 @@ def test_the_version_check_finds_3_11_names(tmp_path):
     assert done.returncode != 0
     for name in ("tomllib", "datetime.UTC", "enum.StrEnum", "typing.Self", "ExceptionGroup"):
         assert name in done.stdout, done.stdout
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports when it is imported (not those imported inside a function)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_images_entrypoint_imports_only_what_the_pins_install():
+    # ner-serve in NVIDIA's image: the standard library, the project and the pinned packages; no tritonclient or
+    # protobuf (only the launcher's check of the wheel's backends needs them, which --tritonserver skips).
+    imported = set().union(*map(_module_level_imports, LAUNCHER_CODE)) - set(sys.stdlib_module_names) - {"triton_ner"}
+    assert imported and imported <= set(_file_pins()), imported
