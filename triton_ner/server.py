@@ -535,11 +535,15 @@ class TritonServer:
             known = {pid: name for pid, name in (known | stub_processes(self.process.pid, children)).items()
                      if pid in present and pid not in retiring}
 
+    def _index(self) -> list[dict]:
+        """Triton's repository index: every model with its ``state``; OSError or ValueError when it does not
+        answer."""
+        return json.loads(self._repository("index"))
+
     def _ready_in_index(self, model: str) -> bool | None:
         """Whether the repository index says ``model`` is READY; None when the server does not answer."""
         try:
-            return any(entry["name"] == model and entry.get("state") == "READY"
-                       for entry in json.loads(self._repository("index")))
+            return any(entry["name"] == model and entry.get("state") == "READY" for entry in self._index())
         except (OSError, ValueError, KeyError):
             return None
 
@@ -553,7 +557,7 @@ class TritonServer:
     def _wait_index(self, settled: Callable[[list[dict]], bool], deadline: float) -> bool:
         """Poll the repository index until ``settled(models)`` holds; False at the deadline (``time.monotonic``)."""
         while time.monotonic() < deadline:
-            if settled(json.loads(self._repository("index"))):
+            if settled(self._index()):
                 return True
             time.sleep(0.1)
         return False
@@ -650,7 +654,7 @@ class TritonServer:
         """Unload every model still loaded and wait until none is loaded or unloading: the requests they run,
         direct calls of a step included, finish first. False if that is not done by ``deadline``."""
         try:
-            for model in json.loads(self._repository("index")):
+            for model in self._index():
                 if model.get("state") == "READY":
                     self._repository("unload", model["name"])
             return self._wait_index(lambda index: all(model.get("state") not in ("READY", "UNLOADING")

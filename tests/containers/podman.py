@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -193,14 +193,3 @@ def tear_down(project: str, env: dict[str, str]) -> list[str]:
 def metric_names(exposition: str) -> set[str]:
     """The metric names of a Prometheus text exposition (a summary's quantile series under its own name)."""
     return {match[1] for match in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[ {]", exposition, re.MULTILINE)}
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float, every: float = 1.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return bool(predicate())
-

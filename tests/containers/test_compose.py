@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.containers import podman
+from tests.polling import wait_for
 from triton_ner.demo import SEED_SENTENCE
 from triton_ner.health import wait_ready
 from triton_ner.server import RELOAD_PARAMETER, Ports, free_ports
@@ -149,7 +150,7 @@ def test_locust_master_and_workers_as_the_compose_file_runs_them(stack):
         except (OSError, ValueError, KeyError):
             return 0
 
-    assert podman.wait_for(lambda: workers() == 2, timeout=120), f"{workers()} of 2 workers joined the master"
+    assert wait_for(lambda: workers() == 2, timeout=120), f"{workers()} of 2 workers joined the master"
     _locust_api(port, "/swarm", {"user_count": "4", "spawn_rate": "4"})
     time.sleep(15)
     stats = _locust_api(port, "/stats/requests")
@@ -269,7 +270,7 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
             return {c["Labels"]["io.podman.compose.service"]: (c["State"], c["ExitCode"])
                     for c in json.loads(listed.stdout)}
 
-        assert podman.wait_for(lambda: all(state != "running" for state, _ in states().values()), timeout=60), \
+        assert wait_for(lambda: all(state != "running" for state, _ in states().values()), timeout=60), \
             states()
         assert states()["export"] == ("exited", exported.returncode), states()
         refusals = [line for line in whole.stdout.splitlines() if "[triton-cpu]" in line and "error:" in line]
@@ -320,7 +321,7 @@ def test_a_stub_killed_in_the_container_is_restored(stack):
     killed_pid = podman.run(["podman", "exec", _server_container(stack), "python3", "-c", KILL_A_STUB],
                             timeout=60, env=stack.env).stdout.strip()
     killed = time.monotonic()
-    assert podman.wait_for(lambda: _served_reload(stack) == "1", timeout=120, every=0.2)
+    assert wait_for(lambda: _served_reload(stack) == "1", timeout=120, every=0.2)
     podman.log(f"stub {killed_pid} of ner_model killed in the container: new copy serving "
                f"{time.monotonic() - killed:.1f} s later")
     answers = _client(stack, "grpc", *[SEED_SENTENCE] * 8)

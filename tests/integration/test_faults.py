@@ -23,6 +23,7 @@ from triton_ner.core import names
 from triton_ner.health import is_ready
 from triton_ner.server import RELOAD_PARAMETER, SHM_DIR, TritonServer, free_ports, stub_processes
 from tests.parity import assert_same
+from tests.polling import seconds_until
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
@@ -135,10 +136,10 @@ def test_killed_stubs_are_restored_by_the_launcher_and_nothing_hangs(own_reposit
                 killed = time.monotonic()
                 os.kill(min(before), signal.SIGKILL)
                 # Swapped in: the served config carries the new count, and two new stubs serve it.
-                restored = killed + _wait_until(lambda count=count, before=before: served_reload(
+                restored = killed + seconds_until(lambda count=count, before=before: served_reload(
                     server, names.MODEL) == count and len(stubs(server, names.MODEL) - before) == 2, 60)
                 new = stubs(server, names.MODEL) - before
-                reaped = restored + _wait_until(lambda new=new: stubs(server, names.MODEL) == new,
+                reaped = restored + seconds_until(lambda new=new: stubs(server, names.MODEL) == new,
                                                 server.exit_timeout + 10)
                 assert model_ready(server, names.ENSEMBLE)
                 rounds.append((killed, restored, reaped))
@@ -174,7 +175,7 @@ def test_killed_stubs_are_restored_by_the_launcher_and_nothing_hangs(own_reposit
         print(f"stopped {stopped:.2f} s after the stop began, with 2 replaced copies (exit timeout "
               f"{server.exit_timeout} s)")
         assert stopped < server.exit_timeout
-        _wait_until(lambda: not group_alive(pgid), 5)  # killed stubs are gone once their new parent reaps them
+        seconds_until(lambda: not group_alive(pgid), 5)  # killed stubs are gone once their new parent reaps them
         assert leftovers(server) == []
     finally:
         server.stop()
@@ -244,14 +245,6 @@ def _servers_of(repository: Path) -> list[psutil.Process]:
     return found
 
 
-def _wait_until(condition, timeout: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "timed out"
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
 def _port_free(port: int) -> bool:
     import socket
 
@@ -274,21 +267,21 @@ def scratch_tmp(tmp_path):
 def test_a_killed_launcher_leaves_no_server_on_its_ports(own_repository, scratch_tmp):
     ports = free_ports()
     serve = _serve(own_repository, ports, env={**os.environ, "TMPDIR": str(scratch_tmp)})
-    _wait_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
+    seconds_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
     servers = _servers_of(own_repository)
     assert len(servers) >= 4  # tritonserver and a stub per Python model instance
     serve.kill()  # SIGKILL: no handler runs
     serve.communicate()
-    gone = _wait_until(lambda: not _servers_of(own_repository), 60)
+    gone = seconds_until(lambda: not _servers_of(own_repository), 60)
     print(f"\nlauncher SIGKILLed: tritonserver and {len(servers) - 1} stubs gone {gone:.2f} s later")
     assert all(_port_free(port) for port in vars(ports).values())
-    _wait_until(lambda: not _ours(scratch_tmp), 10)  # the watchdog removes the launcher's temporary folder
+    seconds_until(lambda: not _ours(scratch_tmp), 10)  # the watchdog removes the launcher's temporary folder
 
 
 def test_a_second_ctrl_c_while_stopping_kills_at_once(own_repository):
     ports = free_ports()
     serve = _serve(own_repository, ports, "--exit-timeout", "60")
-    _wait_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
+    seconds_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
     results: list = [None]
     heavy = threading.Thread(target=_heavy_request, args=(f"localhost:{ports.grpc}", results, 0))
     heavy.start()
