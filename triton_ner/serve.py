@@ -12,7 +12,8 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
-from triton_ner.server import EXIT_TIMEOUT, RESTRICTED_APIS, GrpcTls, Ports, ServerError, TritonServer
+from triton_ner.server import (EXIT_TIMEOUT, RESTRICTED_APIS, START_TIMEOUT, GrpcTls, Ports, ServerError,
+                               TritonServer)
 
 AUTO = "auto"
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions
@@ -83,7 +84,7 @@ def main(
         help="Seconds in-flight requests may take to finish after Ctrl-C or SIGTERM; a second Ctrl-C stops at "
              "once.")] = EXIT_TIMEOUT,
     start_timeout: Annotated[float, typer.Option(min=1, help="Seconds the models may take to load before the "
-                                                             "start counts as failed.")] = 180.0,
+                                                             "start counts as failed.")] = START_TIMEOUT,
     tritonserver: Annotated[str | None, typer.Option(
         envvar="TRITONSERVER", show_default=False,
         help="An installed tritonserver to run (path or name on PATH; NVIDIA's image: "

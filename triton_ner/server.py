@@ -4,10 +4,11 @@ installed one (NVIDIA's image, the project's containers).
 The wheel carries Triton 2.51 (NGC 24.10) with its Python backend but no ONNX Runtime or LibTorch backend,
 so on CPU every model of the repository runs in the Python backend. NVIDIA's ``onnxruntime`` and ``pytorch``
 backends of the same release are added when ``make backends`` has built them (``backends/``): then the GPU
-configs, switched to CPU, run as on NVIDIA's image. With the wheel, :class:`TritonServer` assembles a backend folder with the
-stub matching this interpreter, starts the server with the environment it needs, waits for readiness and
-stops it (and every stub process) on exit. A supervisor thread restores a model whose stub process died, which
-Triton 2.51 does not do; the containers' entrypoint runs the image's own ``tritonserver`` under it for that.
+configs, switched to CPU, run as on NVIDIA's image. With the wheel, :class:`TritonServer` assembles a backend
+folder with the stub matching this interpreter, starts the server with the environment it needs, waits for
+readiness and stops it (and every stub process) on exit. A supervisor thread restores a model whose stub
+process died, which Triton 2.51 does not do; the containers' entrypoint runs the image's own ``tritonserver``
+under it for that.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _NOT_A_REASON = ("CudaDriverHelper has not been initialized",)
 SHM_PREFIX = "triton_python_backend_shm_region_"
 SHM_DIR = Path("/dev/shm")
 EXIT_TIMEOUT = 30  # seconds Triton waits for in-flight requests after SIGTERM (its default)
+START_TIMEOUT = 180.0  # seconds the models may take to load before a start counts as failed
 SUPERVISE_INTERVAL = 0.5  # seconds between two looks of the supervisor at the stub processes
 RELOAD_PARAMETER = "supervisor_reload"  # config parameter the supervisor changes to have Triton reload a model
 RELOAD_RETRY = 5  # seconds before the supervisor loads a model again after a failed reload
@@ -148,7 +150,7 @@ def _post(url: str, headers: dict[str, str], timeout: float = 5, body: bytes = b
         return response.read()
 
 
-def _children(pid: int) -> list[tuple[int, str, list[str]]]:
+def child_processes(pid: int) -> list[tuple[int, str, list[str]]]:
     """The child processes of ``pid`` from /proc: (pid, state, command line); a zombie has state "Z" and no
     command line."""
     found = []
@@ -166,8 +168,8 @@ def _children(pid: int) -> list[tuple[int, str, list[str]]]:
 
 def stub_processes(server_pid: int, children: list[tuple[int, str, list[str]]] | None = None) -> dict[int, str]:
     """The live Python-backend stubs of the server ``server_pid``: process id -> model name; among ``children``
-    when given (what :func:`_children` listed). A stub's first argument is ``<repository>/<model>/1/model.py``."""
-    children = _children(server_pid) if children is None else children
+    when given (what :func:`child_processes` listed). A stub's first argument is ``<repository>/<model>/1/model.py``."""
+    children = child_processes(server_pid) if children is None else children
     return {pid: Path(args[1]).parts[-3] for pid, state, args in children
             if state != "Z" and len(args) > 1 and args[1].endswith("/1/model.py")}
 
@@ -441,7 +443,7 @@ class TritonServer:
             *self.extra_args,
         ]
 
-    def start(self, timeout: float = 180.0) -> TritonServer:
+    def start(self, timeout: float = START_TIMEOUT) -> TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
         check_repository(self.model_repository, self.config_name)
         self.binary()  # the wheel, or the binary given, is there
@@ -507,7 +509,7 @@ class TritonServer:
         idle: dict[int, tuple[str, float]] = {}  # a replaced copy's surviving stub -> its model, when to stop it
         retry: dict[str, float] = {}  # a model whose reload failed -> when to try again
         while not self._stopping.wait(SUPERVISE_INTERVAL) and self.process.poll() is None:
-            children = _children(self.process.pid)
+            children = child_processes(self.process.pid)
             zombies = {pid for pid, state, _ in children if state == "Z"}
             for model in sorted({known[pid] for pid in zombies & known.keys()}):
                 stubs = {pid for pid, name in known.items() if name == model}

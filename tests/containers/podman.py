@@ -91,8 +91,8 @@ def build_base_image(env: dict[str, str]) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="ner-base-") as root:
         log(f"debootstrap of {BASE_IMAGE}")
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,libpython3.11,ca-certificates", "bookworm",
-             root, DEBIAN_MIRROR], timeout=1200)
+        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,libpython3.11,ca-certificates",
+             "bookworm", root, DEBIAN_MIRROR], timeout=1200)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         try:
             done = subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout, capture_output=True,

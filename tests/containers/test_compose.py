@@ -280,20 +280,15 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
         assert not left, f"left behind: {left}"
 
 
-# Run in the server container: SIGKILL one Python-backend stub of the model step (as the OOM killer or a crash
-# would end it), print its process id. A stub's first argument is <repository>/<model>/1/model.py.
+# Run in the server container (whose image has the project): SIGKILL one Python-backend stub of the model step,
+# as the OOM killer or a crash would end it, and print its process id. tritonserver is a child of ner-serve (pid 1).
 KILL_A_STUB = """
-import os, pathlib, signal
-stubs = []
-for proc in pathlib.Path('/proc').iterdir():
-    try:
-        args = (proc / 'cmdline').read_bytes().split(b'\\0')
-    except OSError:
-        continue
-    if len(args) > 1 and args[1].endswith(b'/ner_model/1/model.py'):
-        stubs.append(int(proc.name))
-os.kill(min(stubs), signal.SIGKILL)
-print(min(stubs))
+import os, signal
+from triton_ner.server import child_processes, stub_processes
+[server] = [pid for pid, _, args in child_processes(1) if args[0].endswith('tritonserver')]
+stub = min(pid for pid, model in stub_processes(server).items() if model == 'ner_model')
+os.kill(stub, signal.SIGKILL)
+print(stub)
 """
 
 

@@ -19,7 +19,8 @@ from tritonclient.utils import InferenceServerException
 from tests.kubernetes import OVERLAYS, only, render, scaling_queries, selectors
 from triton_ner.client import NerClient
 from triton_ner.health import wait_ready
-from triton_ner.server import TritonServer, admin_headers, backend_directory, free_ports, server_environment
+from triton_ner.server import (TritonServer, admin_headers, backend_directory, child_processes, free_ports,
+                               server_environment)
 
 pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
@@ -85,9 +86,7 @@ def test_the_deployments_settings_start_the_images_entrypoint_with_the_restricte
         assert wait_ready(f"localhost:{ports.http}", 180, alive=lambda: process.poll() is None), \
             log.read_text()[-3000:]
         # The Deployment's exit timeout reaches Triton (and the launcher's drain): tritonserver is ner-serve's child.
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") for pid in children]
-        [command] = [c for c in commands if c[0] == str(binaries / "tritonserver")]
+        [command] = [args for _, _, args in child_processes(process.pid) if args[0] == str(binaries / "tritonserver")]
         assert f"--exit-timeout-secs={_flag_value(triton_container, '--exit-timeout-secs')}" in command
         with NerClient(f"localhost:{ports.grpc}") as client:  # inference is open
             assert client.predict(SEED)[0]["word"] == "Wolfgang"
