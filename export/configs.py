@@ -7,13 +7,17 @@ start with ``--model-config-name=<name>``; a model without that file falls back 
 - ``int8``: the INT8 ONNX model on CPU; ``torchscript``: the TorchScript model on CPU; ``bf16``: the TorchScript
   model cast to BF16 on CPU (AVX-512 BF16/AMX); all in the Python-backend runner;
 - ``gpu``: the model step in NVIDIA's ``onnxruntime`` backend (``pytorch`` for TorchScript-only exports) on
-  ``KIND_GPU``. The tokenizer step calls it itself (business logic scripting) with the windows of a request in
-  groups of one padded length each (16 to 512 tokens), so that NVIDIA's backends, which batch equal shapes only,
-  batch groups of many requests and no short window is padded to a long neighbour's length; the ensemble is then
-  tokenizer → aggregation;
+  ``KIND_GPU``;
 - ``gpu_torchscript``: the same with the TorchScript model in NVIDIA's ``pytorch`` backend;
 - ``cuda``: the TorchScript model in the Python-backend runner on the GPU (FP16 when exported with
   ``--precision fp16``), for the local Triton with PyTorch and no container.
+
+In every variant the ensemble is tokenizer → aggregation, and the tokenizer calls the model step itself (business
+logic scripting): the text steps batch requests (``max_batch_size`` above 0, ragged ``TEXT``, so the ensemble's
+``TEXT [n]`` reaches them as ``[1, n]`` and its ``ENTITIES [1, n]`` leaves it as ``[n]``), and the tokenizer pools
+the windows of every request of one ``execute`` into groups of one padded length each (16 to 512 tokens), all
+lengths called at once, so that NVIDIA's backends, which batch equal shapes only, batch groups of many requests and
+no short window is padded to a long neighbour's length.
 
 The files written by a default export are committed under ``model_repository/``;
 ``tests/unit/test_configs.py`` regenerates them and fails on any difference.
@@ -86,11 +90,14 @@ class ServingOptions:
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         max_queue_size: Requests queued at the model step before new ones are refused (``UNAVAILABLE``).
         text_queue_size: Requests queued at each text step (tokenizer, aggregation) before new ones are refused.
+        text_batch_size: Most requests one ``execute`` of a text step takes (each with any number of texts).
         queue_timeout_s: Longest wait of a request in a step's queue before it is refused; a request's own
             (shorter) timeout overrides it.
         instances: Model-step instances (processes on CPU, copies per GPU).
         cpu_instances: Model-step processes of the CPU configurations: with two, a short request runs beside a
             long one instead of waiting for it to end.
+        text_instances: Tokenizer instances (CPU processes) of the CPU configurations: the tokenizer waits for the
+            model calls of its batch, so with two a short request is tokenized while a long one runs.
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
         intra_op_threads: Threads per CPU model-step instance; 0 shares the machine's cores evenly among the
@@ -107,9 +114,11 @@ class ServingOptions:
     max_queue_delay_us: int = 1000
     max_queue_size: int = 1024
     text_queue_size: int = 256
+    text_batch_size: int = 256
     queue_timeout_s: float = 60.0
     instances: int = 1
     cpu_instances: int = 2
+    text_instances: int = 2
     gpu_text_instances: int = 4
     intra_op_threads: int = 0
     tensorrt: bool = False
@@ -129,11 +138,6 @@ class Variant:
     @property
     def model_file(self) -> str:
         return MODEL_FILES[self.format, self.precision]
-
-    @property
-    def calls_model_itself(self) -> bool:
-        """The tokenizer calls the model step in length groups (NVIDIA's backends batch equal shapes only)."""
-        return self.backend is not Backend.PYTHON
 
 
 def variants(formats: set[Format], precisions: set[Precision], target: Target,
@@ -190,16 +194,13 @@ def _queue(options: ServingOptions, size: int, **batching) -> mc.ModelDynamicBat
         default_timeout_microseconds=int(options.queue_timeout_s * 1e6), allow_timeout_override=True))
 
 
-# Tensors passed from the tokenizer to the model step and to the aggregation: [windows, tokens(, 2)].
-_TOKEN_TENSORS = [
+# Tensors passed from the tokenizer to the aggregation, after the batch dimension: [windows, tokens(, 2)].
+_WINDOW_TENSORS = [
     (names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
-    (names.ATTENTION_MASK, mc.TYPE_INT64, [-1, -1]),
     (names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
     (names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
     (names.TEXT_INDEX, mc.TYPE_INT64, [-1]),
 ]
-_AGGREGATE_INPUTS = (names.TEXT, names.INPUT_IDS, names.OFFSETS, names.SPECIAL_TOKENS_MASK, names.LOGITS,
-                     names.TEXT_INDEX)
 _TOKENIZER_DIR = f"{names.TOKENIZER}/1/{names.TOKENIZER_DIR}"
 
 
@@ -207,24 +208,34 @@ def _logits(options: ServingOptions, leading: list[int]) -> tuple[str, int, list
     return names.LOGITS, mc.TYPE_FP32, [*leading, options.num_labels]
 
 
-def tokenizer_config(options: ServingOptions, variant: Variant | None = None) -> mc.ModelConfig:
-    """The tokenizer; in the GPU variants of NVIDIA's backends it also calls the model step, in length groups."""
-    gpu = variant is not None and variant.target is Target.GPU
-    calls_model = variant is not None and variant.calls_model_itself
-    outputs = [t for t in _TOKEN_TENSORS if not (calls_model and t[0] == names.ATTENTION_MASK)]
-    config = mc.ModelConfig(
-        name=names.TOKENIZER, backend="python", max_batch_size=0,
-        input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
-        output=[_output(*t) for t in outputs] + ([_output(*_logits(options, [-1, -1]))] if calls_model else []),
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
-        dynamic_batching=_queue(options, options.text_queue_size),
-    )
+def _text_step(name: str, options: ServingOptions, inputs: list, outputs: list, instances: int) -> mc.ModelConfig:
+    """A Python-backend text step that takes every queued request in one ``execute``: each input has the batch
+    dimension of one request (``[1, ...]``) and is ragged, so requests of any size are taken together."""
+    for tensor in inputs:
+        tensor.allow_ragged_batch = True
+    return mc.ModelConfig(
+        name=name, backend="python", max_batch_size=options.text_batch_size, input=inputs, output=outputs,
+        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, instances),
+        dynamic_batching=_queue(options, options.text_queue_size))
+
+
+def tokenizer_config(options: ServingOptions, variant: Variant) -> mc.ModelConfig:
+    """The tokenizer, which calls the model step of ``variant`` itself with the windows of its batch in length
+    groups."""
+    gpu = variant.target is Target.GPU
+    config = _text_step(names.TOKENIZER, options, [_input(names.TEXT, mc.TYPE_STRING, [-1])],
+                        [_output(*t) for t in _WINDOW_TENSORS] + [_output(*_logits(options, [-1, -1]))],
+                        options.gpu_text_instances if gpu else options.text_instances)
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_windows=options.max_batch_size,
                 max_text_bytes=options.max_text_bytes, max_tokens_per_request=options.max_tokens_per_request)
-    if calls_model:
-        ids, mask, logits = _model_tensor_names(variant)
-        _parameters(config, model_name=names.MODEL, model_inputs=f"{ids},{mask}", model_output=logits,
-                    pad_to_lengths=",".join(map(str, GPU_PAD_LENGTHS)), max_rows_per_call=options.gpu_max_batch_size)
+    ids, mask, logits = _model_tensor_names(variant)
+    # The project's runner splits a call into runs of max_tokens_per_run itself; one call per run lets a request
+    # stop between them. NVIDIA's backends take a call of at most their max_batch_size rows whole.
+    python = variant.backend is Backend.PYTHON
+    _parameters(config, model_name=names.MODEL, model_inputs=f"{ids},{mask}", model_output=logits,
+                pad_to_lengths=",".join(map(str, GPU_PAD_LENGTHS)),
+                max_rows_per_call=options.max_batch_size if python else options.gpu_max_batch_size,
+                max_tokens_per_call=options.max_tokens_per_run if python else 0)
     return config
 
 
@@ -299,18 +310,10 @@ def _warmup(ids: str, mask: str, rows: int, length: int) -> mc.ModelWarmup:
 
 def aggregate_config(options: ServingOptions, variant: Variant | None = None) -> mc.ModelConfig:
     gpu = variant is not None and variant.target is Target.GPU
-    config = mc.ModelConfig(
-        name=names.AGGREGATE, backend="python", max_batch_size=0,
-        input=[_input(names.TEXT, mc.TYPE_STRING, [-1]),
-               _input(names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
-               _input(names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
-               _input(names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
-               _input(*_logits(options, [-1, -1])),
-               _input(names.TEXT_INDEX, mc.TYPE_INT64, [-1])],
-        output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, options.gpu_text_instances if gpu else 1),
-        dynamic_batching=_queue(options, options.text_queue_size),
-    )
+    config = _text_step(names.AGGREGATE, options,
+                        [_input(names.TEXT, mc.TYPE_STRING, [-1])] + [_input(*t) for t in _WINDOW_TENSORS[:3]]
+                        + [_input(*_logits(options, [-1, -1])), _input(*_WINDOW_TENSORS[3])],
+                        [_output(names.ENTITIES, mc.TYPE_STRING, [-1])], options.gpu_text_instances if gpu else 1)
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR)
     return config
 
@@ -323,17 +326,14 @@ def _same(*tensors: str) -> dict[str, str]:
     return {t: t for t in tensors}
 
 
-def ensemble_config(variant: Variant | None = None) -> mc.ModelConfig:
-    """TEXT → tokenizer → model → aggregation → ENTITIES (one JSON document per text).
+def ensemble_config() -> mc.ModelConfig:
+    """TEXT → tokenizer (which calls the model step) → aggregation → ENTITIES (one JSON document per text).
 
-    In the variants whose tokenizer calls the model itself: TEXT → tokenizer (and model) → aggregation.
+    Not batching itself: a client sends ``TEXT [n]``; the text steps, which batch, take it as ``[1, n]``.
     """
-    if variant is not None and variant.calls_model_itself:
-        steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t for t in _AGGREGATE_INPUTS if t != names.TEXT)))]
-    else:
-        steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t[0] for t in _TOKEN_TENSORS))),
-                 _step(names.MODEL, _same(names.INPUT_IDS, names.ATTENTION_MASK), _same(names.LOGITS))]
-    steps.append(_step(names.AGGREGATE, _same(*_AGGREGATE_INPUTS), _same(names.ENTITIES)))
+    steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t[0] for t in _WINDOW_TENSORS), names.LOGITS)),
+             _step(names.AGGREGATE, _same(names.TEXT, *(t[0] for t in _WINDOW_TENSORS), names.LOGITS),
+                   _same(names.ENTITIES))]
     return mc.ModelConfig(
         name=names.ENSEMBLE, platform="ensemble", max_batch_size=0,
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
@@ -347,7 +347,7 @@ def repository_configs(selected: list[Variant] | None = None,
     """Every configuration file of a repository, by path relative to the repository."""
     selected = selected or variants({Format.ONNX}, {Precision.FP32}, Target.BOTH)
     files = {
-        f"{names.TOKENIZER}/config.pbtxt": tokenizer_config(options),
+        f"{names.TOKENIZER}/config.pbtxt": tokenizer_config(options, selected[0]),
         f"{names.AGGREGATE}/config.pbtxt": aggregate_config(options),
         f"{names.ENSEMBLE}/config.pbtxt": ensemble_config(),
     }
@@ -360,8 +360,6 @@ def repository_configs(selected: list[Variant] | None = None,
             for model, config in ((names.TOKENIZER, tokenizer_config(options, variant)),
                                   (names.AGGREGATE, aggregate_config(options, variant))):
                 files[f"{model}/configs/{variant.config_name}.pbtxt"] = config
-        if variant.calls_model_itself:
-            files[f"{names.ENSEMBLE}/configs/{variant.config_name}.pbtxt"] = ensemble_config(variant)
     return dict(sorted(files.items()))
 
 

@@ -51,6 +51,7 @@ def error_response(error: Exception):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
     if isinstance(error, Stopped):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.CANCELLED))
+    traceback.print_exception(error)
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL))
 
@@ -66,8 +67,6 @@ def for_each_request(requests: list, handle: Callable) -> list:
         try:
             responses.append(handle(request))
         except Exception as error:  # noqa: BLE001: a failed request must not take the model down
-            if not isinstance(error, (InvalidInput, ModelStepError, Stopped)):
-                traceback.print_exc()
             responses.append(error_response(error))
     return responses
 

@@ -3,8 +3,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from concurrent.futures import ThreadPoolExecutor
+
 from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets,
-                                      run_requests, split_like)
+                                      run_requests, run_requests_in_buckets, split_like)
 from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
@@ -150,3 +152,36 @@ def test_rows_the_model_cannot_take_are_refused_by_name():
         check_rows(np.array([[1, 100]]), np.ones((1, 2)), 512, 100)
     with pytest.raises(InvalidInput, match="holds -1"):
         check_rows(np.array([[-1, 5]]), np.ones((1, 2)), 512, 100)
+
+
+def test_requests_pooled_in_buckets_get_their_own_logits_errors_and_stops():
+    rng = np.random.default_rng(1)
+
+    def request(rows, length):
+        ids = rng.integers(5, 100, (rows, length))
+        return ids, np.ones_like(ids)
+
+    requests = [request(2, 10), request(1, 40), request(3, 12), request(1, 300), request(2, 14)]
+    requests[2][0][1, 3] = -1  # request 2 poisons the runs that hold its rows
+    calls = []
+
+    def model(ids, mask):
+        calls.append(ids.shape)
+        if (ids < 0).any():
+            raise IndexError("index -1 is out of bounds")
+        return _fake_model(ids, mask)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = run_requests_in_buckets(model, requests, BUCKETS, max_rows=64,
+                                          stopped=lambda i: Stopped("timeout") if i == 3 else None, lanes=pool.map)
+    # One call per length for all requests (request 3 stopped before its own); the failed one again per request.
+    assert sorted(calls) == [(1, 64), (2, 16), (2, 16), (3, 16), (7, 16)]
+    assert isinstance(results[2], IndexError) and isinstance(results[3], Stopped)
+    for i in (0, 1, 4):
+        np.testing.assert_array_equal(results[i], _fake_model(*requests[i]))
+
+
+def test_pooled_runs_respect_the_token_budget_per_call():
+    lengths = np.array([512] * 70 + [16] * 3)
+    runs = bucket_runs(lengths, BUCKETS, max_rows=1024, max_tokens=16384)
+    assert [(len(rows), width) for rows, width in runs] == [(3, 16), (32, 512), (32, 512), (6, 512)]

@@ -79,11 +79,30 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
         assert tokenizer.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
         assert tokenizer.parameters["model_inputs"].string_value == ",".join(t.name for t in model.input)
         assert tokenizer.parameters["model_output"].string_value == model.output[0].name
-        assert [s.model_name for s in files[f"ner/configs/{name}.pbtxt"].ensemble_scheduling.step] == [
-            names.TOKENIZER, names.AGGREGATE]  # the tokenizer calls the model in length groups
+        assert tokenizer.parameters["max_tokens_per_call"].string_value == "0"  # a call of max_rows_per_call rows
     for name in ("gpu", "gpu_torchscript", "cuda"):
         for model in (names.TOKENIZER, names.AGGREGATE):
             assert files[f"{model}/configs/{name}.pbtxt"].instance_group[0].count == 4, (name, model)
+
+
+def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_text_steps():
+    """Clients send TEXT [n] to the non-batching ensemble; the text steps take it as [1, n] (ragged, batching), so
+    one execute takes every queued request, and the tokenizer calls the model step itself."""
+    files = repository_configs(ALL)
+    ensemble = files["ner/config.pbtxt"]
+    assert not [f for f in files if f.startswith("ner/configs/")]  # one ensemble for every variant
+    assert ensemble.max_batch_size == 0 and list(ensemble.input[0].dims) == [-1]
+    assert list(ensemble.output[0].dims) == [-1]
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [names.TOKENIZER, names.AGGREGATE]
+    steps = [config for relative, config in files.items() if config.name in (names.TOKENIZER, names.AGGREGATE)]
+    assert len(steps) == 2 + 2 * 3  # config.pbtxt, and one of each for gpu, gpu_torchscript and cuda
+    for config in steps:
+        assert config.max_batch_size == ServingOptions().text_batch_size
+        assert all(t.allow_ragged_batch for t in config.input), config.name
+        assert not config.dynamic_batching.max_queue_delay_microseconds  # take what is queued, wait for nothing
+    python = files["ner_tokenizer/config.pbtxt"]
+    assert python.parameters["max_tokens_per_call"].string_value == str(ServingOptions().max_tokens_per_run)
+    assert python.parameters["max_rows_per_call"].string_value == str(files["ner_model/config.pbtxt"].max_batch_size)
 
 
 def test_cuda_variant_runs_the_torchscript_model_on_the_gpu_in_the_python_runner():

@@ -101,3 +101,31 @@ def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab
     assert len(prepare(vocab.tokenizer, [text], RequestOptions(stride=4), max_windows=windows).text_index) == windows
     with pytest.raises(InvalidInput, match="TEXT\\[1\\] is longer than the model's"):
         prepare(vocab.tokenizer, ["Berlin", text], RequestOptions(Strategy.NONE, stride=4), max_windows=10**6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(requests=st.lists(st.tuples(st.lists(TEXT, max_size=3), STRATEGY, st.sampled_from([None, 2, 4])),
+                         min_size=1, max_size=5))
+def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, requests):
+    """The text steps' batching changes no request's windows, entities or refusal."""
+    from triton_ner.core.aggregation import Windows, aggregate_requests
+    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.tokenization import prepare, prepare_requests
+
+    asked = [(texts, RequestOptions(strategy, stride=stride)) for texts, strategy, stride in requests]
+    together = prepare_requests(vocab.tokenizer, asked, max_windows=12, max_tokens=200)
+    for (texts, options), batch in zip(asked, together):
+        try:
+            alone = prepare(vocab.tokenizer, texts, options, max_windows=12, max_tokens=200)
+        except InvalidInput as error:
+            assert isinstance(batch, InvalidInput) and str(batch) == str(error)
+            continue
+        for field in ("input_ids", "attention_mask", "offsets", "special_tokens_mask", "text_index"):
+            np.testing.assert_array_equal(getattr(batch, field), getattr(alone, field))
+    prepared = [(texts, options, b) for (texts, options), b in zip(asked, together) if not isinstance(b, Exception)]
+    windows = [Windows(texts, b.input_ids, b.offsets, b.special_tokens_mask,
+                       fake_logits(b.input_ids, len(vocab.id2label)), b.text_index, options.aggregation_strategy)
+               for texts, options, b in prepared]
+    for w, found in zip(windows, aggregate_requests(windows, vocab)):
+        assert found == aggregate_texts(w.texts, w.input_ids, w.offsets, w.special_tokens_mask, w.logits,
+                                        w.text_index, vocab, w.strategy)

@@ -9,6 +9,7 @@ used here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,11 +82,19 @@ def _tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
+def _group_score(scores: list[np.floating]) -> np.floating:
+    """``np.mean(np.nanmean(scores))``, as the pipeline computes a group's score, without nanmean's cost where
+    there is no NaN to leave out (the same float32 sum and division then)."""
+    if len(scores) == 1 and not np.isnan(scores[0]):
+        return scores[0]
+    values = np.array(scores)
+    return np.mean(np.nanmean(values) if np.isnan(values).any() else np.mean(values))
+
+
 def _group(items: list[dict], vocab: Vocabulary) -> dict:
-    scores = np.nanmean([item["score"] for item in items])
     return {
         "entity_group": items[0]["entity"].split("-", 1)[-1],
-        "score": np.mean(scores),
+        "score": _group_score([item["score"] for item in items]),
         "word": vocab.tokenizer.convert_tokens_to_string([item["word"] for item in items]),
         "start": items[0]["start"],
         "end": items[-1]["end"],
@@ -109,7 +118,7 @@ def group_entities(items: list[dict], vocab: Vocabulary) -> list[dict]:
 
 
 def aggregate_window(text: str, input_ids: np.ndarray, offsets: np.ndarray, special_tokens_mask: np.ndarray,
-                     logits: np.ndarray, vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
+                     scores: np.ndarray, vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
                      ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
     """Entities of one tokenized window of ``text``, before overlapping windows are reconciled.
 
@@ -118,7 +127,7 @@ def aggregate_window(text: str, input_ids: np.ndarray, offsets: np.ndarray, spec
         input_ids: ``[tokens]`` token ids, padding allowed where ``special_tokens_mask`` is 1.
         offsets: ``[tokens, 2]`` character spans of the tokens.
         special_tokens_mask: ``[tokens]`` 1 for [CLS], [SEP] and padding.
-        logits: ``[tokens, labels]`` the model's output for this window.
+        scores: ``[tokens, labels]`` the :func:`softmax` of the model's logits for this window.
         vocab: Tokenizer and labels of the checkpoint.
         strategy: The pipeline's ``aggregation_strategy``.
         ignore_labels: Labels (or entity groups) left out of the result.
@@ -126,12 +135,13 @@ def aggregate_window(text: str, input_ids: np.ndarray, offsets: np.ndarray, spec
     Returns:
         The pipeline's records, numpy scalars included (see :func:`to_python`).
     """
-    records = _pre_entities(text, input_ids, softmax(logits), offsets, special_tokens_mask, vocab)
+    records = _pre_entities(text, input_ids, scores, offsets, special_tokens_mask, vocab)
     if strategy in (Strategy.NONE, Strategy.SIMPLE):
         items = []
+        best = scores.argmax(axis=-1).tolist()  # one call for the window, not one per token
         for record in records:
-            idx = record["scores"].argmax()
-            items.append({"entity": vocab.id2label[int(idx)], "score": record["scores"][idx],
+            idx = best[record["index"]]
+            items.append({"entity": vocab.id2label[idx], "score": record["scores"][idx],
                           "index": record["index"], "word": record["word"], "start": record["start"],
                           "end": record["end"]})
     else:
@@ -164,7 +174,7 @@ def resolve_overlaps(entities: list[dict]) -> list[dict]:
 def aggregate(text: str, windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
               vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
               ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
-    """Entities of ``text`` from its windows ``(input_ids, offsets, special_tokens_mask, logits)``."""
+    """Entities of ``text`` from its windows ``(input_ids, offsets, special_tokens_mask, scores)``."""
     ignore_labels = tuple(ignore_labels)
     entities = [e for window in windows
                 for e in aggregate_window(text, *window, vocab=vocab, strategy=strategy,
@@ -175,12 +185,44 @@ def aggregate(text: str, windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndar
 def aggregate_texts(texts: Sequence[str], input_ids: np.ndarray, offsets: np.ndarray,
                     special_tokens_mask: np.ndarray, logits: np.ndarray, text_index: np.ndarray,
                     vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
-                    ignore_labels: Iterable[str] = ("O",)) -> list[list[dict]]:
-    """Entities of every text of a request from its windows; ``text_index[w]`` is the text of window ``w``."""
+                    ignore_labels: Iterable[str] = ("O",), scores: np.ndarray | None = None) -> list[list[dict]]:
+    """Entities of every text of a request from its windows; ``text_index[w]`` is the text of window ``w``.
+
+    ``scores``, when given, is ``softmax(logits)`` computed already (:func:`aggregate_requests` computes it once
+    for many requests).
+    """
+    scores = softmax(logits) if scores is None else scores
     windows: list[list[tuple]] = [[] for _ in texts]
     for row, text in enumerate(text_index.tolist()):
-        windows[text].append((input_ids[row], offsets[row], special_tokens_mask[row], logits[row]))
+        windows[text].append((input_ids[row], offsets[row], special_tokens_mask[row], scores[row]))
     return [aggregate(text, windows[i], vocab, strategy, ignore_labels) for i, text in enumerate(texts)]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """What aggregation needs of one request: its texts, options and windows (as :func:`aggregate_texts` takes)."""
+
+    texts: list[str]
+    input_ids: np.ndarray
+    offsets: np.ndarray
+    special_tokens_mask: np.ndarray
+    logits: np.ndarray
+    text_index: np.ndarray
+    strategy: Strategy = Strategy.SIMPLE
+    ignore_labels: tuple[str, ...] = ("O",)
+
+
+def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[list[list[dict]]]:
+    """Entities of the texts of many requests: one softmax over the rows of all of them, then each request's
+    pipeline logic with its own options."""
+    if not requests:
+        return []
+    labels = requests[0].logits.shape[-1]
+    scores = softmax(np.concatenate([r.logits.reshape(-1, labels) for r in requests]))
+    bounds = np.cumsum([0, *(r.logits.size // labels for r in requests)])
+    return [aggregate_texts(r.texts, r.input_ids, r.offsets, r.special_tokens_mask, r.logits, r.text_index, vocab,
+                            r.strategy, r.ignore_labels, scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape))
+            for k, r in enumerate(requests)]
 
 
 def to_python(entities: list[dict]) -> list[dict]:

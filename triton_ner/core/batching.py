@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from triton_ner.core.parameters import InvalidInput
+from triton_ner.core.runtime import Runner
 
 
 class Stopped(Exception):
@@ -79,12 +80,15 @@ def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids
     return logits if logits is not None else np.zeros((*input_ids.shape, 0), dtype=np.float32)
 
 
-def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int) -> list[tuple[np.ndarray, int]]:
-    """Rows grouped by the smallest of ``buckets`` that holds each one, in runs of at most ``max_rows``.
+def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
+                max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
+    """Rows grouped by the smallest of ``buckets`` that holds each one, in runs of at most ``max_rows`` rows and
+    ``max_tokens`` padded tokens (at least one row).
 
-    Returns ``(rows, width)`` pairs. Every run has one of a few shapes, so that backends which batch equal shapes
-    only (NVIDIA's onnxruntime and pytorch) batch the runs of many requests, and a short window is padded to
-    its own bucket, not to a long neighbour's length. A row longer than every bucket runs at its own length.
+    Returns ``(rows, width)`` pairs, shortest width first. Every run has one of a few shapes, so that backends
+    which batch equal shapes only (NVIDIA's onnxruntime and pytorch) batch the runs of many requests, and a short
+    window is padded to its own bucket, not to a long neighbour's length. A row longer than every bucket runs at
+    its own length.
     """
     ordered = np.asarray(sorted(buckets))
     index = np.searchsorted(ordered, np.maximum(lengths, 1))
@@ -92,32 +96,82 @@ def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int) ->
     runs = []
     for width in np.unique(widths):
         rows = np.flatnonzero(widths == width)
-        runs.extend((rows[i:i + max_rows], int(width)) for i in range(0, len(rows), max_rows))
+        step = max(1, min(max_rows, max_tokens // int(width))) if max_tokens else max_rows
+        runs.extend((rows[i:i + step], int(width)) for i in range(0, len(rows), step))
     return runs
 
 
-def run_in_buckets(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
-                   attention_mask: np.ndarray, buckets: tuple[int, ...], max_rows: int,
-                   pad_id: int = 0, stopped: Callable[[], Exception | None] | None = None) -> np.ndarray:
-    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in the runs of :func:`bucket_runs`.
+def run_in_buckets(run: Runner, input_ids: np.ndarray, attention_mask: np.ndarray, buckets: tuple[int, ...],
+                   max_rows: int, pad_id: int = 0, stopped: Callable[[], Exception | None] | None = None,
+                   max_tokens: int | None = None) -> np.ndarray:
+    """Logits ``[rows, tokens, labels]`` of one request's padded inputs (:func:`run_requests_in_buckets`); raises
+    the exception ``stopped()`` returns before a run (a :class:`Stopped`), or the run's own."""
+    result = run_requests_in_buckets(run, [(input_ids, attention_mask)], buckets, max_rows, pad_id,
+                                     None if stopped is None else lambda _: stopped(), max_tokens)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    ``stopped()``, asked before each run, returns an exception (a :class:`Stopped`) to raise instead of
-    running the rest.
+
+def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], buckets: tuple[int, ...],
+                            max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
+                            max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:
+    """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
+    :func:`bucket_runs`.
+
+    The runs of one width form a lane and run one after the other; ``lanes(function, lanes)`` runs the lanes
+    (``map``, one after the other; an executor's ``map`` runs them at once, so that the model step sees every
+    width of the batch together). ``stopped(i)``, asked before each run that holds rows of request ``i``, returns
+    an exception (a :class:`Stopped`) when that request must stop: its remaining rows are left out and the
+    exception is its answer. When a run fails, each request with rows in it runs them alone, so that one bad
+    request fails alone.
     """
-    lengths = attention_mask.sum(axis=1)
-    logits = None
-    for rows, width in bucket_runs(lengths, buckets, max_rows):
-        if stopped is not None and (reason := stopped()) is not None:
-            raise reason
-        ids = np.full((len(rows), width), pad_id, dtype=input_ids.dtype)
-        mask = np.zeros((len(rows), width), dtype=attention_mask.dtype)
-        kept = min(width, input_ids.shape[1])
-        ids[:, :kept], mask[:, :kept] = input_ids[rows, :kept], attention_mask[rows, :kept]
-        out = run(ids, mask)
-        if logits is None:
-            logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
-        logits[rows, :kept] = out[:, :kept]
-    return logits
+    lengths = np.concatenate([mask.sum(axis=1) for _, mask in inputs])
+    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
+    ids, masks = pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs])
+    failed: dict[int, Exception] = {}
+
+    def call(rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        padded_ids = np.full((len(rows), width), pad_id, dtype=ids.dtype)
+        padded_mask = np.zeros((len(rows), width), dtype=masks.dtype)
+        kept = min(width, ids.shape[1])
+        padded_ids[:, :kept], padded_mask[:, :kept] = ids[rows, :kept], masks[rows, :kept]
+        return rows, run(padded_ids, padded_mask)[:, :kept]
+
+    def lane(runs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        done = []
+        for rows, width in runs:
+            for i in np.unique(owners[rows]).tolist():
+                if i not in failed and stopped is not None and (reason := stopped(i)) is not None:
+                    failed[i] = reason
+            rows = rows[~np.isin(owners[rows], list(failed))]
+            if not len(rows):
+                continue
+            try:
+                done.append(call(rows, width))
+            except Exception as error:  # noqa: BLE001: find the request at fault: each runs its rows alone
+                alone = np.unique(owners[rows]).tolist()
+                if len(alone) == 1:
+                    failed[alone[0]] = error
+                    continue
+                for i in alone:
+                    try:
+                        done.append(call(rows[owners[rows] == i], width))
+                    except Exception as own:  # noqa: BLE001
+                        failed[i] = own
+        return done
+
+    by_width: dict[int, list] = {}
+    for rows, width in bucket_runs(lengths, buckets, max_rows, max_tokens):
+        by_width.setdefault(width, []).append((rows, width))
+    run_lanes = lanes if len(by_width) > 1 else map  # one lane needs no other thread
+    finished = [piece for pieces in run_lanes(lane, list(by_width.values())) for piece in pieces]
+    labels = finished[0][1].shape[-1] if finished else 0
+    logits = np.zeros((*ids.shape, labels), dtype=np.float32)
+    for rows, out in finished:
+        logits[rows, :out.shape[1]] = out
+    pieces = split_like(logits, [i for i, _ in inputs])
+    return [failed.get(i, piece) for i, piece in enumerate(pieces)]
 
 
 def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: int, vocab_size: int) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -118,17 +119,64 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
 
 def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int,
             max_tokens: int | None = None) -> Batch:
-    """The windows of a request's texts, after refusing what the server cannot answer as the pipeline would.
+    """The windows of one request's texts (:func:`prepare_requests` for one request); raises its refusal."""
+    batch = prepare_requests(tokenizer, [(texts, options)], max_windows, max_tokens)[0]
+    if isinstance(batch, InvalidInput):
+        raise batch
+    return batch
 
-    ``max_windows`` and ``max_tokens`` bound what one request costs: the model's work grows with the tokens
-    of its windows, and while it runs other clients' requests wait.
 
-    Raises:
-        InvalidInput: no text; a stride the tokenizer cannot use; ``none`` on a text longer than one window
-            (the pipeline refuses ``stride`` with ``none``, and truncating would lose entities silently);
-            more windows than ``max_windows`` or more tokens (special tokens and overlaps included, padding
-            not) than ``max_tokens``.
+def prepare_requests(tokenizer, requests: Sequence[tuple[list[str], RequestOptions]], max_windows: int,
+                     max_tokens: int | None = None) -> list[Batch | InvalidInput]:
+    """The windows of each request's texts, or the reason it is refused, with one tokenizer call per stride.
+
+    The texts of every request that shares a stride are encoded together (the fast tokenizer's batch encode),
+    then cut back into one :class:`Batch` per request, padded to its own longest window. ``max_windows`` and
+    ``max_tokens`` bound what one request costs: the model's work grows with the tokens of its windows, and
+    while it runs other clients' requests wait.
+
+    A request is refused (:class:`InvalidInput`, its own, the others unchanged) for: no text; a stride the
+    tokenizer cannot use; ``none`` on a text longer than one window (the pipeline refuses ``stride`` with
+    ``none``, and truncating would lose entities silently); more windows than ``max_windows`` or more tokens
+    (special tokens and overlaps included, padding not) than ``max_tokens``.
     """
+    results: list[Batch | InvalidInput | None] = [None] * len(requests)
+    by_stride: dict[int, list[int]] = {}
+    for i, (texts, options) in enumerate(requests):
+        try:
+            by_stride.setdefault(_admit(tokenizer, texts, options, max_windows), []).append(i)
+        except InvalidInput as error:
+            results[i] = error
+    for stride, members in by_stride.items():
+        counts = [len(requests[i][0]) for i in members]
+        encoded = encode(tokenizer, [text for i in members for text in requests[i][0]], stride)
+        for i, batch in zip(members, split_texts(encoded, counts)):
+            try:
+                _check_windows(tokenizer, batch, requests[i][1], max_tokens)
+                results[i] = batch
+            except InvalidInput as error:
+                results[i] = error
+    return results
+
+
+def split_texts(batch: Batch, counts: list[int]) -> list[Batch]:
+    """Cut a :class:`Batch` of consecutive groups of ``counts`` texts into one batch per group, each padded to its
+    own longest window and with its own ``text_index`` from 0."""
+    bounds = np.cumsum([0, *counts])
+    rows = np.searchsorted(batch.text_index, bounds)  # windows of a text are consecutive, texts in order
+    parts = []
+    for k in range(len(counts)):
+        window = slice(rows[k], rows[k + 1])
+        width = int(batch.attention_mask[window].sum(axis=1).max())
+        parts.append(Batch(
+            input_ids=batch.input_ids[window, :width], attention_mask=batch.attention_mask[window, :width],
+            offsets=batch.offsets[window, :width], special_tokens_mask=batch.special_tokens_mask[window, :width],
+            text_index=batch.text_index[window] - bounds[k]))
+    return parts
+
+
+def _admit(tokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> int:
+    """The request's stride, after refusing what can be refused before tokenizing."""
     if not texts:
         raise InvalidInput("TEXT is empty: send at least one text")
     stride = DEFAULT_STRIDE if options.stride is None else options.stride
@@ -140,15 +188,18 @@ def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: i
         if needed > max_windows:
             raise InvalidInput(f"the texts need {needed} windows of {tokenizer.model_max_length} tokens; the most "
                                f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
-    batch = encode(tokenizer, texts, stride)  # at most max_windows windows: bounded work
+    return stride
+
+
+def _check_windows(tokenizer, batch: Batch, options: RequestOptions, max_tokens: int | None) -> None:
+    """Refuse a request whose windows cost more tokens than allowed, or that ``none`` cannot answer."""
     tokens = int(batch.attention_mask.sum())
     if max_tokens is not None and tokens > max_tokens:
         raise InvalidInput(f"the texts need {tokens:,} tokens in {len(batch.text_index)} windows; the most per "
                            f"request is {max_tokens:,} tokens: send fewer or shorter texts, in several requests")
     if options.aggregation_strategy is Strategy.NONE:
-        long = np.flatnonzero(np.bincount(batch.text_index, minlength=len(texts)) > 1)
+        long = np.flatnonzero(np.bincount(batch.text_index) > 1)
         if len(long):
             raise InvalidInput(f"TEXT[{long[0]}] is longer than the model's {tokenizer.model_max_length} tokens "
                                "and aggregation_strategy 'none' cannot combine windows (as in the pipeline): "
                                "choose simple, first, average or max")
-    return batch
