@@ -16,6 +16,11 @@ a CPU with AVX-512 BF16 or AMX), and the cost of text length (10 to 2,000 words)
 intra-op threads, against the Python-backend runner of ``config.pbtxt``. It prints a Markdown table, checks the
 targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--only onnxruntime-backend`` runs
 only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows.
+
+Last, the serving path's own ceiling (:mod:`triton_ner.loadtest.ceiling`, ``--only ceiling`` alone): the fixture
+model, whose compute is negligible, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
+clients with 1 and 8 texts per request, and the full-size model in the GPU config at 64 clients; it writes
+``ceiling.md``, ``ceiling.json`` and ``ceiling.png``.
 """
 
 from __future__ import annotations
@@ -170,6 +175,7 @@ class Rows(str, enum.Enum):
     ALL = "all"
     ONNXRUNTIME_BACKEND = "onnxruntime-backend"  # served FP32: Python-backend runner vs NVIDIA's backend
     BF16 = "bf16"  # served FP32 (ONNX Runtime) and BF16 (TorchScript cast at load), in process and served
+    CEILING = "ceiling"  # the serving path around a negligible model (loadtest/ceiling.py)
 
 
 def ort_row_name(threads: int) -> str:
@@ -252,7 +258,9 @@ def targets(rows: list[Row]) -> list[Target]:
            served[p].texts_per_s / find("pipeline batch 32", "fp32").texts_per_s, 1.5, True)
           for p in ("fp32", "int8")),
         ("served fp32 c=1 p50 - in-process single-text p50 (ms)",
-         find("served", "fp32", 1).percentile(50) - single.percentile(50), 5.0, False),
+         find("served", "fp32", 1).percentile(50) - single.percentile(50), 3.0, False),
+        ("served fp32 c=1 / in-process batch 1", find("served", "fp32", 1).texts_per_s / single.texts_per_s, 0.85,
+         True),
         ("served int8 c=32 / served fp32 c=32", served["int8"].texts_per_s / served["fp32"].texts_per_s, 1.6, True),
         # The default configuration's memory; the other rows' is in the table (BF16 loads PyTorch, the GPU configs
         # run on CPU have eight text-step processes).
@@ -335,6 +343,38 @@ def plot(rows: list[Row], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say) -> None:
+    """The serving path's ceiling (:mod:`triton_ner.loadtest.ceiling`): its table, targets, JSON and plot, and the
+    docs page of the table and plot (``docs/ceiling.md``)."""
+    from triton_ner.loadtest import ceiling
+    from triton_ner.server import onnxruntime_backend
+
+    fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
+                                         lambda m: say(f"export: {m}"))
+    points = ceiling.serve_points(fixture, ceiling.CPU_DEFAULT, say)
+    if onnxruntime_backend() is None:
+        say("NVIDIA's onnxruntime backend is not built (make backends): no GPU-config rows in the ceiling")
+    else:
+        switched = onnxruntime_backend_repository(fixture, repository.with_name(f"{repository.name}-fixture-gpu"), 1)
+        points += ceiling.serve_points(switched, ceiling.GPU_ON_CPU, say, config_name="gpu")
+        switched = onnxruntime_backend_repository(full_size, repository.with_name(f"{repository.name}-onnxruntime"), 1)
+        points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name="gpu", loads=((64, 1),),
+                                       seconds=20.0)
+    checks = ceiling.targets(points)
+    table = ceiling.markdown(points) + "\n\n" + ceiling.markdown_targets(checks)
+    print(table)
+    (output / "ceiling.md").write_text(table + "\n")
+    (output / "ceiling.json").write_text(json.dumps({
+        "points": [p.summary() for p in points],
+        "targets": [dict(zip(("text", "measured", "bound", "at_least"), c)) for c in checks]}, indent=2) + "\n")
+    ceiling.plot(points, output / "ceiling.png")
+    say(f"wrote {output / 'ceiling.md'}, ceiling.json and ceiling.png")
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(output / "ceiling.png", docs / "ceiling.png")
+    (docs / "ceiling.md").write_text(ceiling.page(table))
+    say(f"wrote {docs / 'ceiling.md'} and {docs / 'ceiling.png'}")
+
+
 @app.command()
 def main(
     texts: Annotated[int, typer.Option(min=32, help="Texts of the corpus per measurement.")] = 384,
@@ -342,9 +382,12 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
+    docs: Annotated[Path, typer.Option(help="Where the ceiling's docs page and plot are written (ceiling.md, "
+                                            "ceiling.png).")] = Path("docs"),
     only: Annotated[Rows, typer.Option(help="Which rows: all; onnxruntime-backend: the served FP32 rows of the "
                                             "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
-                                            "and BF16 in process and served (no targets, no plot).")]
+                                            "and BF16 in process and served (no targets, no plot); ceiling: the "
+                                            "serving path around the fixture model.")]
     = Rows.ALL,
 ) -> None:
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
@@ -379,6 +422,9 @@ def main(
                 seconds, latencies = served_run(server.grpc_url, corpus, concurrency)
             record(Row(name, precision, concurrency, len(corpus), seconds, latencies, memory.peak_mb))
 
+    if only is Rows.CEILING:
+        ceiling_section(repo, repository, output, docs, say)
+        return
     if everything:
         say("transformers pipeline")
         pipe = pipeline("token-classification",
@@ -423,6 +469,9 @@ def main(
                                                       threads)
             with TritonServer(ort_repo, free_ports(), config_name="gpu") as server:
                 served_rows(server, ort_row_name(threads), "fp32")
+
+    if everything:
+        ceiling_section(repo, repository, output, docs, say)
 
     checks = targets(rows) if everything else []
     table = markdown(rows, checks)

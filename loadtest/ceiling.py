@@ -9,6 +9,7 @@ gRPC clients (one process, ``tritonclient.grpc.aio``) for a fixed time per point
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -19,6 +20,9 @@ from triton_ner.core import names
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
 STEPS = (names.TOKENIZER, names.MODEL, names.AGGREGATE)
+CPU_DEFAULT = "config.pbtxt"
+GPU_ON_CPU = "gpu on CPU"  # configs/gpu.pbtxt switched to CPU (export.configs.on_cpu): NVIDIA's onnxruntime backend
+FULL_SIZE_GPU = "full-size, gpu on CPU"
 SENTENCE = "Angela Merkel met Emmanuel Macron in Paris on Monday to talk about Airbus and the European Union."
 
 
@@ -35,6 +39,7 @@ class Point:
     step_ms_per_text: dict[str, float]  # each step's compute time (all its executions) per text served
     model_average_batch: float  # windows per execution of ner_model
     text_average_batch: float  # requests per execution of the tokenizer
+    server_rss_mb: float | None = None
 
     @property
     def texts_per_s(self) -> float:
@@ -105,11 +110,129 @@ def measure(url: str, variant: str, concurrency: int, texts_per_request: int, se
 
 def markdown(points: list[Point]) -> str:
     lines = ["| variant | clients | texts/request | texts/s | p50 ms | p99 ms | tokenizer ms/text | "
-             "ner_model ms/text | aggregate ms/text | requests per text-step execute | ner_model average batch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ner_model ms/text | aggregate ms/text | requests per text-step execute | ner_model average batch | "
+             "server RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         step = [f"{p.step_ms_per_text.get(m, float('nan')):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
                      f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | "
-                     f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} |")
+                     f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} | "
+                     f"{f'{p.server_rss_mb:.0f}' if p.server_rss_mb else '-'} |")
     return "\n".join(lines)
+
+
+def serve_points(repository, variant: str, say, config_name: str | None = None,
+                 loads=tuple((c, t) for t in TEXTS_PER_REQUEST for c in CONCURRENCY), seconds: float = 8.0,
+                 ) -> list[Point]:
+    """Start the local Triton on ``repository`` and measure each ``(clients, texts per request)`` of ``loads``."""
+    from triton_ner.loadtest.bench import MemorySampler
+    from triton_ner.server import TritonServer, free_ports
+
+    points = []
+    with TritonServer(repository, free_ports(), config_name=config_name) as server:
+        for concurrency, texts in loads:
+            with MemorySampler(server.process.pid) as memory:
+                point = measure(server.grpc_url, variant, concurrency, texts, seconds)
+            point.server_rss_mb = memory.peak_mb
+            points.append(point)
+            say(f"ceiling {variant} c={concurrency} x{texts}: {point.texts_per_s:.0f} texts/s, "
+                f"p50 {point.percentile(50):.1f} ms, ner_model average batch {point.model_average_batch:.1f}")
+    return points
+
+
+def fixture_repository(output, log):
+    """The fixture model exported with its CPU and GPU configs, reused when present."""
+    from triton_ner.export.fixture import fixture_model
+    from triton_ner.export.repository import build
+    from triton_ner.export.source import Checkpoint
+
+    checkpoint = fixture_model()
+    manifest = output / names.MANIFEST
+    if not (manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint)):
+        build(Checkpoint(checkpoint, str(checkpoint)), output, force=True, log=log)
+    return output
+
+
+def text_steps_ms(point: Point) -> float:
+    """The text steps' own compute per text: the tokenizer's time less the model step's, which it waits for, plus
+    the aggregation's."""
+    ms = point.step_ms_per_text
+    return ms[names.TOKENIZER] - ms[names.MODEL] + ms[names.AGGREGATE]
+
+
+def targets(points: list[Point]) -> list[tuple[str, float, float, bool]]:
+    """(what, measured, bound, at least) for the serving path's targets, from this run's points."""
+    def find(variant, concurrency, texts):
+        return next((p for p in points if (p.variant, p.concurrency, p.texts_per_request) ==
+                     (variant, concurrency, texts)), None)
+
+    checks = []
+    if (cpu := find(CPU_DEFAULT, 64, 1)) is not None:
+        checks += [("fixture model, config.pbtxt, 64 clients x 1 text: texts/s", cpu.texts_per_s, 1000.0, True),
+                   ("  text steps' own compute, ms per text (1 text per request)", text_steps_ms(cpu), 0.5, False),
+                   ("  ner_model compute, ms per request (1 text per request)", cpu.step_ms_per_text[names.MODEL],
+                    0.3, False)]
+    if (eight := find(CPU_DEFAULT, 64, 8)) is not None:
+        checks.append(("  text steps' own compute, ms per text (8 texts per request)", text_steps_ms(eight), 0.15,
+                       False))
+    if (full := find(FULL_SIZE_GPU, 64, 1)) is not None:
+        checks.append(("full-size model, gpu on CPU, 64 clients: ner_model average batch", full.model_average_batch,
+                       16.0, True))
+    return checks
+
+
+def markdown_targets(checks) -> str:
+    lines = ["| target | measured | bound | holds |", "|---|---|---|---|"]
+    for text, measured, bound, at_least in checks:
+        holds = measured >= bound if at_least else measured <= bound
+        lines.append(f"| {text} | {measured:.2f} | {'≥' if at_least else '≤'} {bound:g} | {'yes' if holds else 'NO'} |")
+    return "\n".join(lines)
+
+
+def plot(points: list[Point], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for variant, colour in ((CPU_DEFAULT, "tab:blue"), (GPU_ON_CPU, "tab:green")):
+        for texts, style in zip(TEXTS_PER_REQUEST, ("o-", "s--")):
+            line = [p for p in points if p.variant == variant and p.texts_per_request == texts]
+            if line:
+                xs = [p.concurrency for p in line]
+                label = f"{variant}, {texts} text{'s' if texts > 1 else ''}/request"
+                left.plot(xs, [p.texts_per_s for p in line], style, color=colour, label=label)
+                right.plot(xs, [p.model_average_batch for p in line], style, color=colour, label=label)
+    left.set(xlabel="concurrent clients", ylabel="texts/s", title="Serving-path ceiling (fixture model)",
+             xscale="log")
+    right.set(xlabel="concurrent clients", ylabel="windows per execution", title="ner_model average batch",
+              xscale="log", yscale="log")
+    for axis in (left, right):
+        axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def page(table: str) -> str:
+    """The docs page of one run: what is measured, the table and targets, the plot."""
+    return f"""# The serving path's ceiling
+
+Written by `make bench` (or `make bench BENCH_ARGS="--only ceiling"`) from one run; do not edit by hand.
+
+The ensemble served around the fixture model, whose own compute is negligible, so that what is measured is the
+cost of gRPC, the ensemble and the two Python-backend text steps, and how many windows they hand the model step at
+once. Asynchronous gRPC clients in one process on the same machine send the same short news sentence, 1 or 8 per
+request, for 8 seconds per row (20 s for the full-size model). Each step's compute time per text and the average
+batches come from Triton's statistics (`/v2/models/stats`) before and after the row: the tokenizer's time includes
+its wait for its `ner_model` calls, so the text steps' own compute is the tokenizer's less `ner_model`'s, plus the
+aggregation's. `gpu on CPU` is `configs/gpu.pbtxt` switched to CPU (`export.configs.on_cpu`: NVIDIA's onnxruntime
+backend, one intra-op thread); the last row is the full-size benchmark model (random weights) in that
+configuration, whose model step is the slowest, as on a GPU under load.
+
+{table}
+
+![texts/s and ner_model's average batch against concurrent clients](ceiling.png)
+"""
