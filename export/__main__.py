@@ -42,6 +42,11 @@ def main(
                                                            "runs beside a long one).")] = ServingOptions.cpu_instances,
     gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: tokenizer and aggregation processes.")]
     = ServingOptions.gpu_text_instances,
+    text_instances: Annotated[int, typer.Option(min=1, help="CPU: tokenizer processes (with two, a short request "
+                                                            "is tokenized while a long one runs).")]
+    = ServingOptions.text_instances,
+    text_batch_size: Annotated[int, typer.Option(min=1, help="Most requests one execute of a text step takes.")]
+    = ServingOptions.text_batch_size,
     max_text_bytes: Annotated[int, typer.Option(min=1, help="Largest text a request may hold (UTF-8 bytes); larger "
                                                             "is refused, INVALID_ARGUMENT.")]
     = ServingOptions.max_text_bytes,
@@ -73,6 +78,7 @@ def main(
         raise cli.fail("export", f"--format {format!r} is not one of: {', '.join(FORMATS)}", cli.USAGE)
     options = ServingOptions(max_batch_size=max_batch_size, gpu_max_batch_size=gpu_max_batch_size,
                              instances=instances, cpu_instances=cpu_instances, gpu_text_instances=gpu_text_instances,
+                             text_instances=text_instances, text_batch_size=text_batch_size,
                              max_text_bytes=max_text_bytes, max_tokens_per_request=max_tokens_per_request,
                              max_queue_size=max_queue_size, text_queue_size=text_queue_size,
                              queue_timeout_s=queue_timeout, tensorrt=tensorrt)
