@@ -100,8 +100,8 @@ class ServingOptions:
             model calls of its batch, so with two a short request is tokenized while a long one runs.
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
-        intra_op_threads: Threads per CPU model-step instance; 0 shares the machine's cores evenly among the
-            instances.
+        intra_op_threads: Threads per CPU model-step instance; 0: every core for ONNX Runtime (whose threads
+            do not spin), the cores shared evenly among the instances for TorchScript.
         tensorrt: On GPU, let ONNX Runtime run the plain FP32 graph with TensorRT in FP16.
         num_labels: Labels of the checkpoint (the last dimension of ``logits``).
     """

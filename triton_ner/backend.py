@@ -102,15 +102,19 @@ def model_runner(model_name: str, inputs: tuple[str, str], output: str):
     return run
 
 
-def instance_threads(args: dict, configured: int) -> int:
-    """Intra-op threads of a model instance: ``configured``, or with 0 the cores this process may use shared
-    evenly among the model's CPU instances (two instances on two cores: one thread each, so that neither spins
-    on the other's core while a short request runs beside a long one)."""
+def instance_threads(args: dict, configured: int, spinning: bool = True) -> int:
+    """Intra-op threads of a model instance: ``configured``; with 0, every core this process may use for a runtime
+    whose threads do not spin (ONNX Runtime here), else those cores shared evenly among the model's CPU instances
+    (two instances on two cores: one thread each, so that neither spins on the other's core while a short request
+    runs beside a long one)."""
     if configured:
         return configured
+    cores = len(os.sched_getaffinity(0))
+    if not spinning:
+        return cores
     groups = json.loads(args["model_config"]).get("instance_group", [])
     instances = sum(g.get("count", 1) for g in groups if g.get("kind", "KIND_CPU") == "KIND_CPU") or 1
-    return max(1, len(os.sched_getaffinity(0)) // instances)
+    return max(1, cores // instances)
 
 
 def instance_device(args: dict) -> str:

@@ -33,6 +33,9 @@ def onnx_runner(path: Path, threads: int = 0) -> Runner:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Threads that wait without spinning: two model-step processes on the same cores then share them (a lone
+    # request uses them all) instead of each spinning on the other's.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ from triton_ner.core.tokenization import checkpoint_config
 class TritonPythonModel:
     def initialize(self, args):
         path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
-        self.run = load_runner(path, instance_threads(args, int(config_parameter(args, "intra_op_threads"))),
-                               instance_device(args), config_parameter(args, "precision"))
+        threads = instance_threads(args, int(config_parameter(args, "intra_op_threads")),
+                                   spinning=not path.endswith(".onnx"))
+        self.run = load_runner(path, threads, instance_device(args), config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
         self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
