@@ -105,6 +105,15 @@ def _copy_code(repository: Path, code: Traversable | None = None) -> None:
         (repository / model / "1" / "model.py").write_bytes(source.read_bytes())
 
 
+def code_is_current(repository: Path, code: Traversable | None = None) -> bool:
+    """Whether every Python-backend model's ``model.py`` in ``repository`` is the one this installation ships (an
+    export made by an older version keeps its own copies)."""
+    code = code or models_code()
+    return all((repository / model / "1" / "model.py").is_file()
+               and (repository / model / "1" / "model.py").read_bytes() == (code / model / "1" / "model.py").read_bytes()
+               for model in PYTHON_MODELS)
+
+
 def _save_tokenizer(tokenizer, model, folder: Path) -> None:
     """The tokenizer files and the checkpoint's config.json (labels), all the text steps read."""
     folder.mkdir(parents=True)

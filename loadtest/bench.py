@@ -187,13 +187,14 @@ def prepare_repository(output: Path, log) -> Path:
     and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when present."""
     from triton_ner.export.configs import Format, Precision, Target
     from triton_ner.export.fixture import benchmark_model
-    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.repository import ExportPlan, build, code_is_current
     from triton_ner.export.source import Checkpoint
     from triton_ner.core import names
 
     checkpoint = benchmark_model()
     manifest = output / names.MANIFEST
-    if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint) and (
+    if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint) and code_is_current(
+            output) and (
             output / names.MODEL / "configs" / "gpu.pbtxt").exists() and (
             output / names.MODEL / "configs" / "bf16.pbtxt").exists():
         return output

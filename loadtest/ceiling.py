@@ -141,14 +141,15 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
 
 
 def fixture_repository(output, log):
-    """The fixture model exported with its CPU and GPU configs, reused when present."""
+    """The fixture model exported with its CPU and GPU configs, reused when present and of this code."""
     from triton_ner.export.fixture import fixture_model
-    from triton_ner.export.repository import build
+    from triton_ner.export.repository import build, code_is_current
     from triton_ner.export.source import Checkpoint
 
     checkpoint = fixture_model()
     manifest = output / names.MANIFEST
-    if not (manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint)):
+    if not (manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint)
+            and code_is_current(output)):
         build(Checkpoint(checkpoint, str(checkpoint)), output, force=True, log=log)
     return output
 

@@ -64,3 +64,12 @@ def test_what_the_export_writes_by_default_is_ignored_by_git():
     done = subprocess.run(["git", "check-ignore", "-q", str(REPOSITORY / "manifest.json")], cwd=PROJECT_ROOT,
                           check=False)
     assert done.returncode == 0, f"{REPOSITORY} is not ignored by git"
+
+
+def test_an_export_with_other_model_code_is_not_current(tmp_path):
+    from triton_ner.export.repository import code_is_current
+
+    _copy_code(tmp_path)
+    assert code_is_current(tmp_path)
+    (tmp_path / "ner_tokenizer" / "1" / "model.py").write_text("# an older version\n")
+    assert not code_is_current(tmp_path)
