@@ -42,8 +42,8 @@ def main(
                                                            "runs beside a long one).")] = ServingOptions.cpu_instances,
     gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: tokenizer and aggregation processes.")]
     = ServingOptions.gpu_text_instances,
-    text_instances: Annotated[int, typer.Option(min=1, help="CPU: tokenizer processes (with two, a short request "
-                                                            "is tokenized while a long one runs).")]
+    text_instances: Annotated[int, typer.Option(min=1, help="CPU: tokenizer processes (with several, a short "
+                                                            "request is tokenized while a long one runs).")]
     = ServingOptions.text_instances,
     text_batch_size: Annotated[int, typer.Option(min=1, help="Most requests one execute of a text step takes.")]
     = ServingOptions.text_batch_size,

@@ -96,8 +96,9 @@ class ServingOptions:
         instances: Model-step instances (processes on CPU, copies per GPU).
         cpu_instances: Model-step processes of the CPU configurations: with two, a short request runs beside a
             long one instead of waiting for it to end.
-        text_instances: Tokenizer instances (CPU processes) of the CPU configurations: the tokenizer waits for the
-            model calls of its batch, so with two a short request is tokenized while a long one runs.
+        text_instances: Tokenizer instances (CPU processes, about 85 MB each) of the CPU configurations: the
+            tokenizer waits for the model calls of its batch, so with several a short request is tokenized while a
+            long one runs (served BF16 at 32 clients: 107 texts/s with four, 82 with two).
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
         intra_op_threads: Threads per CPU model-step instance; 0: every core for ONNX Runtime (whose threads
@@ -118,7 +119,7 @@ class ServingOptions:
     queue_timeout_s: float = 60.0
     instances: int = 1
     cpu_instances: int = 2
-    text_instances: int = 2
+    text_instances: int = 4
     gpu_text_instances: int = 4
     intra_op_threads: int = 0
     tensorrt: bool = False
