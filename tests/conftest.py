@@ -111,6 +111,13 @@ def triton(server_of):
     return server_of("conll")
 
 
+@pytest.fixture(autouse=True)
+def _session_server_alive(request):
+    """A test of the session's server fails with how that server ended, if it ended before the test."""
+    if "triton" in request.fixturenames and request.getfixturevalue("triton").died:
+        pytest.fail(request.getfixturevalue("triton").died)
+
+
 @pytest.fixture(scope="session")
 def parity_texts():
     """Generated CoNLL-style sentences plus the seed sentence."""

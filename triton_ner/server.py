@@ -401,6 +401,7 @@ class TritonServer:
         self._stopping = Event()
         self._reloads = 0
         self._replaced = 0  # copies swapped out after a stub died, which Triton 2.51 never releases
+        self.died: str | None = None  # how the server ended, if it ended while serving
 
     @property
     def http_url(self) -> str:
@@ -536,6 +537,17 @@ class TritonServer:
             present = {pid for pid, _, _ in children}
             known = {pid: name for pid, name in (known | stub_processes(self.process.pid, children)).items()
                      if pid in present and pid not in retiring}
+        if not self._stopping.is_set():
+            self._report_exit()
+
+    def _report_exit(self) -> None:
+        """Say on stderr, once, that tritonserver exited while it was meant to serve: how, and its last lines."""
+        if self._drainer:
+            self._drainer.join(2)  # the output up to the exit
+        code = self.process.returncode
+        how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+        self.died = f"tritonserver (pid {self.process.pid}) {how} while serving"
+        print(f"server: {self.died}; its last lines:\n{self._last_lines()}", file=sys.stderr, flush=True)
 
     def _index(self) -> list[dict]:
         """Triton's repository index: every model with its ``state``; OSError or ValueError when it does not
