@@ -98,7 +98,8 @@ class ServingOptions:
             long one instead of waiting for it to end.
         text_instances: Tokenizer instances (CPU processes, about 85 MB each) of the CPU configurations: the
             tokenizer waits for the model calls of its batch, so with several a short request is tokenized while a
-            long one runs (served BF16 at 32 clients: 107 texts/s with four, 82 with two).
+            long one runs (served BF16 at 32 clients: 82 texts/s with two, 107 with four, at about 85 MB more
+            per process: ``--text-instances`` raises it).
         gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
             text steps keep a GPU busy.
         intra_op_threads: Threads per CPU model-step instance; 0: every core for ONNX Runtime (whose threads
@@ -119,7 +120,7 @@ class ServingOptions:
     queue_timeout_s: float = 60.0
     instances: int = 1
     cpu_instances: int = 2
-    text_instances: int = 4
+    text_instances: int = 2
     gpu_text_instances: int = 4
     intra_op_threads: int = 0
     tensorrt: bool = False
