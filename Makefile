@@ -73,13 +73,19 @@ soak: setup
 bench: setup
 	$(PY) -m triton_ner.loadtest.bench $(BENCH_ARGS)
 
-## GPU check on a lent NVIDIA GPU (loadtest/gpu_check.py): GPU logits proven against CPU FP32, the model alone
-## at batch 1-256 x 16-512 tokens, served when the local Triton is installed; results/gpu-check/gpu_check.json.
-## No setup step: the lent machine's own python (GPU_PYTHON) has what it needs. Without a GPU: a CPU dry run.
-GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
-.PHONY: gpu-check
+## GPU check (loadtest/gpu_check.py), on any machine with an NVIDIA GPU and PyTorch: GPU logits proven against
+## CPU FP32, the model alone at batch 1-256 x 16-512 tokens, the ensemble served at concurrency 1-256 through the
+## serving pack or the local Triton; results/gpu-check/gpu_check.json. No setup step: the machine's python (or
+## .venv's) needs torch, transformers and tokenizers only. Without a GPU: a CPU dry run.
+CHECK_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+.PHONY: gpu-check gpu-check-pack
 gpu-check:
-	$(GPU_PYTHON) -m triton_ner.loadtest.gpu_check $(GPU_CHECK_ARGS)
+	$(CHECK_PY) -m triton_ner.loadtest.gpu_check $(GPU_CHECK_ARGS)
+
+## What gpu-check needs to serve on a GPU machine without Triton (loadtest/gpu_pack.py): the local Triton runtime
+## and TorchScript repositories without weights, in build/gpu-check/serving-pack.tar.gz (about 40 MB).
+gpu-check-pack: setup
+	$(PY) -m triton_ner.loadtest.gpu_pack $(GPU_PACK_ARGS)
 
 ## Regenerate the committed config.pbtxt files from export/configs.py.
 configs: setup

@@ -1,43 +1,42 @@
-"""``make gpu-check``: one prepared run on a lent NVIDIA GPU, proving the GPU numerics and measuring them.
+"""``make gpu-check``: a one-shot validation and benchmark on a machine with an NVIDIA GPU and PyTorch.
 
-Steps, in one process, with a time budget (7 minutes by default, for an 8-minute slot on one H200):
+Steps, in one process, with a time budget (7 minutes by default):
 
 1. the full-size benchmark model (DistilBERT with random weights, built in seconds) traced to TorchScript with
-   the exporter (``export.convert.export_torchscript``, as it is in the tree);
+   the exporter (``export.convert.export_torchscript``);
 2. proofs: no device constant in the traced file; the project's runner on ``cuda`` in FP32 within 1e-3 of
    PyTorch on CPU (proof texts up to 512 tokens) and of the CPU runner (agreement corpus); FP16 and BF16 on
    ``cuda`` finding the same entities as CPU FP32 on the exporter's agreement corpus (:data:`MIN_AGREEMENT`);
 3. the model alone (the project's runner, host arrays in and out) at batch 1-256 × 16-512 tokens per precision:
    median latency, sequences/s, tokens/s, CUDA-synchronised, after warmup;
-4. the served ensemble through the local Triton at concurrency 1-64, one text per request, when nvidia-pytriton
-   and tritonclient are installed: the TorchScript export, ``configs/cuda.pbtxt`` (Python-backend runner in FP16
-   on the GPU) when there is a GPU and the export wrote it, else ``config.pbtxt`` (on CPU). Without those
-   packages the step is recorded as skipped, which is not a failure.
+4. the served ensemble, TorchScript export, ``configs/cuda.pbtxt`` (the Python-backend runner in FP16 on the GPU;
+   ``config.pbtxt`` on CPU), at concurrency 1-256 with 1 and 8 short texts per request over Triton's HTTP/JSON
+   API: texts/s, latency, ``ner_model``'s average batch, against the model alone. Triton comes from the serving
+   pack (``make gpu-check-pack``, :mod:`loadtest.gpu_pack`) when there is one, else from the installed
+   nvidia-pytriton wheel; with neither, the step is recorded as skipped, which is not a failure.
 
 It writes ``results/gpu-check/gpu_check.json``, prints Markdown tables and exits 1 when a proof fails or a step
 raises. Without a GPU (or with ``--dry-run``) the same steps run on CPU with the fixture model and a small grid,
-in well under a minute: ``tests/integration/test_gpu_check.py`` runs that dry run in the test suite.
+in about a minute: ``tests/integration/test_gpu_check.py`` runs that dry run, through a serving pack too.
 
-On a lent machine: nothing needs to travel beyond the git tree. Steps 1-3 import torch, transformers,
-tokenizers and numpy (all on the machine; typer too, as transformers 5.17 requires it) and the project's
-``export``/``ner``/``loadtest`` packages from the tree, never tritonclient, grpc, protobuf or onnx; the models are
-built there (the 260 MB benchmark weights are never committed or carried). From the repository root::
+On the GPU machine steps 1-4 need torch, transformers, tokenizers and numpy and the project's source tree, never
+tritonclient, grpc, protobuf or onnx; the models are built there (the 260 MB benchmark weights never travel).
+Where Triton is not installed, make the pack where it is and copy it along (``build/gpu-check/``). From the
+repository root::
 
-    make gpu-check                       # .venv/bin/python if there is one, else python3 (GPU_PYTHON=...)
-    python -m triton_ner.loadtest.gpu_check         # the same; --help for the options
-
-and keep ``results/gpu-check/gpu_check.json`` (the printed tables hold the same figures). Where only one folder
-comes back from the machine, write there: ``make gpu-check GPU_CHECK_ARGS="--output $OUT"``. Rehearsed on CPU
-with the lent machine's libraries (transformers 5.17, huggingface_hub 1.x, no Triton packages): the dry run and
-the full-size model's proofs pass; it has not run on a GPU yet.
+    make gpu-check-pack                  # where the local Triton is installed (make setup); about 40 MB
+    make gpu-check                       # .venv/bin/python if there is one, else python3 (PYTHON=...)
+    python -m triton_ner.loadtest.gpu_check --help
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -49,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
+
 PRECISIONS = ("fp32", "fp16", "bf16")
 FP32_TOLERANCE = 1e-3
 # Entity agreement with CPU FP32 on the agreement corpus. The benchmark model has random weights, so many tokens
@@ -56,7 +57,8 @@ FP32_TOLERANCE = 1e-3
 # mantissa) 98.8% over 4,180 entities. The bounds leave room for the GPU's other summation order and still
 # catch a broken precision (overflow, NaN, a wrong mask), which agrees on next to nothing.
 MIN_AGREEMENT = {"fp16": 0.98, "bf16": 0.95}
-SKIPPED_NO_TRITON = "skipped: no local tritonserver (the nvidia-pytriton wheel is not installed)"
+SKIPPED_NO_TRITON = ("skipped: no serving pack and no local tritonserver (make gpu-check-pack where the "
+                     "nvidia-pytriton wheel is installed)")
 SKIPPED_BUDGET = "skipped: time budget spent"
 DEFAULT_OUTPUT = Path("results/gpu-check")
 DEFAULT_BUDGET_S = 420.0
@@ -74,14 +76,16 @@ class Plan:
     lengths: tuple[int, ...]
     warmup: int
     repeats: int
-    served_texts: int
     concurrency: tuple[int, ...]
+    texts_per_request: tuple[int, ...]
+    served_seconds: float  # of load per served cell
 
 
 FULL = Plan(False, "cuda", "benchmark", (1, 8, 32, 128, 256), (16, 64, 128, 512), warmup=3, repeats=10,
-            served_texts=512, concurrency=(1, 8, 32, 64))
-DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, served_texts=32,
-               concurrency=(1, 8))
+            concurrency=(1, 16, 64, 256), texts_per_request=(1, 8), served_seconds=5.0)
+DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, concurrency=(1, 16),
+               texts_per_request=(1, 8), served_seconds=1.5)
+SERVED_TEXTS = 512  # short sentences, sent in turn
 
 
 @dataclass
@@ -281,51 +285,96 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
     return rows
 
 
-def served_available() -> bool:
-    """Whether the local Triton (nvidia-pytriton) and the gRPC client (tritonclient) can be imported."""
-    return all(importlib.util.find_spec(name) is not None for name in ("pytriton", "tritonclient"))
+def local_triton() -> bool:
+    """Whether the local Triton (nvidia-pytriton) and the export's config writer (protobuf) can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in ("pytriton", "google.protobuf"))
 
 
-def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable[[str], None]) -> dict:
-    """Step 4: export a repository, serve it with the local Triton, one text per request at each concurrency."""
-    if not served_available():
-        return {"status": SKIPPED_NO_TRITON, "rows": []}
-    from triton_ner.export.configs import Format, Precision, Target
-    from triton_ner.export.repository import ExportPlan, build
+def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None, log: Callable[[str], None]):
+    """The repository to serve and the runtime folder (None: the installed wheel), or None when neither a pack
+    nor the local Triton is there."""
+    from triton_ner.loadtest import gpu_pack
+
+    if pack is not None and pack.is_file():
+        unpacked = gpu_pack.unpack(pack, work / "pack", plan.model, traced.torchscript)
+        log(f"serving through the pack {pack}")
+        return unpacked.repository, unpacked.runtime
+    if not local_triton():
+        return None
+    from triton_ner.export.repository import build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.loadtest.bench import served_run
-    from triton_ner.loadtest.texts import benchmark_corpus
-    from triton_ner.core import names
-    from triton_ner.server import TritonServer, free_ports
 
     repository = work / "model_repository"
-    # TorchScript only: config.pbtxt runs it on CPU, configs/cuda.pbtxt in FP16 on the GPU (proven at export).
-    export_plan = ExportPlan(frozenset({Format.TORCHSCRIPT}), frozenset({Precision.FP32, Precision.FP16}),
-                             Target.BOTH, min_agreement=MIN_AGREEMENT["fp16"])
-    build(Checkpoint(traced.checkpoint, plan.model), repository, export_plan, log=lambda m: log(f"export {m}"))
-    cuda_variant = (repository / names.MODEL / "configs" / "cuda.pbtxt").exists()
-    config_name = "cuda" if plan.device.startswith("cuda") and cuda_variant else None
-    texts = benchmark_corpus(plan.served_texts, seed=0)
+    build(Checkpoint(traced.checkpoint, plan.model), repository, gpu_pack.export_plan(),
+          log=lambda m: log(f"export {m}"))
+    return repository, None
+
+
+def _model_alone_reference(grid: list[dict], precision: str, batch: float | None, tokens: int) -> dict | None:
+    """The model-alone cell to hold a served row against: the served precision, the smallest grid batch at least
+    ``batch`` (else the largest), at the smallest grid length at least ``tokens`` (else the longest)."""
+    cells = [r for r in grid if r.get("precision") == precision and "sequences_per_s" in r]
+    if not cells or batch is None:
+        return None
+    lengths = sorted({r["length"] for r in cells})
+    length = next((n for n in lengths if n >= tokens), lengths[-1])
+    batches = sorted({r["batch"] for r in cells if r["length"] == length})
+    size = next((b for b in batches if b >= batch), batches[-1])
+    return next(r for r in cells if r["length"] == length and r["batch"] == size)
+
+
+def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable[[str], None],
+          pack: Path | None = None, grid: list[dict] | None = None) -> dict:
+    """Step 4: serve the TorchScript repository and load it at each concurrency and texts per request."""
+    found = _served_repository(plan, traced, work, pack, log)
+    if found is None:
+        return {"status": SKIPPED_NO_TRITON, "rows": []}
+    repository, runtime = found
+    from triton_ner.core import names
+    from triton_ner.export import corpus
+    from triton_ner.loadtest.http_load import average_batch, model_statistics, run_load
+    from triton_ner.server import TritonServer, free_ports
+
+    config_name = "cuda" if plan.device.startswith("cuda") else None
+    precision = "fp16" if config_name else "fp32"  # what configs/cuda.pbtxt and config.pbtxt run
+    rng = random.Random(0)
+    texts = [corpus.sentence(rng).text for _ in range(SERVED_TEXTS)]
+    tokens = int(np.median([len(traced.tokenizer(text)["input_ids"]) for text in texts]))
     rows: list[dict] = []
-    with TritonServer(repository, free_ports(), config_name=config_name) as server:
+    with TritonServer(repository, free_ports(), config_name=config_name, runtime=runtime) as server:
         log(f"Triton ready ({config_name or 'config'}.pbtxt)")
-        served_run(server.grpc_url, texts[:64], 8)  # warmup: every model step has run a few batches
+        run_load(server.http_url, texts, 8, 8, 1.0, processes=1)  # warmup: every step has run a few batches
         for concurrency in plan.concurrency:
-            if time.monotonic() > deadline:
-                rows.append({"concurrency": concurrency, "error": SKIPPED_BUDGET})
-                continue
-            seconds, latencies = served_run(server.grpc_url, texts, concurrency)
-            p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist()
-            rows.append({"concurrency": concurrency, "texts": len(texts), "seconds": seconds,
-                         "texts_per_s": len(texts) / seconds, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99})
-            log(f"served c={concurrency}: {len(texts) / seconds:.1f} texts/s, p50 {p50:.1f} ms")
-    model_step = "TorchScript fp16 on cuda" if config_name else "TorchScript fp32 on cpu"
+            for per_request in plan.texts_per_request:
+                row: dict = {"concurrency": concurrency, "texts_per_request": per_request}
+                if time.monotonic() > deadline:
+                    rows.append(row | {"error": SKIPPED_BUDGET})
+                    continue
+                before = model_statistics(server.http_url)
+                load = run_load(server.http_url, texts, concurrency, per_request, plan.served_seconds)
+                after = model_statistics(server.http_url)
+                batch = average_batch(before, after, names.MODEL)
+                row |= {"seconds": load.seconds, "requests": load.requests, "texts_per_s": load.texts_per_s,
+                        "p50_ms": load.percentile(50), "p99_ms": load.percentile(99),
+                        "model_average_batch": batch, "errors": len(load.errors)}
+                reference = _model_alone_reference(grid or [], precision, batch, tokens)
+                if reference:
+                    row |= {"model_alone": f"{precision} batch {reference['batch']} x {reference['length']} tokens",
+                            "model_alone_sequences_per_s": reference["sequences_per_s"],
+                            "ratio_to_model_alone": load.texts_per_s / reference["sequences_per_s"]}
+                if load.errors:
+                    row["error"] = f"{len(load.errors)} failed requests, first: {load.errors[0]}"
+                rows.append(row)
+                log(f"served c={concurrency} x {per_request}: {load.texts_per_s:,.0f} texts/s, p50 "
+                    f"{row['p50_ms'] or 0:.1f} ms, ner_model average batch {batch or 0:.1f}")
+    model_step = f"TorchScript {precision} on {'cuda' if config_name else 'cpu'}"
     return {"status": "ok", "config_name": config_name or "config", "model_step": model_step,
-            "cuda_variant_exported": cuda_variant, "rows": rows}
+            "triton": "serving pack" if runtime else "nvidia-pytriton wheel", "median_tokens": tokens,
+            "rows": rows}
 
 
 def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, pack: Path | None = None) -> dict:
     """Run every step and return the results (what ``gpu_check.json`` holds); ``results["ok"]`` is the verdict.
 
     Args:
@@ -333,6 +382,7 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
             ``torch.cuda.is_available()``.
         budget_s: Seconds after which the remaining grid cells and served runs are skipped (recorded as such).
         log: Where progress lines go.
+        pack: A serving pack (``make gpu-check-pack``) to serve through; by default the installed local Triton.
     """
     import torch
 
@@ -374,13 +424,15 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
         failures += [f"model alone {r['precision']} {r.get('batch', '')}x{r.get('length', '')}: {r['error']}"
                      for r in grid if r.get("error") and r["error"] != SKIPPED_BUDGET]
         try:
-            results["served"] = serve(plan, traced, work, started + budget_s, say)
+            results["served"] = serve(plan, traced, work, started + budget_s, say, pack, grid)
         except Exception as error:  # noqa: BLE001: a failed served step is reported, the figures above stay
             traceback.print_exc()
             results["served"] = {"status": f"error: {_one_line(error)}", "rows": []}
             failures.append(f"served: {_one_line(error)}")
         if results["served"]["status"] != "ok":
             say(f"served: {results['served']['status']}")
+        failures += [f"served c={r['concurrency']} x {r['texts_per_request']}: {r['error']}"
+                     for r in results["served"]["rows"] if r.get("error") and r["error"] != SKIPPED_BUDGET]
     results |= {"ok": not failures, "failures": failures, "seconds": time.monotonic() - started}
     return results
 
@@ -412,14 +464,18 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['precision']} | {r.get('batch', '-')} | {r.get('length', '-')} | {r['error']} | | |")
     served = results.get("served", {"status": "not run", "rows": []})
     if served["rows"]:
-        step = f"{served['config_name']}.pbtxt: {served['model_step']}"
-        lines += ["", f"| served ({step}) concurrency | texts/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|"]
+        step = f"{served['config_name']}.pbtxt: {served['model_step']}, {served['triton']}"
+        lines += ["", f"| served ({step}) concurrency | texts/request | texts/s | p50 ms | p99 ms | "
+                      "ner_model average batch | model alone | × model alone |", "|---|---|---|---|---|---|---|---|"]
         for r in served["rows"]:
             if "texts_per_s" in r:
-                lines.append(f"| {r['concurrency']} | {r['texts_per_s']:.1f} | {r['p50_ms']:.1f} | "
-                             f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} |")
+                alone = (f"{r['model_alone']}: {r['model_alone_sequences_per_s']:,.0f}/s", 
+                         f"{r['ratio_to_model_alone']:.2f}") if "model_alone" in r else ("-", "-")
+                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['texts_per_s']:,.1f} | "
+                             f"{_number(r['p50_ms'], 1)} | {_number(r['p99_ms'], 1)} | "
+                             f"{_number(r['model_average_batch'], 1)} | {alone[0]} | {alone[1]} |")
             else:
-                lines.append(f"| {r['concurrency']} | {r['error']} | | | |")
+                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} | | | | | |")
     else:
         lines += ["", f"served: {served['status']}"]
     if results["failures"]:
@@ -427,64 +483,34 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(output: Path = DEFAULT_OUTPUT, dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S) -> int:
-    """Run the check, write ``gpu_check.json`` into ``output``, print the tables; the exit code (0 or 1)."""
+def main(argv: list[str] | None = None) -> int:
+    """The command line: run the check, write ``gpu_check.json``, print the tables; the exit code (0, 1 or 2)."""
+    parser = argparse.ArgumentParser(prog="python -m triton_ner.loadtest.gpu_check", description=(
+        "Prove the model's GPU logits against CPU FP32, then measure the model alone and served."))
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Folder for gpu_check.json.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
+                      help="CPU dry run (fixture model, small grid); default: the full run when a CUDA GPU is "
+                           "visible.")
+    mode.add_argument("--full", dest="dry_run", action="store_false", help="The full run, on CPU too.")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help="Seconds after which the remaining measurements are skipped (recorded as skipped).")
+    parser.add_argument("--pack", type=Path, default=DEFAULT_PACK,
+                        help=f"Serving pack to serve through when it exists (default: {DEFAULT_PACK}); else the "
+                             "installed local Triton.")
+    args = parser.parse_args(argv)
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"gpu-check: error: cannot write to {output}: {error.strerror}", file=sys.stderr)
+        print(f"gpu-check: error: cannot write to {args.output}: {error.strerror}", file=sys.stderr)
         return 2
-    results = run_check(dry_run, budget_s, log=lambda m: print(f"gpu-check: {m}", file=sys.stderr, flush=True))
-    (output / "gpu_check.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    results = run_check(args.dry_run, args.budget_s, log=lambda m: print(f"gpu-check: {m}", file=sys.stderr,
+                                                                         flush=True), pack=args.pack)
+    (args.output / "gpu_check.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(markdown(results))
-    print(f"gpu-check: wrote {output / 'gpu_check.json'}", file=sys.stderr)
+    print(f"gpu-check: wrote {args.output / 'gpu_check.json'}", file=sys.stderr)
     return 0 if results["ok"] else 1
 
 
-# transformers 5.17 requires typer (its METADATA has an unconditional `Requires-Dist: typer`), so a GPU machine
-# where transformers was installed with pip has it; one assembled with --no-deps or from another channel may not,
-# and a missing CLI library must not cost the one run on a lent GPU: argparse then, with the same options.
-try:
-    import typer
-except ImportError:  # pragma: no cover: exercised only on such a machine
-    typer = None
-
-if typer is not None:
-    from typing import Annotated
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.command()
-    def cli(
-        output: Annotated[Path, typer.Option(help="Folder for gpu_check.json.")] = DEFAULT_OUTPUT,
-        dry_run: Annotated[bool | None, typer.Option(
-            "--dry-run/--full", help="CPU dry run (fixture model, small grid) or the full run; "
-                                     "default: full when a CUDA GPU is visible.", show_default=False)] = None,
-        budget_s: Annotated[float, typer.Option(min=10, help="Seconds after which the remaining measurements "
-                                                             "are skipped (recorded as skipped).")]
-        = DEFAULT_BUDGET_S,
-    ) -> None:
-        """Prove the model's GPU logits against CPU FP32, then measure the model alone and served."""
-        raise typer.Exit(main(output, dry_run, budget_s))
-
-
-def _argparse_cli(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m triton_ner.loadtest.gpu_check",
-                                     description="Prove the model's GPU logits against CPU FP32, then measure "
-                                                 "the model alone and served.")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Folder for gpu_check.json.")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=None, help="CPU dry run.")
-    mode.add_argument("--full", dest="dry_run", action="store_false", help="The full run.")
-    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="Time budget in seconds.")
-    args = parser.parse_args(argv)
-    return main(args.output, args.dry_run, args.budget_s)
-
-
 if __name__ == "__main__":
-    if typer is not None:
-        app()
-    else:
-        sys.exit(_argparse_cli())
+    sys.exit(main())

@@ -257,7 +257,13 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def _pytriton_dirs() -> tuple[Path, Path]:
+def _pytriton_dirs(runtime: Path | None = None) -> tuple[Path, Path]:
+    """The folders of Triton (``tritonserver/``: binary, Python backend, stubs) and of its libraries: the
+    nvidia-pytriton wheel's, or those of ``runtime``, a folder laid out as the wheel's (``make gpu-check-pack``)."""
+    if runtime is not None:
+        if not (runtime / "pytriton" / "tritonserver").is_dir():
+            raise ServerError(f"{runtime} is not a Triton runtime folder (no pytriton/tritonserver in it)")
+        return runtime / "pytriton" / "tritonserver", runtime / "nvidia_pytriton.libs"
     try:
         import pytriton
     except ImportError as error:
@@ -281,14 +287,17 @@ def onnxruntime_backend() -> Path | None:
     return folder if folder and (folder / "libonnxruntime.so.1").exists() else None
 
 
-def backend_directory(root: Path) -> Path:
-    """A backend folder under ``root``: the Python backend with the stub for this interpreter, and NVIDIA's
-    ``onnxruntime`` and ``pytorch`` backends when they are built."""
-    triton_dir, _ = _pytriton_dirs()
+def backend_directory(root: Path, runtime: Path | None = None) -> Path:
+    """A backend folder under ``root``: the Python backend with the stub for this interpreter (from the wheel, or
+    from ``runtime``), and NVIDIA's ``onnxruntime`` and ``pytorch`` backends when they are built."""
+    triton_dir, _ = _pytriton_dirs(runtime)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
         raise ServerError(f"the Triton Python backend has no stub for Python {version}")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise ServerError(f"the Python backend's stub embeds libpython, and {sys.executable} has none (it was "
+                          "built without --enable-shared): use a Python with a shared libpython")
     python = root / "python"
     python.mkdir(parents=True, exist_ok=True)
     for source in (triton_dir / "backends" / "python" / "libtriton_python.so",
@@ -331,16 +340,20 @@ def backends_needed(model_repository: Path, config_name: str | None = None) -> d
     return found
 
 
-def server_environment() -> dict[str, str]:
+def server_environment(runtime: Path | None = None) -> dict[str, str]:
     """The environment the stubs need to run this interpreter's packages.
 
     The stub embeds libpython: the interpreter's own LIBDIR must come first, or the stub loads the system's
     older libpython and ``import ssl`` fails with ``undefined symbol``. ``bin`` of this environment first on
-    PATH makes the stub find this virtual environment's site-packages.
+    PATH makes the stub find this virtual environment's site-packages. With a ``runtime`` folder, which serves
+    from a checkout that may not be installed, the folder holding ``triton_ner`` goes on PYTHONPATH.
     """
-    _, libs = _pytriton_dirs()
+    _, libs = _pytriton_dirs(runtime)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if runtime is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
+                                                        env.get("PYTHONPATH")) if p)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH")) if p)
     return env
@@ -365,6 +378,9 @@ class TritonServer:
         tritonserver: An installed ``tritonserver`` to run instead of the wheel's (NVIDIA's image:
             ``/opt/tritonserver/bin/tritonserver``), with this process's environment and Triton's default backend
             folder (``/opt/tritonserver/backends``; ``--backend-directory=...`` in ``extra_args`` changes it).
+        runtime: A folder laid out as the nvidia-pytriton wheel's (``pytriton/tritonserver`` and
+            ``nvidia_pytriton.libs``; ``make gpu-check-pack`` writes one) to run instead of the installed wheel,
+            with the Python backend only.
 
     The server runs in a process group of its own, watched by a small second process: if the launcher dies
     (SIGKILL, a crash), the watchdog stops the server and its stubs and removes what they left, so no server
@@ -374,7 +390,7 @@ class TritonServer:
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
                  echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
                  admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT,
-                 tritonserver: str | Path | None = None):
+                 tritonserver: str | Path | None = None, runtime: Path | None = None):
         self.model_repository = Path(model_repository).resolve()
         self.config_name = config_name
         self.ports = ports
@@ -385,6 +401,7 @@ class TritonServer:
         self.grpc_tls = grpc_tls
         self.exit_timeout = exit_timeout
         self.tritonserver = tritonserver
+        self.runtime = runtime
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
         self._repository_key = admin_key or secrets.token_urlsafe(16)
@@ -414,7 +431,7 @@ class TritonServer:
     def binary(self) -> Path:
         """The ``tritonserver`` to run: the one given (a path, or a name on PATH), else the wheel's."""
         if self.tritonserver is None:
-            binary = _pytriton_dirs()[0] / "bin" / "tritonserver"
+            binary = _pytriton_dirs(self.runtime)[0] / "bin" / "tritonserver"
         else:
             found = shutil.which(self.tritonserver)
             binary = Path(found or self.tritonserver)
@@ -448,7 +465,7 @@ class TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers; raise :class:`ServerError` if not."""
         check_repository(self.model_repository, self.config_name)
         self.binary()  # the wheel, or the binary given, is there
-        if self.tritonserver is None:  # an installation has its own backends, which Triton checks itself
+        if self.tritonserver is None and self.runtime is None:  # an installation has its own backends
             built = {"onnxruntime": onnxruntime_backend(), "pytorch": built_backend("pytorch")}
             for path, backend in backends_needed(self.model_repository, self.config_name).items():
                 if backend in built and built[backend] is None:
@@ -460,8 +477,9 @@ class TritonServer:
         self.command(None)  # a bad key or a missing certificate is refused before anything is made
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         try:
-            backends = None if self.tritonserver else backend_directory(Path(self._workdir.name) / "backends")
-            environment = dict(os.environ) if self.tritonserver else server_environment()
+            backends = None if self.tritonserver else backend_directory(Path(self._workdir.name) / "backends",
+                                                                        self.runtime)
+            environment = dict(os.environ) if self.tritonserver else server_environment(self.runtime)
             self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
             out = self._log_file or subprocess.PIPE
             # A session of its own: stop() and the watchdog reach every stub process through the process group,

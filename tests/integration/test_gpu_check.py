@@ -1,7 +1,8 @@
-"""``make gpu-check`` rehearsed on CPU: the dry run of every step, and the lent GPU machine's environment.
+"""``make gpu-check`` rehearsed on CPU: the dry run of every step, served with the installed local Triton and
+through a serving pack (``make gpu-check-pack``) in the environment of a bare GPU machine.
 
-The lent machine has torch, transformers, tokenizers and numpy but none of tritonclient, nvidia-pytriton, grpc,
-protobuf or onnx (and possibly no typer): the second run hides those and must still prove and measure.
+A bare GPU machine has torch, transformers, tokenizers and numpy but none of tritonclient, nvidia-pytriton, grpc,
+protobuf or onnx: those runs hide them and must still prove, measure and, with a pack, serve.
 """
 
 import json
@@ -16,16 +17,26 @@ from triton_ner.loadtest import gpu_check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROOFS = {"device_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}
-# What the lent GPU machine does not have; typer too, which sends the CLI to its argparse fallback.
+# What a bare GPU machine does not have.
 ABSENT_ON_GPU_MACHINE = ("tritonclient", "pytriton", "grpc", "google.protobuf", "onnx", "typer", "rich", "locust",
                          "psutil", "matplotlib")
 
 
-def _dry_run(output: Path, hide: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+@pytest.fixture(scope="module")
+def serving_pack(tmp_path_factory):
+    """A serving pack with the fixture model's repository, as ``make gpu-check-pack --model fixture`` writes it."""
+    from triton_ner.loadtest import gpu_pack
+
+    return gpu_pack.pack(tmp_path_factory.mktemp("pack") / "serving-pack.tar.gz", ("fixture",), log=lambda _: None)
+
+
+def _dry_run(output: Path, hide: tuple[str, ...] = (), pack: Path | None = None
+             ) -> tuple[subprocess.CompletedProcess, dict]:
     code = (f"import runpy, sys\nfor name in {hide!r}:\n    sys.modules[name] = None\n"
             "sys.argv[0] = 'gpu_check'\nrunpy.run_module('loadtest.gpu_check', run_name='__main__')\n")
-    done = subprocess.run([sys.executable, "-c", code, "--dry-run", "--output", str(output)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    pack = pack or output / "no-pack.tar.gz"
+    done = subprocess.run([sys.executable, "-c", code, "--dry-run", "--output", str(output), "--pack", str(pack)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, json.loads((output / "gpu_check.json").read_text())
 
@@ -49,25 +60,40 @@ def _check_results(results: dict, done: subprocess.CompletedProcess) -> None:
     assert "Warning" not in done.stderr  # warnings are errors here too
 
 
+def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str) -> None:
+    served, plan = results["served"], results["plan"]
+    assert served["status"] == "ok" and served["config_name"] == "config" and served["triton"] == triton, served
+    assert served["model_step"] == "TorchScript fp32 on cpu"
+    assert [(r["concurrency"], r["texts_per_request"]) for r in served["rows"]] == [
+        (c, n) for c in plan["concurrency"] for n in plan["texts_per_request"]]
+    for row in served["rows"]:
+        assert row["errors"] == 0 and "error" not in row, row
+        assert row["requests"] > 0 and row["texts_per_s"] == row["requests"] * row["texts_per_request"] / row[
+            "seconds"]
+        assert row["p50_ms"] <= row["p99_ms"]
+        assert row["model_average_batch"] >= 1  # windows per execution of ner_model, from Triton's statistics
+        assert row["ratio_to_model_alone"] > 0 and row["model_alone"].startswith("fp32 batch ")
+    assert f"| served (config.pbtxt: TorchScript fp32 on cpu, {triton}) concurrency | texts/request |" in done.stdout
+
+
 @pytest.mark.integration
-def test_dry_run_proves_measures_and_serves(tmp_path):
+def test_dry_run_proves_measures_and_serves_with_the_local_triton(tmp_path):
     done, results = _dry_run(tmp_path)
     _check_results(results, done)
-    served = results["served"]
-    if not gpu_check.served_available():
-        assert served["status"] == gpu_check.SKIPPED_NO_TRITON
-        return
-    assert served["status"] == "ok" and served["config_name"] == "config", served
-    assert [r["concurrency"] for r in served["rows"]] == list(results["plan"]["concurrency"])
-    for row in served["rows"]:
-        assert row["texts"] == results["plan"]["served_texts"] and row["texts_per_s"] > 0
-        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
-    assert served["model_step"] == "TorchScript fp32 on cpu" and served["cuda_variant_exported"] is True
-    assert "| served (config.pbtxt: TorchScript fp32 on cpu) concurrency | texts/s |" in done.stdout
+    _check_served(results, done, "nvidia-pytriton wheel")
 
 
 @pytest.mark.integration
-def test_dry_run_without_what_the_gpu_machine_lacks(tmp_path):
+def test_dry_run_serves_through_the_pack_without_triton_installed(tmp_path, serving_pack):
+    """What a bare GPU machine does: unpack, put the traced model in, serve with the packed Triton."""
+    done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE, serving_pack)
+    _check_results(results, done)
+    _check_served(results, done, "serving pack")
+    assert "serving through the pack" in done.stderr
+
+
+@pytest.mark.integration
+def test_dry_run_without_a_pack_or_triton_skips_serving(tmp_path):
     done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE)
     _check_results(results, done)
     assert results["served"] == {"status": gpu_check.SKIPPED_NO_TRITON, "rows": []}
@@ -90,6 +116,6 @@ def test_a_failed_proof_is_a_non_zero_exit_with_the_json_written(tmp_path, monke
               "served": {"status": gpu_check.SKIPPED_NO_TRITON, "rows": []},
               "failures": ["proof: agreement: 0.5"]}
     monkeypatch.setattr(gpu_check, "run_check", lambda *args, **kwargs: failed)
-    assert gpu_check.main(tmp_path) == 1
+    assert gpu_check.main(["--output", str(tmp_path)]) == 1
     assert json.loads((tmp_path / "gpu_check.json").read_text())["ok"] is False
     assert "| agreement | 0.5000 | ≥ 0.98 | NO |" in capsys.readouterr().out

@@ -1,0 +1,127 @@
+"""Closed-loop load over Triton's HTTP/JSON API with the standard library alone, and Triton's statistics.
+
+For machines that have Python and nothing of Triton's client (``make gpu-check`` on a bare GPU machine): each of
+``concurrency`` users sends one request, waits for its answer and sends the next, on a connection of its own;
+the users are spread over a few processes, so that the load generator's own Python is not what is measured.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from triton_ner.core import names
+
+
+def request_body(texts: list[str]) -> bytes:
+    """The ensemble's request over HTTP: ``TEXT`` as a BYTES tensor of shape ``[len(texts)]``."""
+    return json.dumps({"inputs": [{"name": names.TEXT, "datatype": "BYTES", "shape": [len(texts)], "data": texts}],
+                       "outputs": [{"name": names.ENTITIES}]}).encode()
+
+
+def _users(address: str, bodies: list[bytes], users: int, start_at: float, seconds: float) -> tuple[list, list]:
+    """``users`` threads sending ``bodies`` in turn from ``start_at`` for ``seconds``: (latencies s, errors)."""
+    host, port = address.rsplit(":", 1)
+    path = f"/v2/models/{names.ENSEMBLE}/infer"
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def user(offset: int) -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=600)
+        time.sleep(max(0.0, start_at - time.time()))
+        end = start_at + seconds
+        turn = offset
+        while time.time() < end:
+            body = bodies[turn % len(bodies)]
+            turn += users
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(f"{type(error).__name__}: {error}")
+                connection.close()
+                connection = http.client.HTTPConnection(host, int(port), timeout=600)
+                continue
+            if response.status != 200:
+                errors.append(f"HTTP {response.status}: {answer[:200].decode(errors='replace')}")
+                continue
+            latencies.append(time.perf_counter() - started)
+        connection.close()
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    concurrency: int
+    texts_per_request: int
+    seconds: float
+    requests: int
+    errors: list[str]
+    latencies_ms: list[float]
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.requests * self.texts_per_request / self.seconds
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
+
+
+def run_load(address: str, texts: list[str], concurrency: int, texts_per_request: int, seconds: float,
+             processes: int | None = None) -> LoadResult:
+    """``concurrency`` users for ``seconds``, each request ``texts_per_request`` of ``texts`` (in turn)."""
+    processes = max(1, min(concurrency, processes or max(1, (os.cpu_count() or 2) // 4)))
+    bodies = [request_body([texts[(i + j) % len(texts)] for j in range(texts_per_request)])
+              for i in range(0, max(len(texts), texts_per_request), texts_per_request)]
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    start_at = time.time() + 0.5 + 0.1 * processes  # every process has started its users by then
+    jobs = [(address, bodies[i::processes] or bodies, share, start_at, seconds) for i, share in enumerate(shares)]
+    if processes == 1:
+        parts = [_users(*jobs[0])]
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            parts = pool.starmap(_users, jobs)
+    latencies = [latency * 1000 for part, _ in parts for latency in part]
+    return LoadResult(concurrency, texts_per_request, seconds, len(latencies), [e for _, part in parts for e in part],
+                      latencies)
+
+
+def model_statistics(address: str) -> dict[str, dict]:
+    """Each model's counters from ``/v2/models/stats``: requests, executions, and compute ns per phase."""
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", "/v2/models/stats")
+        response = connection.getresponse()
+        stats = json.loads(response.read())
+    finally:
+        connection.close()
+    found = {}
+    for model in stats.get("model_stats", []):
+        inference = model.get("inference_stats", {})
+        found[model["name"]] = {"inference_count": int(model.get("inference_count", 0)),
+                                "execution_count": int(model.get("execution_count", 0)),
+                                "compute_ns": sum(int(inference.get(phase, {}).get("ns", 0))
+                                                  for phase in ("compute_input", "compute_infer", "compute_output"))}
+    return found
+
+
+def average_batch(before: dict[str, dict], after: dict[str, dict], model: str) -> float | None:
+    """Requests per execution of ``model`` between two :func:`model_statistics`: the batch its scheduler formed."""
+    executions = after[model]["execution_count"] - before[model]["execution_count"]
+    return (after[model]["inference_count"] - before[model]["inference_count"]) / executions if executions else None
