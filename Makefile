@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $@
 
 ## NVIDIA's onnxruntime and pytorch backends (r24.10, CPU) built from source into build/triton-backends/
-## (backends/README.md).
+## (backends/README.md): fetched from GitHub, or from the archives in TRITON_BACKEND_SOURCES=DIR, offline.
+export TRITON_BACKEND_SOURCES
 backends: $(STAMP)
 	PY=$(abspath $(PY)) backends/build-onnxruntime.sh
 	PY=$(abspath $(PY)) backends/build-pytorch.sh

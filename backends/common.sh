@@ -1,5 +1,5 @@
 # Shared by build-onnxruntime.sh and build-pytorch.sh (sourced): messages, tool checks, and the backend, core and
-# common sources of release $TAG from ../shared/triton-src (or FetchContent from GitHub when it is absent).
+# common sources of release $TAG from the archives in $SRC_ARCHIVES (else CMake fetches them from GitHub).
 
 say() { echo "backends: $*" >&2; }
 fail() { say "error: $*"; exit 1; }

@@ -239,7 +239,7 @@ class Target:
 
 
 def targets(rows: list[Row]) -> list[Target]:
-    """The issue's targets, all ratios (or differences) of this run."""
+    """The serving targets, all ratios (or differences) of this run."""
     def find(name, precision, concurrency=None):
         return next(r for r in rows if r.name == name and r.precision == precision
                     and (concurrency is None or r.concurrency == concurrency))

@@ -3,7 +3,7 @@
 The CPU images are built on a Debian base made here, the export job writes the model repository into the compose
 volume, the ``cpu`` profile serves it, and the host asks it through the project's client over gRPC and HTTP. Then
 Locust runs from its own container against ``triton:8001``, the monitoring files are checked against the running
-server, the restricted APIs against the key, and the faults the issue names are provoked. Everything the run made
+server, the restricted APIs against the key, and the container faults (an empty or broken repository, a failed export, a killed stub, compose stop) are provoked. Everything the run made
 (containers, volumes, networks) is removed at the end, also when a step fails; the images are kept, so that a
 second run only rebuilds what changed.
 """
@@ -34,8 +34,9 @@ from triton_ner.server import RELOAD_PARAMETER, Ports, free_ports
 ADMIN_KEY = "compose-test-key"
 DASHBOARD = podman.PROJECT_ROOT / "docker" / "monitoring" / "grafana" / "dashboards" / "triton-ner.json"
 PROMETHEUS_CONFIG = podman.PROJECT_ROOT / "docker" / "monitoring" / "prometheus.yml"
-# Triton core's sources (r24.10, as the served binary), beside the project (../shared/triton-src).
-CORE_SOURCES = podman.PROJECT_ROOT.parent / "shared" / "triton-src" / "core.tar.gz"
+# Triton core's metrics (r24.10, as the served binary): from the offline sources of the backends' build
+# (backends/README.md) when they are given, else from GitHub.
+CORE_METRICS_URL = "https://raw.githubusercontent.com/triton-inference-server/core/r24.10/src/metrics.cc"
 
 
 @dataclass
@@ -170,9 +171,14 @@ def test_promtool_accepts_the_prometheus_configuration():
 
 def _gpu_metrics_of_triton() -> set[str]:
     """The GPU metrics Triton 2.51 defines (core's metrics.cc): a server without a GPU does not export them."""
-    with tarfile.open(CORE_SOURCES) as archive:
-        member = next(m for m in archive.getmembers() if m.name.endswith("src/metrics.cc"))
-        source = archive.extractfile(member).read().decode()
+    sources = os.environ.get("TRITON_BACKEND_SOURCES")
+    if sources:
+        with tarfile.open(Path(sources) / "core.tar.gz") as archive:
+            member = next(m for m in archive.getmembers() if m.name.endswith("src/metrics.cc"))
+            source = archive.extractfile(member).read().decode()
+    else:
+        with urllib.request.urlopen(CORE_METRICS_URL, timeout=60) as response:
+            source = response.read().decode()
     return set(re.findall(r'"(nv_gpu_[a-z0-9_]+)"', source))
 
 
@@ -183,7 +189,7 @@ def test_every_metric_of_the_dashboard_is_on_the_running_servers_metrics(stack):
         served = podman.metric_names(response.read().decode())
     wanted = set(re.findall(r"\bnv_[a-z0-9_]+", json.dumps(json.loads(DASHBOARD.read_text()))))
     gpu = _gpu_metrics_of_triton()
-    assert gpu, f"no GPU metric found in {CORE_SOURCES}"
+    assert gpu, "no GPU metric found in Triton core's src/metrics.cc"
     podman.log(f"dashboard metrics: {sorted(wanted)}")
     assert wanted & served, "the server exports none of the dashboard's metrics"
     absent = sorted(wanted - served - gpu)

@@ -354,7 +354,7 @@ def test_bad_input(protocol, request_, expected, triton, stubs, pipelines):
 
 
 def test_cases_tried(capsys):
-    """The figure for the issue: how many cases, over which protocols."""
+    """How many cases were tried, over which protocols (printed)."""
     pairs = sum(len(case[3]) for case in CASES)
     with capsys.disabled():
         print(f"\nbad input: {len(CASES)} cases, {pairs} case-protocol pairs "
