@@ -3,7 +3,8 @@
 The CPU images are built on a Debian base made here, the export job writes the model repository into the compose
 volume, the ``cpu`` profile serves it, and the host asks it through the project's client over gRPC and HTTP. Then
 Locust runs from its own container against ``triton:8001``, the monitoring files are checked against the running
-server, the restricted APIs against the key, and the container faults (an empty or broken repository, a failed export, a killed stub, compose stop) are provoked. Everything the run made
+server, the restricted APIs against the key, and the container faults are provoked (an empty or a broken
+repository, a failed export, a killed stub, compose stop). Everything the run made
 (containers, volumes, networks) is removed at the end, also when a step fails; the images are kept, so that a
 second run only rebuilds what changed.
 """
