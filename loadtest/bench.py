@@ -274,38 +274,68 @@ def targets(rows: list[Row]) -> list[Target]:
     return [Target(*check) for check in checks]
 
 
-def markdown(rows: list[Row], checks) -> str:
+def run_results(rows: list[Row], checks: list[Target], corpus: dict) -> dict:
+    """What ``bench.json`` holds: the run's date and machine, its corpus, each row's summary, the targets."""
+    return {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPUs", "corpus": corpus,
+            "rows": [r.summary() for r in rows], "targets": [asdict(t) | {"holds": t.holds} for t in checks]}
+
+
+def markdown(results: dict) -> str:
+    """The tables of one run, from what ``bench.json`` holds (rows as :meth:`Row.summary`, targets)."""
+    rows = results["rows"]
     lines = ["| configuration | precision | concurrency | texts/s | p50 ms | p95 ms | p99 ms | server RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if r.tokens is None:
-            lines.append(f"| {r.name} | {r.precision} | {r.concurrency or '-'} | {r.texts_per_s:.1f} | "
-                         f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} | "
-                         f"{f'{r.server_rss_mb:.0f}' if r.server_rss_mb else '-'} |")
-    if any(r.tokens is not None for r in rows):
+        if r["tokens"] is None:
+            rss = f"{r['server_rss_mb']:.0f}" if r["server_rss_mb"] else "-"
+            lines.append(f"| {r['name']} | {r['precision']} | {r['concurrency'] or '-'} | {r['texts_per_s']:.1f} | "
+                         f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {rss} |")
+    if any(r["tokens"] is not None for r in rows):
         lines += ["", "| words per text | texts/s | tokens/s | p50 ms |", "|---|---|---|---|"]
     for r in rows:
-        if r.tokens is not None:
-            lines.append(f"| {r.name.split()[-1]} | {r.texts_per_s:.2f} | {r.tokens / r.seconds:.0f} | "
-                         f"{r.percentile(50):.0f} |")
-    ort = [t for t in ORT_THREADS if any(r.name == ort_row_name(t) for r in rows)]
+        if r["tokens"] is not None:
+            lines.append(f"| {r['name'].split()[-1]} | {r['texts_per_s']:.2f} | {r['tokens'] / r['seconds']:.0f} | "
+                         f"{r['p50_ms']:.0f} |")
+    ort = [t for t in ORT_THREADS if any(r["name"] == ort_row_name(t) for r in rows)]
     if ort:
         lines += ["", "| concurrency | Python-backend runner texts/s | "
                   + " | ".join(f"onnxruntime backend {t} thr. texts/s (ratio)" for t in ort) + " |",
                   "|---" * (2 + len(ort)) + "|"]
-        for python in (r for r in rows if r.name == "served" and r.precision == "fp32"):
+        for python in (r for r in rows if r["name"] == "served" and r["precision"] == "fp32"):
             cells = []
             for t in ort:
-                row = next((r for r in rows if r.name == ort_row_name(t) and r.concurrency == python.concurrency),
-                           None)
-                cells.append(f"{row.texts_per_s:.1f} ({row.texts_per_s / python.texts_per_s:.2f}x)" if row else "-")
-            lines.append(f"| {python.concurrency} | {python.texts_per_s:.1f} | " + " | ".join(cells) + " |")
-    if checks:
+                row = next((r for r in rows if r["name"] == ort_row_name(t)
+                            and r["concurrency"] == python["concurrency"]), None)
+                cells.append(f"{row['texts_per_s']:.1f} ({row['texts_per_s'] / python['texts_per_s']:.2f}x)"
+                             if row else "-")
+            lines.append(f"| {python['concurrency']} | {python['texts_per_s']:.1f} | " + " | ".join(cells) + " |")
+    if results["targets"]:
         lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
-    for t in checks:
-        lines.append(f"| {t.text} | {t.measured:.2f} | {'≥' if t.at_least else '≤'} {t.bound:g} | "
-                     f"{'yes' if t.holds else 'NO'} |")
+    for t in results["targets"]:
+        lines.append(f"| {t['text']} | {t['measured']:.2f} | {'≥' if t['at_least'] else '≤'} {t['bound']:g} | "
+                     f"{'yes' if t['holds'] else 'NO'} |")
     return "\n".join(lines)
+
+
+def results_page(results: dict) -> str:
+    """``docs/bench-results.md``: the run's tables and plot, written by ``make bench`` (never by hand)."""
+    corpus = results["corpus"]
+    when = results.get("date", "date not recorded")
+    return (f"# make bench: one run ({when})\n\n"
+            f"Written by `make bench` from its `bench.json` (copied beside this page); see "
+            f"[benchmarks.md](benchmarks.md) for what each row measures. Corpus: {corpus['texts']} texts "
+            f"({corpus['words']} words), seed {corpus['seed']}; machine: {results.get('machine', 'not recorded')}."
+            f"\n\n{markdown(results)}\n\n![throughput and p99 against concurrency](bench.png)\n")
+
+
+def write_docs(output: Path, docs: Path) -> None:
+    """Copy the run's ``bench.json`` and ``bench.png`` from ``output`` into ``docs`` and write its page there."""
+    results = json.loads((output / "bench.json").read_text())
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in ("bench.json", "bench.png"):
+        if (output / name).exists() and (output / name).resolve() != (docs / name).resolve():
+            shutil.copyfile(output / name, docs / name)
+    (docs / "bench-results.md").write_text(results_page(results))
 
 
 def plot(rows: list[Row], path: Path) -> None:
@@ -383,8 +413,8 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
-    docs: Annotated[Path, typer.Option(help="Where the ceiling's docs page and plot are written (ceiling.md, "
-                                            "ceiling.png).")] = Path("docs"),
+    docs: Annotated[Path, typer.Option(help="Where the docs pages of a whole run and of the ceiling are written "
+                                            "(bench-results.md, ceiling.md, their JSON and plots).")] = Path("docs"),
     only: Annotated[Rows, typer.Option(help="Which rows: all; onnxruntime-backend: the served FP32 rows of the "
                                             "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
                                             "and BF16 in process and served (no targets, no plot); ceiling: the "
@@ -475,16 +505,13 @@ def main(
         ceiling_section(repo, repository, output, docs, say)
 
     checks = targets(rows) if everything else []
-    table = markdown(rows, checks)
-    print(table)
-    (output / "bench.json").write_text(json.dumps({
-        "corpus": {"texts": len(corpus), "seed": seed, "words": "5-40, 3% of 600"},
-        "rows": [r.summary() for r in rows],
-        "targets": [asdict(t) | {"holds": t.holds} for t in checks],
-    }, indent=2) + "\n")
+    results = run_results(rows, checks, {"texts": len(corpus), "seed": seed, "words": "5-40, 3% of 600"})
+    print(markdown(results))
+    (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     if everything:
         plot(rows, output / "bench.png")
-        say(f"wrote {output / 'bench.json'} and {output / 'bench.png'}")
+        write_docs(output, docs)
+        say(f"wrote {output / 'bench.json'}, {output / 'bench.png'} and {docs / 'bench-results.md'}")
     else:
         say(f"wrote {output / 'bench.json'}")
 

@@ -2,7 +2,10 @@
 
 import pytest
 
-from triton_ner.loadtest.bench import ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, targets, timed_calls
+from triton_ner.loadtest.bench import (ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, results_page,
+                                       run_results, targets, timed_calls, write_docs)
+
+CORPUS = {"texts": 100, "seed": 0, "words": "5-40"}
 
 
 def rows(served_fp32=30.0, served_int8=90.0, rss=1000.0):
@@ -36,7 +39,7 @@ def test_targets_are_ratios_of_the_same_run():
 
 def test_markdown_has_every_row_and_target(tmp_path):
     made = rows()
-    text = markdown(made, targets(made))
+    text = markdown(run_results(made, targets(made), CORPUS))
     assert text.count("| served | fp32 |") == 3 and "| 10 | 10.00 | 130 | 5 |" in text
     assert "| server memory under load, config.pbtxt (MB) | 1000.00 | ≤ 1536 | yes |" in text
     plot(made, tmp_path / "bench.png")
@@ -59,7 +62,7 @@ def test_onnxruntime_backend_rows_are_compared_with_the_python_runner_at_each_co
     made = [Row("served", "fp32", c, 100, 100 / 30, [30.0] * 100) for c in (1, 8, 32)]
     made += [Row(ort_row_name(t), "fp32", c, 100, 100 / (15 * t), [30.0] * 100) for t in ORT_THREADS
              for c in (1, 8, 32)]
-    text = markdown(made, [])
+    text = markdown(run_results(made, [], CORPUS))
     assert "| 8 | 30.0 | 15.0 (0.50x) | 30.0 (1.00x) |" in text
     assert "| target |" not in text and "| words per text |" not in text
     plot(rows() + made[3:], tmp_path / "bench.png")
@@ -71,3 +74,18 @@ def test_bf16_target_is_checked_when_bf16_was_served():
     checks = {t.text: (t.measured, t.holds) for t in targets(made)}
     assert checks["served bf16 c=32 / served fp32 c=32"] == (pytest.approx(1.5), True)
     assert "served bf16 c=32 / served fp32 c=32" not in {t.text for t in targets(rows())}
+
+
+def test_the_docs_page_is_written_from_the_runs_json(tmp_path):
+    import json
+
+    made = rows()
+    output, docs = tmp_path / "results", tmp_path / "docs"
+    output.mkdir()
+    (output / "bench.json").write_text(json.dumps(run_results(made, targets(made), CORPUS)))
+    plot(made, output / "bench.png")
+    write_docs(output, docs)
+    page = (docs / "bench-results.md").read_text()
+    assert page == results_page(json.loads((docs / "bench.json").read_text()))
+    assert "| server memory under load, config.pbtxt (MB) | 1000.00 | ≤ 1536 | yes |" in page
+    assert "![throughput and p99 against concurrency](bench.png)" in page and (docs / "bench.png").exists()
