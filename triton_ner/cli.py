@@ -7,6 +7,7 @@ own usage errors). Never a traceback for a user mistake.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +20,19 @@ USAGE = 2
 # Where the commands write and read the exported repository unless told otherwise. model_repository/ of a
 # checkout holds the models' code the export copies (committed); what the export writes is never committed.
 REPOSITORY = Path("build/model_repository")
+# Help written to a pipe (``--help | less``, a file) is plain text this wide: rich's boxed tables there are 80
+# columns, with each option's help wrapped over several lines of a narrow column. COLUMNS set, or a terminal,
+# keep rich's help at the terminal's width.
+PIPED_HELP_WIDTH = 120
 
 
 def command() -> typer.Typer:
-    """A single-command typer application without shell completion or rich tracebacks."""
-    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    """A single-command typer application without shell completion or rich tracebacks, whose help reads when
+    piped too (:data:`PIPED_HELP_WIDTH`)."""
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                       context_settings={"max_content_width": PIPED_HELP_WIDTH, "terminal_width": PIPED_HELP_WIDTH})
 
 
 def say(prog: str, message: str) -> None:
