@@ -54,9 +54,9 @@ def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, log=prin
     from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.repository import build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import _pytriton_dirs
+    from triton_ner.server import triton_dirs
 
-    triton_dir, libs = _pytriton_dirs()
+    triton_dir, libs = triton_dirs()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     with tempfile.TemporaryDirectory(prefix="gpu-pack-") as folder, tarfile.open(partial, "w:gz") as archive:

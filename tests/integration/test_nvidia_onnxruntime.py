@@ -167,7 +167,7 @@ def test_logits_dims_that_do_not_match_the_graph_are_refused_at_load(nvidia_onnx
 def test_a_config_needing_the_backend_is_refused_in_one_line_when_it_is_not_built(exports, monkeypatch):
     from triton_ner import server
 
-    monkeypatch.setattr(server, "onnxruntime_backend", lambda: None)
+    monkeypatch.setattr(server.runtime, "onnxruntime_backend", lambda: None)
     with pytest.raises(ServerError, match=r"^ner_model/configs/gpu.pbtxt needs NVIDIA's onnxruntime backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(exports["full"], free_ports(), config_name="gpu").start()

@@ -66,7 +66,7 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
 def test_a_config_needing_the_pytorch_backend_is_refused_in_one_line_when_it_is_not_built(repository, monkeypatch):
     from triton_ner import server
 
-    monkeypatch.setattr(server, "built_backend", lambda name: None)
+    monkeypatch.setattr(server.runtime, "built_backend", lambda name: None)
     with pytest.raises(ServerError, match=rf"^ner_model/configs/{CONFIG_NAME}.pbtxt needs NVIDIA's pytorch backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(repository, free_ports(), config_name=CONFIG_NAME).start()

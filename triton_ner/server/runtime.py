@@ -1,0 +1,88 @@
+"""Where Triton comes from: the nvidia-pytriton wheel (or a folder laid out as it), NVIDIA's backends built by
+``make backends``, the backend folder the launcher assembles and the environment the stubs need."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from triton_ner.server.logs import ServerError
+
+# Where backends/build-onnxruntime.sh puts NVIDIA's backends (one folder per backend).
+BUILT_BACKENDS = Path(__file__).resolve().parents[2] / "build" / "triton-backends"
+
+
+def triton_dirs(runtime: Path | None = None) -> tuple[Path, Path]:
+    """The folders of Triton (``tritonserver/``: binary, Python backend, stubs) and of its libraries: the
+    nvidia-pytriton wheel's, or those of ``runtime``, a folder laid out as the wheel's (``make gpu-check-pack``)."""
+    if runtime is not None:
+        if not (runtime / "pytriton" / "tritonserver").is_dir():
+            raise ServerError(f"{runtime} is not a Triton runtime folder (no pytriton/tritonserver in it)")
+        return runtime / "pytriton" / "tritonserver", runtime / "nvidia_pytriton.libs"
+    try:
+        import pytriton
+    except ImportError as error:
+        raise ServerError("nvidia-pytriton is not installed: run `make setup`") from error
+    package = Path(pytriton.__file__).parent
+    return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
+
+
+NVIDIA_BACKENDS = ("onnxruntime", "pytorch")
+
+
+def built_backend(name: str) -> Path | None:
+    """The folder of NVIDIA's backend ``name`` built by ``make backends``, or None when it is not built."""
+    folder = BUILT_BACKENDS / name
+    return folder if (folder / f"libtriton_{name}.so").exists() and (folder / ".stamp").exists() else None
+
+
+def onnxruntime_backend() -> Path | None:
+    """The folder of NVIDIA's ``onnxruntime`` backend built by ``make backends``, or None when it is not built."""
+    folder = built_backend("onnxruntime")
+    return folder if folder and (folder / "libonnxruntime.so.1").exists() else None
+
+
+def backend_directory(root: Path, runtime: Path | None = None) -> Path:
+    """A backend folder under ``root``: the Python backend with the stub for this interpreter (from the wheel, or
+    from ``runtime``), and NVIDIA's ``onnxruntime`` and ``pytorch`` backends when they are built."""
+    triton_dir, _ = triton_dirs(runtime)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"the Triton Python backend has no stub for Python {version}")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise ServerError(f"the Python backend's stub embeds libpython, and {sys.executable} has none (it was "
+                          "built without --enable-shared): use a Python with a shared libpython")
+    python = root / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for source in (triton_dir / "backends" / "python" / "libtriton_python.so",
+                   triton_dir / "backends" / "python" / "triton_python_backend_utils.py", stub):
+        link = python / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    for name in NVIDIA_BACKENDS:
+        folder = onnxruntime_backend() if name == "onnxruntime" else built_backend(name)
+        if folder and not (root / name).exists():
+            (root / name).symlink_to(folder, target_is_directory=True)
+    return root
+
+
+def server_environment(runtime: Path | None = None) -> dict[str, str]:
+    """The environment the stubs need to run this interpreter's packages.
+
+    The stub embeds libpython: the interpreter's own LIBDIR must come first, or the stub loads the system's
+    older libpython and ``import ssl`` fails with ``undefined symbol``. ``bin`` of this environment first on
+    PATH makes the stub find this virtual environment's site-packages. With a ``runtime`` folder, which serves
+    from a checkout that may not be installed, the folder holding ``triton_ner`` goes on PYTHONPATH.
+    """
+    _, libs = triton_dirs(runtime)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if runtime is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
+                                                        env.get("PYTHONPATH")) if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH")) if p)
+    return env
