@@ -41,6 +41,7 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
+from triton_ner.loadtest import plots
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
@@ -366,12 +367,7 @@ def plot(rows: list[Row], path: Path) -> None:
     left.set(xlabel="concurrent clients", ylabel="texts/s", title="Throughput", xscale="log")
     right.set(xlabel="concurrent clients", ylabel="p99 latency (ms)", title="Tail latency", xscale="log",
               yscale="log")
-    for axis in (left, right):
-        axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    plots.finish(figure, (left, right), CONCURRENCY, path)
 
 
 def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from triton_ner.core import names
+from triton_ner.loadtest import plots
 
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
@@ -209,12 +210,7 @@ def plot(points: list[Point], path) -> None:
              xscale="log")
     right.set(xlabel="concurrent clients", ylabel="windows per execution", title="ner_model average batch",
               xscale="log", yscale="log")
-    for axis in (left, right):
-        axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    plots.finish(figure, (left, right), CONCURRENCY, path)
 
 
 def page(table: str) -> str:
