@@ -89,3 +89,13 @@ def test_the_docs_page_is_written_from_the_runs_json(tmp_path):
     assert page == results_page(json.loads((docs / "bench.json").read_text()))
     assert "| server memory under load, config.pbtxt (MB) | 1000.00 | ≤ 1536 | yes |" in page
     assert "![throughput and p99 against concurrency](bench.png)" in page and (docs / "bench.png").exists()
+
+
+def test_the_ceiling_plot_is_written_from_made_up_points(tmp_path):
+    from triton_ner.loadtest import ceiling
+
+    points = [ceiling.Point(variant, c, texts, 100, 1.0, [5.0] * 100, {}, 2.0 * c, 1.5)
+              for variant in (ceiling.CPU_DEFAULT, ceiling.GPU_ON_CPU) for texts in ceiling.TEXTS_PER_REQUEST
+              for c in ceiling.CONCURRENCY]
+    ceiling.plot(points, tmp_path / "ceiling.png")
+    assert (tmp_path / "ceiling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
