@@ -19,7 +19,8 @@ BACKEND_CODE = sorted([*PROJECT_ROOT.glob("triton_ner/core/*.py"), PROJECT_ROOT 
                        PROJECT_ROOT / "triton_ner" / "__init__.py",
                        *PROJECT_ROOT.glob("model_repository/*/1/model.py")])
 # ner-serve with --tritonserver, as docker/entrypoint-server.sh starts it in the image, and what it imports.
-LAUNCHER_CODE = [PROJECT_ROOT / "triton_ner" / f"{name}.py" for name in ("serve", "server", "cli", "health")]
+LAUNCHER_CODE = [*(PROJECT_ROOT / "triton_ner" / f"{name}.py" for name in ("serve", "cli", "health")),
+                 *sorted((PROJECT_ROOT / "triton_ner" / "server").glob("*.py"))]
 
 
 def _normalize(name: str) -> str:
