@@ -33,9 +33,14 @@ backends: $(STAMP)
 demo: setup
 	$(PY) -m triton_ner.demo --model '$(MODEL)' --output '$(REPOSITORY)'
 
-## The whole suite, the real Triton server included.
+## The whole suite, the real Triton server included (tests/unit, integration, deployment); the 15 slowest at the end.
 test: setup
 	$(PY) -m pytest
+
+## The fast part for development: tests/unit (no server, compiler or container tool; about a minute).
+.PHONY: test-unit
+test-unit: setup
+	$(PY) -m pytest tests/unit
 
 ## The container deployment on CPU (tests/containers/, minutes): installs podman when missing (root), builds the CPU
 ## images on a Debian base made with debootstrap, runs docker-compose.yml's export job, cpu profile and Locust with

@@ -7,7 +7,6 @@ Everything is built once per session, on first use.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 
 import pytest
@@ -17,12 +16,17 @@ from triton_ner.export import corpus
 LABEL_SETS = ("conll", "plain")
 
 
+# The folder says what a test needs (pyproject.toml's markers): tests/unit nothing but Python and the fixture model,
+# tests/integration a real Triton (or an export, a compiler), tests/deployment the deployment files' tools
+# (podman-compose, hadolint, shellcheck, kubectl), tests/containers podman.
+FOLDER_MARKERS = {"integration": "integration", "deployment": "deployment", "containers": "containers"}
+
+
 def pytest_collection_modifyitems(config, items):
-    if shutil.which("nvidia-smi") is None:
-        skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU")
-        for item in items:
-            if item.get_closest_marker("gpu"):
-                item.add_marker(skip_gpu)
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
 
 
 @pytest.fixture(scope="session")

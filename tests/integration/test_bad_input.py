@@ -31,7 +31,6 @@ from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
 from tests.parity import HARD_CASES, assert_same
 
-pytestmark = pytest.mark.integration
 
 SEED = "My name is Wolfgang and I live in Berlin"
 LIMITS = ServingOptions()

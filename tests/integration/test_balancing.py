@@ -17,7 +17,7 @@ from triton_ner.client import NerClient
 from triton_ner.core import names
 from triton_ner.server import TritonServer, free_ports
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 SEED = "My name is Wolfgang and I live in Berlin"
 TEXTS = [SEED, "Angela Merkel visited Paris.", "Apple opened an office in London last May."]
 

@@ -15,7 +15,6 @@ from triton_ner.export import corpus
 from triton_ner.core import names
 from tests.parity import assert_same
 
-pytestmark = pytest.mark.integration
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 6
 

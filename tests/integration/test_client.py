@@ -18,7 +18,6 @@ from triton_ner.export import corpus
 from triton_ner.server import TritonServer, free_ports
 from tests.parity import assert_same
 
-pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
 KINDS = [("grpc", "sync"), ("http", "sync"), ("grpc", "async"), ("http", "async")]
 PREDICT_OPTIONS = ("aggregation_strategy", "ignore_labels", "stride")

@@ -12,8 +12,6 @@ import pytest
 from triton_ner.health import wait_ready
 from triton_ner.server import free_ports
 
-pytestmark = pytest.mark.integration
-
 
 def _processes_mentioning(text: str) -> list[int]:
     found = []

@@ -19,7 +19,6 @@ from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.server import TritonServer, free_ports
 
-pytestmark = pytest.mark.integration
 
 SEED = 14  # neither the fixture's training sentences (export.fixture.SEED) nor the parity corpus (seed 7)
 SENTENCES = 200

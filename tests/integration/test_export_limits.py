@@ -16,7 +16,6 @@ from triton_ner.client import NerClient
 from triton_ner.core import names
 from tests.parity import assert_same, text_with_tokens
 
-pytestmark = pytest.mark.integration
 
 MAX_TEXT_BYTES, MAX_WINDOWS, MAX_TOKENS = 5000, 3, 1000
 OPTIONS = {"--max-text-bytes": MAX_TEXT_BYTES, "--max-batch-size": MAX_WINDOWS, "--max-tokens-per-request": MAX_TOKENS,

@@ -25,7 +25,6 @@ from triton_ner.server import RELOAD_PARAMETER, SHM_DIR, TritonServer, free_port
 from tests.parity import assert_same
 from tests.polling import seconds_until
 
-pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
 WANT = ["Wolfgang", "Berlin"]
 

@@ -76,14 +76,12 @@ def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str)
     assert f"| served (config.pbtxt: TorchScript fp32 on cpu, {triton}) concurrency | texts/request |" in done.stdout
 
 
-@pytest.mark.integration
 def test_dry_run_proves_measures_and_serves_with_the_local_triton(tmp_path):
     done, results = _dry_run(tmp_path)
     _check_results(results, done)
     _check_served(results, done, "nvidia-pytriton wheel")
 
 
-@pytest.mark.integration
 def test_dry_run_serves_through_the_pack_without_triton_installed(tmp_path, serving_pack):
     """What a bare GPU machine does: unpack, put the traced model in, serve with the packed Triton."""
     done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE, serving_pack)
@@ -92,7 +90,6 @@ def test_dry_run_serves_through_the_pack_without_triton_installed(tmp_path, serv
     assert "serving through the pack" in done.stderr
 
 
-@pytest.mark.integration
 def test_dry_run_without_a_pack_or_triton_skips_serving(tmp_path):
     done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE)
     _check_results(results, done)

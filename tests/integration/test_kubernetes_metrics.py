@@ -22,7 +22,6 @@ from triton_ner.health import wait_ready
 from triton_ner.server import (TritonServer, admin_headers, backend_directory, child_processes, free_ports,
                                server_environment)
 
-pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
 # Labels Prometheus adds when it scrapes (PodMonitor), absent from Triton's own output.
 SCRAPE_LABELS = {"namespace", "job", "pod", "instance", "container", "endpoint"}

@@ -5,9 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.integration
 LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
 
 

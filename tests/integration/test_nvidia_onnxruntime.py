@@ -35,7 +35,6 @@ from triton_ner.server import ServerError, TritonServer, free_ports, onnxruntime
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
-pytestmark = pytest.mark.integration
 GPU_CONFIG = f"{names.MODEL}/configs/gpu.pbtxt"
 
 

@@ -24,7 +24,6 @@ from triton_ner.server import ServerError, TritonServer, built_backend, free_por
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
-pytestmark = pytest.mark.integration
 CONFIG_NAME = "gpu_torchscript"
 
 

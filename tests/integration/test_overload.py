@@ -17,7 +17,6 @@ from triton_ner.export.configs import ServingOptions
 from triton_ner.loadtest.overload import burst, burst_texts, retried_burst
 from tests.parity import assert_same
 
-pytestmark = pytest.mark.integration
 
 QUEUE = 16
 OPTIONS = ServingOptions(max_queue_size=QUEUE, text_queue_size=QUEUE, queue_timeout_s=10.0)

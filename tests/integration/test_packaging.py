@@ -15,7 +15,7 @@ import pytest
 from tests.parity import assert_same
 from triton_ner.server import TritonServer, free_ports
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = PROJECT_ROOT / "requirements" / "constraints.txt"

@@ -6,8 +6,6 @@ from triton_ner.client import NerClient
 from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, load_vocabulary
 from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module", params=["conll", "plain"])
 def label_set(request):

@@ -20,7 +20,6 @@ from triton_ner.export.configs import ServingOptions
 from triton_ner.loadtest.overload import heavy, window_texts
 from tests.parity import assert_same, text_with_tokens
 
-pytestmark = pytest.mark.integration
 
 LIMIT = ServingOptions().max_tokens_per_request
 SHORT_BOUND_S = 5.0  # the stated bound for a short request sent while a maximal one runs

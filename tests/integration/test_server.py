@@ -14,7 +14,6 @@ from triton_ner.core import names
 from triton_ner.server import Ports, ServerError, TritonServer, free_ports
 from tests.parity import assert_same
 
-pytestmark = pytest.mark.integration
 SEED = "My name is Wolfgang and I live in Berlin"
 
 

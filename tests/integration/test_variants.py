@@ -22,8 +22,6 @@ from triton_ner.core.inprocess import LocalNer
 from triton_ner.server import TritonServer, free_ports
 from tests.parity import HARD_CASES, assert_same
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def variants_repository(checkpoint, tmp_path_factory):
