@@ -42,6 +42,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.loadtest import plots
+from triton_ner.loadtest.checks import Check, checks_table
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
@@ -225,21 +226,7 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
     return output
 
 
-@dataclass(frozen=True)
-class Target:
-    """One target: what is measured, the value, the bound, and whether the value must be at least the bound."""
-
-    text: str
-    measured: float
-    bound: float
-    at_least: bool
-
-    @property
-    def holds(self) -> bool:
-        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
-
-
-def targets(rows: list[Row]) -> list[Target]:
+def targets(rows: list[Row]) -> list[Check]:
     """The serving targets, all ratios (or differences) of this run."""
     def find(name, precision, concurrency=None):
         return next(r for r in rows if r.name == name and r.precision == precision
@@ -272,13 +259,13 @@ def targets(rows: list[Row]) -> list[Target]:
     if any(r.name == "served" and r.precision == "bf16" for r in rows):
         checks.append(("served bf16 c=32 / served fp32 c=32",
                        find("served", "bf16", 32).texts_per_s / served["fp32"].texts_per_s, BF16_GAIN, True))
-    return [Target(*check) for check in checks]
+    return [Check(*check) for check in checks]
 
 
-def run_results(rows: list[Row], checks: list[Target], corpus: dict) -> dict:
+def run_results(rows: list[Row], checks: list[Check], corpus: dict) -> dict:
     """What ``bench.json`` holds: the run's date and machine, its corpus, each row's summary, the targets."""
     return {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPUs", "corpus": corpus,
-            "rows": [r.summary() for r in rows], "targets": [asdict(t) | {"holds": t.holds} for t in checks]}
+            "rows": [r.summary() for r in rows], "targets": [c.summary() for c in checks]}
 
 
 def markdown(results: dict) -> str:
@@ -311,10 +298,7 @@ def markdown(results: dict) -> str:
                              if row else "-")
             lines.append(f"| {python['concurrency']} | {python['texts_per_s']:.1f} | " + " | ".join(cells) + " |")
     if results["targets"]:
-        lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
-    for t in results["targets"]:
-        lines.append(f"| {t['text']} | {t['measured']:.2f} | {'≥' if t['at_least'] else '≤'} {t['bound']:g} | "
-                     f"{'yes' if t['holds'] else 'NO'} |")
+        lines += ["", checks_table(results["targets"])]
     return "\n".join(lines)
 
 
@@ -387,13 +371,13 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
         switched = onnxruntime_backend_repository(full_size, repository.with_name(f"{repository.name}-onnxruntime"), 1)
         points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name="gpu", loads=((64, 1),),
                                        seconds=20.0)
-    checks = ceiling.targets(points)
-    table = ceiling.markdown(points) + "\n\n" + ceiling.markdown_targets(checks)
+    found = [c.summary() for c in ceiling.targets(points)]
+    table = ceiling.markdown(points) + "\n\n" + checks_table(found)
     print(table)
     (output / "ceiling.md").write_text(table + "\n")
     (output / "ceiling.json").write_text(json.dumps({
         "points": [p.summary() for p in points],
-        "targets": [dict(zip(("text", "measured", "bound", "at_least"), c)) for c in checks]}, indent=2) + "\n")
+        "targets": found}, indent=2) + "\n")
     ceiling.plot(points, output / "ceiling.png")
     say(f"wrote {output / 'ceiling.md'}, ceiling.json and ceiling.png")
     docs.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from triton_ner.core import names
 from triton_ner.loadtest import plots
+from triton_ner.loadtest.checks import Check
 
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
@@ -162,8 +163,8 @@ def text_steps_ms(point: Point) -> float:
     return ms[names.TOKENIZER] - ms[names.MODEL] + ms[names.AGGREGATE]
 
 
-def targets(points: list[Point]) -> list[tuple[str, float, float, bool]]:
-    """(what, measured, bound, at least) for the serving path's targets, from this run's points."""
+def targets(points: list[Point]) -> list[Check]:
+    """The serving path's targets, from this run's points."""
     def find(variant, concurrency, texts):
         return next((p for p in points if (p.variant, p.concurrency, p.texts_per_request) ==
                      (variant, concurrency, texts)), None)
@@ -180,15 +181,7 @@ def targets(points: list[Point]) -> list[tuple[str, float, float, bool]]:
     if (full := find(FULL_SIZE_GPU, 64, 1)) is not None:
         checks.append(("full-size model, gpu on CPU, 64 clients: ner_model average batch", full.model_average_batch,
                        16.0, True))
-    return checks
-
-
-def markdown_targets(checks) -> str:
-    lines = ["| target | measured | bound | holds |", "|---|---|---|---|"]
-    for text, measured, bound, at_least in checks:
-        holds = measured >= bound if at_least else measured <= bound
-        lines.append(f"| {text} | {measured:.2f} | {'≥' if at_least else '≤'} {bound:g} | {'yes' if holds else 'NO'} |")
-    return "\n".join(lines)
+    return [Check(*check) for check in checks]
 
 
 def plot(points: list[Point], path) -> None:

@@ -26,7 +26,7 @@ import time  # noqa: E402
 from locust import User, events, tag, task  # noqa: E402
 
 from triton_ner.client import NerClient  # noqa: E402
-from triton_ner.loadtest.targets import ALLOWED_HOSTS, is_allowed_target  # noqa: E402
+from triton_ner.loadtest.hosts import ALLOWED_HOSTS, is_allowed_host  # noqa: E402
 from triton_ner.loadtest.texts import scenario_text  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _refuse_remote_targets(environment, **_kwargs):
     if options is None:
         return
     for url in (options.grpc_url, options.http_url):
-        if not is_allowed_target(url):
+        if not is_allowed_host(url):
             logging.error("refusing to load %s: only loopback or the compose network's hosts (%s)", url,
                           ", ".join(sorted(ALLOWED_HOSTS)))
             sys.exit(2)

@@ -99,3 +99,19 @@ def test_the_ceiling_plot_is_written_from_made_up_points(tmp_path):
               for c in ceiling.CONCURRENCY]
     ceiling.plot(points, tmp_path / "ceiling.png")
     assert (tmp_path / "ceiling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_ceilings_targets_are_checks_of_the_same_run():
+    from triton_ner.core import names
+    from triton_ner.loadtest import ceiling
+    from triton_ner.loadtest.checks import checks_table
+
+    steps = {names.TOKENIZER: 0.9, names.MODEL: 0.5, names.AGGREGATE: 0.3}
+    points = [ceiling.Point(ceiling.CPU_DEFAULT, 64, 1, 1200, 1.0, [5.0], steps, 12.0, 4.0),
+              ceiling.Point(ceiling.FULL_SIZE_GPU, 64, 1, 10, 1.0, [5.0], steps, 20.0, 4.0)]
+    found = {c.text.strip(): (round(c.measured, 6), c.holds) for c in ceiling.targets(points)}
+    assert found["fixture model, config.pbtxt, 64 clients x 1 text: texts/s"] == (1200.0, True)
+    assert found["text steps' own compute, ms per text (1 text per request)"] == (0.7, False)  # 0.9 - 0.5 + 0.3
+    assert found["full-size model, gpu on CPU, 64 clients: ner_model average batch"] == (20.0, True)
+    assert "| full-size model, gpu on CPU, 64 clients: ner_model average batch | 20.00 | ≥ 16 | yes |" in checks_table(
+        [c.summary() for c in ceiling.targets(points)])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from triton_ner.loadtest.run import locust_command
-from triton_ner.loadtest.targets import is_allowed_target
+from triton_ner.loadtest.hosts import is_allowed_host
 from triton_ner.loadtest.texts import benchmark_corpus, scenario_text
 from triton_ner.server import Ports
 
@@ -16,7 +16,7 @@ from triton_ner.server import Ports
     ("203.0.113.5:8001", False), ("no-such-host.invalid:8001", False),
 ])
 def test_load_only_goes_to_loopback_or_the_compose_host(url, allowed):
-    assert is_allowed_target(url) is allowed
+    assert is_allowed_host(url) is allowed
 
 
 def test_scenarios_have_their_sizes():

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 ALLOWED_HOSTS = frozenset(os.environ.get("LOADTEST_ALLOWED_HOSTS", "triton").split(","))
 
 
-def is_allowed_target(url: str, allowed_hosts: frozenset[str] = ALLOWED_HOSTS) -> bool:
+def is_allowed_host(url: str, allowed_hosts: frozenset[str] = ALLOWED_HOSTS) -> bool:
     """True for ``host:port`` on loopback, or a host of the compose network (``LOADTEST_ALLOWED_HOSTS``)."""
     host = urlsplit(f"//{url}").hostname or ""
     if host in allowed_hosts:
