@@ -42,6 +42,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.loadtest import plots
+from triton_ner.loadtest.memory import MemorySampler
 from triton_ner.loadtest.checks import Check, checks_table
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
@@ -133,44 +134,6 @@ def served_run(url: str, texts: list[str], concurrency: int) -> tuple[float, lis
     if errors:
         raise RuntimeError(f"a served request failed: {errors[0]}")
     return time.perf_counter() - started, latencies
-
-
-class MemorySampler:
-    """Peak resident memory of a process and all its descendants (tritonserver and its stubs)."""
-
-    def __init__(self, pid: int, every: float = 0.2):
-        import psutil
-
-        self.root = psutil.Process(pid)
-        self.every = every
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for process in [self.root, *self.root.children(recursive=True)]:
-                try:
-                    total += process.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 class Rows(str, enum.Enum):

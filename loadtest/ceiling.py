@@ -127,7 +127,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
                  loads=tuple((c, t) for t in TEXTS_PER_REQUEST for c in CONCURRENCY), seconds: float = 8.0,
                  ) -> list[Point]:
     """Start the local Triton on ``repository`` and measure each ``(clients, texts per request)`` of ``loads``."""
-    from triton_ner.loadtest.bench import MemorySampler
+    from triton_ner.loadtest.memory import MemorySampler
     from triton_ner.server import TritonServer, free_ports
 
     points = []

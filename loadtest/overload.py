@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import psutil
 import typer
 
 from triton_ner import cli
 from triton_ner.core import names
-from triton_ner.loadtest.bench import MemorySampler
+from triton_ner.loadtest.memory import MemorySampler, tree_rss_mb
 
 PROG = "overload"
 SHORT = "Wolfgang lives in Berlin and works for Siemens ."
@@ -91,19 +90,6 @@ def latency(url: str, text: str = SHORT, protocol: str = "grpc") -> float:
     if outcome.status != "ok":
         raise RuntimeError(f"a lone request failed: {outcome.status} {outcome.message}")
     return outcome.latency_s
-
-
-def server_rss_mb(pid: int) -> float:
-    """Resident memory of the server process and every process under it (the Python stubs), in MiB, now
-    (:class:`~triton_ner.loadtest.bench.MemorySampler` keeps the peak while a load runs)."""
-    server = psutil.Process(pid)
-    total = 0
-    for process in [server, *server.children(recursive=True)]:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
 
 
 def recovery_s(url: str, baseline_s: float, limit_s: float = 120.0, protocol: str = "grpc") -> float:
@@ -167,7 +153,7 @@ def burst(url: str, pid: int, requests: list[list[str]], protocol: str = "grpc",
     """Send ``requests`` all at once to the server (process ``pid``) and measure what happens."""
     latency(url, protocol=protocol)  # warm
     baseline = statistics.median(latency(url, protocol=protocol) for _ in range(5))
-    before = server_rss_mb(pid)
+    before = tree_rss_mb(pid)
     started = time.perf_counter()
     with MemorySampler(pid, every=0.1) as memory:
         outcomes = asyncio.run(send_all(url, requests, protocol))
@@ -181,7 +167,7 @@ def burst(url: str, pid: int, requests: list[list[str]], protocol: str = "grpc",
         refusal_max_s=max((o.latency_s for o in refused), default=0.0),
         accepted_max_s=max((o.latency_s for o in accepted), default=0.0), wall_s=wall, baseline_s=baseline,
         recovery_s=recovered, rss_before_mb=before, rss_peak_mb=max(memory.peak_mb, before),
-        rss_after_mb=server_rss_mb(pid),
+        rss_after_mb=tree_rss_mb(pid),
         refusals=Counter(f"{o.status} {_refusal_kind(o.message)}" for o in refused))
     return figures, outcomes
 

@@ -21,25 +21,15 @@ import typer
 
 from triton_ner import cli
 from triton_ner.loadtest.run import locust_command
-from triton_ner.server import ServerError, TritonServer, free_ports
+from triton_ner.server import ServerError, TritonServer, free_ports, stub_processes
 
 app = cli.command()
 
 
 def process_names(server_pid: int) -> dict[int, str]:
-    """``tritonserver`` and its live stubs by pid: ``<model> (pid)`` for a stub, whose command line names the
-    model's ``model.py``."""
-    import psutil
-
-    found = {server_pid: "tritonserver"}
-    for child in psutil.Process(server_pid).children():
-        try:
-            args = child.cmdline()
-        except psutil.Error:
-            continue
-        if len(args) > 1 and args[1].endswith("/1/model.py"):
-            found[child.pid] = f"{Path(args[1]).parents[1].name} ({child.pid})"
-    return found
+    """``tritonserver`` and its live stubs by pid: ``<model> (pid)`` for a stub."""
+    stubs = stub_processes(server_pid)
+    return {server_pid: "tritonserver", **{pid: f"{model} ({pid})" for pid, model in stubs.items()}}
 
 
 def sample_memory(server_pid: int, every: float, stop: threading.Event, rows: list[tuple[float, str, float]]):

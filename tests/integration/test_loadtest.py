@@ -52,7 +52,8 @@ def test_load_to_a_remote_host_is_refused(triton, tmp_path):
 
 
 def test_the_benchmark_load_generator_and_memory_sampler_against_the_server(triton):
-    from triton_ner.loadtest.bench import MemorySampler, served_run
+    from triton_ner.loadtest.bench import served_run
+    from triton_ner.loadtest.memory import MemorySampler
 
     with MemorySampler(triton.process.pid) as memory:
         seconds, latencies = served_run(triton.grpc_url, ["My name is Wolfgang and I live in Berlin"] * 12, 4)
