@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
+from triton_ner.client import options
 from triton_ner.client.errors import ClientError
 from triton_ner.client.inputs import count_texts, read_texts
 from triton_ner.client.library import AsyncNerClient, Protocol
@@ -33,14 +34,6 @@ class Output(str, Enum):
     PRETTY = "pretty"
 
 
-def parse_header(value: str) -> tuple[str, str]:
-    """``("infer-key", "secret")`` from ``"infer-key: secret"``."""
-    name, colon, content = value.partition(":")
-    if not colon or not name.strip():
-        raise ValueError(f"--header {value!r} is not 'Name: value'")
-    return name.strip(), content.strip()
-
-
 def parse_labels(value: str | None) -> list[str] | None:
     """``["O", "MISC"]`` from ``"O,MISC"``; ``""`` is no label (keep every entity); None the server's default."""
     if value is None:
@@ -50,7 +43,7 @@ def parse_labels(value: str | None) -> list[str] | None:
 
 
 async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, pretty: bool,
-               show_progress: bool, **options) -> tuple[int, int]:
+               show_progress: bool, **parameters) -> tuple[int, int]:
     """Print the entities of every text in order; return how many texts and entities."""
     from rich.console import Console
 
@@ -69,7 +62,7 @@ async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, 
     async with client:
         await client.check()
         with closing(texts), progress_bar(show_progress, "client", "texts", total) as advance:
-            async for entities in client.predict_iter(remembered(texts), **options):
+            async for entities in client.predict_iter(remembered(texts), **parameters):
                 text = in_flight.popleft()
                 if console is None:
                     sys.stdout.write(json.dumps(entities, ensure_ascii=False) + "\n")
@@ -89,11 +82,8 @@ def main(
     file: Annotated[list[Path] | None, typer.Option(
         "--file", "-f", help="File of texts, repeatable: .jsonl (a \"text\" field per line) or any other (one "
                              "text per line); - is stdin.", show_default=False)] = None,
-    url: Annotated[str | None, typer.Option(
-        help="host:port of the server (default: localhost:8001 for grpc, localhost:8000 for http). Several "
-             "servers, requests round-robin with failover: host:port,host:port or dns:///name:port (every address "
-             "of the name, e.g. a Kubernetes headless Service).", show_default=False)] = None,
-    protocol: Annotated[Protocol, typer.Option(help="Triton API to use.")] = Protocol.GRPC,
+    url: options.Url = None,
+    protocol: options.ProtocolOption = Protocol.GRPC,
     strategy: Annotated[Strategy | None, typer.Option(
         help="Aggregation strategy, as in the transformers pipeline (default: the server's, simple)",
         show_default=False)] = None,
@@ -105,22 +95,14 @@ def main(
         show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Texts per request (a request may hold at most 1,024 windows).")] = 64,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds one request may take.")] = 60.0,
-    retries: Annotated[int, typer.Option(
-        min=0, help="Retries, with backoff, of a request the server could not take (unavailable).")] = 3,
-    ssl: Annotated[bool, typer.Option("--ssl", help="gRPC over TLS; implied by the certificate options.")]
-    = False,
-    root_cert: Annotated[Path | None, typer.Option(
-        exists=True, dir_okay=False, help="PEM file of the CA that signed the server's certificate "
-                                          "(default: the system's)", show_default=False)] = None,
-    client_cert: Annotated[Path | None, typer.Option(
-        exists=True, dir_okay=False, help="PEM file of the client's certificate, for mutual TLS.")] = None,
-    client_key: Annotated[Path | None, typer.Option(
-        exists=True, dir_okay=False, help="PEM file of the client's private key, for mutual TLS.")] = None,
-    header: Annotated[list[str] | None, typer.Option(
-        "--header", "-H", help="'Name: value' sent with every request, repeatable; e.g. the key of a restricted "
-                               "API ('triton-grpc-protocol-<key>: ...' over gRPC).", show_default=False)] = None,
+    concurrency: options.Concurrency = 4,
+    timeout: options.Timeout = 60.0,
+    retries: options.Retries = 3,
+    ssl: options.Ssl = False,
+    root_cert: options.RootCert = None,
+    client_cert: options.ClientCert = None,
+    client_key: options.ClientKey = None,
+    header: options.Header = None,
     output: Annotated[Output, typer.Option(
         help="json: one JSON list of entities per line; pretty: texts with entities highlighted; auto: pretty "
              "when stdout is a terminal.")] = Output.AUTO,
@@ -145,10 +127,8 @@ def main(
         print("client: reading texts from stdin, one per line (Ctrl-D ends)", file=sys.stderr)
     started = time.monotonic()
     try:
-        client = AsyncNerClient(url, protocol.value, timeout=timeout, retries=retries, batch_size=batch_size,
-                                concurrency=concurrency, ssl=ssl, root_certificates=root_cert,
-                                private_key=client_key, certificate_chain=client_cert,
-                                headers=dict(parse_header(h) for h in header or []))
+        client = AsyncNerClient(**options.client_settings(url, protocol, timeout, retries, batch_size, concurrency,
+                                                          ssl, root_cert, client_cert, client_key, header))
         total = count_texts(texts or [], file or [])
         count, found = asyncio.run(_run(client, read_texts(texts or [], file or [], sys.stdin), total, pretty,
                                         show_progress, aggregation_strategy=strategy,

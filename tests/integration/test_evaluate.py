@@ -10,7 +10,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from typer.testing import CliRunner
 
-from triton_ner.client.evaluate import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
+from triton_ner.evaluate.scores import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
                                         predicted_tags, read_conll, score, to_iob1)
 from triton_ner.export import corpus
 from triton_ner.export.configs import Format, Precision, Target
@@ -126,7 +126,7 @@ def test_variants_against_fp32_in_process(variants_repository, data, in_process,
 
 
 def test_the_command_prints_both_sides_and_fails_on_min_f1(triton, checkpoint, iob2_file, in_process):
-    result = subprocess.run([sys.executable, "-m", "triton_ner.client.evaluate", str(iob2_file), "--url", triton.grpc_url,
+    result = subprocess.run([sys.executable, "-m", "triton_ner.evaluate", str(iob2_file), "--url", triton.grpc_url,
                              "--model", str(checkpoint), "--min-f1", "1.01", "--max-delta", "0"],
                             capture_output=True, text=True, timeout=300)
     f1 = in_process[1].overall.f1

@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from triton_ner.client.evaluate import (DataError, Figures, Scheme, Scores, Side, app, check_scheme, detect_scheme,
+from triton_ner.evaluate.scores import (DataError, Figures, Scheme, Scores, Side, app, check_scheme, detect_scheme,
                                         failures, parse_conll, predicted_tags, read_conll, report, score, table,
                                         tags_from_entities, to_iob1, token_spans)
 from triton_ner.server import free_ports
@@ -338,7 +338,7 @@ def test_conll2003_rows_become_sentences_with_tag_names(monkeypatch):
     datasets = pytest.importorskip("datasets")
     from huggingface_hub import constants
 
-    from triton_ner.client.evaluate import CONLL2003_TAGS, load_conll2003
+    from triton_ner.evaluate.scores import CONLL2003_TAGS, load_conll2003
 
     features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                   "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(CONLL2003_TAGS)))})
@@ -352,3 +352,17 @@ def test_conll2003_rows_become_sentences_with_tag_names(monkeypatch):
     assert [(s.tokens, s.tags) for s in sentences] == [(("EU", "rejects", "German", "call"),
                                                         ("B-ORG", "O", "B-MISC", "O"))]
     assert detect_scheme(sentences) is Scheme.IOB2
+
+
+def test_the_in_process_side_without_pytorch_names_what_to_install(conll):
+    """The ``eval`` extra alone (no PyTorch, no transformers): one line, the extra to add, or --no-in-process."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfor name in ('transformers', 'torch'):\n    sys.modules[name] = None\n"
+            "from triton_ner.evaluate.scores import app\nsys.argv[0] = 'ner-eval'\napp()\n")
+    done = subprocess.run([sys.executable, "-c", code, str(conll), "--model", "fixture", "--url",
+                           f"localhost:{free_ports().grpc}"], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("eval: error: the in-process side needs PyTorch and transformers (transformers is missing): "
+                           "pip install 'distilbert-ner-triton[eval,export]', or pass --no-in-process\n")

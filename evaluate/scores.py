@@ -1,4 +1,4 @@
-"""``ner-eval`` (``python -m triton_ner.client.evaluate``): accuracy of the served model on CoNLL-format data, beside the
+"""``ner-eval`` (``python -m triton_ner.evaluate``): accuracy of the served model on CoNLL-format data, beside the
 same checkpoint in process.
 
 Each sentence's tokens are joined by single spaces and sent through the served ``ner`` ensemble; the entities'
@@ -31,7 +31,8 @@ import typer
 
 from triton_ner import cli
 from triton_ner.client.errors import ClientError
-from triton_ner.client.library import NerClient, Protocol
+from triton_ner.client import options
+from triton_ner.client.library import DEFAULT_PORTS, NerClient, Protocol
 from triton_ner.client.render import progress as progress_bar
 from triton_ner.core.parameters import Strategy
 
@@ -337,12 +338,17 @@ def load_pipeline(model: str | Path, strategy: str):
     back to the local cache, and a folder must be a token classifier with weights.
 
     Raises:
-        DataUnavailable: The checkpoint cannot be found or loaded; the message is one line.
+        DataUnavailable: The checkpoint cannot be found or loaded, or PyTorch or transformers is not installed;
+            the message is one line.
     """
-    from transformers import pipeline
-    from transformers.utils import logging
+    try:
+        from transformers import pipeline
+        from transformers.utils import logging
 
-    from triton_ner.export.source import ExportError, resolve
+        from triton_ner.export.source import ExportError, resolve
+    except ImportError as error:
+        raise DataUnavailable(f"the in-process side needs PyTorch and transformers ({error.name} is missing): "
+                              "pip install 'distilbert-ner-triton[eval,export]', or pass --no-in-process") from None
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -449,17 +455,20 @@ def main(
         show_default=False)] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N sentences only.",
                                               show_default=False)] = None,
-    url: Annotated[str | None, typer.Option(
-        help="host:port of the server (default: localhost:8001 for grpc, localhost:8000 for http)",
-        show_default=False)] = None,
-    protocol: Annotated[Protocol, typer.Option(help="Triton API to use.")] = Protocol.GRPC,
+    url: options.Url = None,
+    protocol: options.ProtocolOption = Protocol.GRPC,
     strategy: Annotated[Strategy, typer.Option(
         help="Aggregation strategy, the same on both sides (not none: it gives tokens, not entities).")]
     = Strategy.FIRST,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per request.")] = 64,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds one request may take.")] = 60.0,
-    retries: Annotated[int, typer.Option(min=0, help="Retries of a request the server could not take.")] = 3,
+    concurrency: options.Concurrency = 4,
+    timeout: options.Timeout = 60.0,
+    retries: options.Retries = 3,
+    ssl: options.Ssl = False,
+    root_cert: options.RootCert = None,
+    client_cert: options.ClientCert = None,
+    client_key: options.ClientKey = None,
+    header: options.Header = None,
     model: Annotated[str | None, typer.Option(
         help="The checkpoint the served repository was exported from, run in process with the transformers "
              "pipeline: Hub id, local folder, or 'fixture'. Needed unless --no-in-process: the repository holds "
@@ -514,10 +523,10 @@ def main(
         pipe = load_pipeline(model, strategy.value) if in_process else None  # first: a bad --model fails fast
         started = time.monotonic()
         with progress_bar(show, "eval: served", "sentences", len(texts)) as advance:
-            entities = predict_served(texts, strategy.value, advance, url=url, protocol=protocol.value,
-                                      timeout=timeout, retries=retries, batch_size=batch_size,
-                                      concurrency=concurrency)
-        client_url = url or f"localhost:{8001 if protocol is Protocol.GRPC else 8000}"
+            entities = predict_served(texts, strategy.value, advance, **options.client_settings(
+                url, protocol, timeout, retries, batch_size, concurrency, ssl, root_cert, client_cert, client_key,
+                header))
+        client_url = url or f"localhost:{DEFAULT_PORTS[protocol]}"
         served = Side(f"{protocol.value} {client_url}", score(gold, predicted_tags(sentences, entities, scheme)),
                       time.monotonic() - started)
         local = None
