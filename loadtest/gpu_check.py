@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from triton_ner import cli
 from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -502,10 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"gpu-check: error: cannot write to {args.output}: {error.strerror}", file=sys.stderr)
+        cli.error("gpu-check", f"cannot write to {args.output}: {error.strerror}")
         return 2
-    results = run_check(args.dry_run, args.budget_s, log=lambda m: print(f"gpu-check: {m}", file=sys.stderr,
-                                                                         flush=True), pack=args.pack)
+    results = run_check(args.dry_run, args.budget_s, log=lambda m: cli.say("gpu-check", m), pack=args.pack)
     (args.output / "gpu_check.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(markdown(results))
     print(f"gpu-check: wrote {args.output / 'gpu_check.json'}", file=sys.stderr)

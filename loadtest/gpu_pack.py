@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from triton_ner import cli
 from triton_ner.core import names
 
 DEFAULT_PACK = Path("build/gpu-check/serving-pack.tar.gz")
@@ -109,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="A model whose repository goes in (repeatable; default: both).")
     args = parser.parse_args(argv)
     try:
-        pack(args.output, tuple(args.model or MODELS), log=lambda m: print(f"gpu-check-pack: {m}", file=sys.stderr))
+        pack(args.output, tuple(args.model or MODELS), log=lambda m: cli.say("gpu-check-pack", m))
     except Exception as error:  # noqa: BLE001: one line, as every command of the project
-        print(f"gpu-check-pack: error: {error}", file=sys.stderr)
+        cli.error("gpu-check-pack", str(error))
         return 1
     return 0
 

@@ -2,7 +2,8 @@
 
 typer with ``Annotated`` options; an error is one line ``<command>: error: <why>`` on stderr and an exit code:
 1 when the work failed (a server, a model or data that cannot be reached), 2 for the caller's mistake (as typer's
-own usage errors). Never a traceback for a user mistake.
+own usage errors). Never a traceback for a user mistake. :func:`say` and :func:`error` need no typer, for the
+scripts meant for bare machines (``make gpu-check``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 FAILED = 1
 USAGE = 2
@@ -29,6 +32,8 @@ PIPED_HELP_WIDTH = 120
 def command() -> typer.Typer:
     """A single-command typer application without shell completion or rich tracebacks, whose help reads when
     piped too (:data:`PIPED_HELP_WIDTH`)."""
+    import typer
+
     if "COLUMNS" in os.environ or sys.stdout.isatty():
         return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -40,14 +45,23 @@ def say(prog: str, message: str) -> None:
     print(f"{prog}: {message}", file=sys.stderr, flush=True)
 
 
+def error(prog: str, message: str) -> None:
+    """The one line of an error: ``<prog>: error: <message>`` on stderr."""
+    say(prog, f"error: {message}")
+
+
 def fail(prog: str, message: str, code: int = FAILED) -> typer.Exit:
     """Print ``<prog>: error: <message>`` and return the exit to raise (``raise fail(...) from None``)."""
-    say(prog, f"error: {message}")
+    import typer
+
+    error(prog, message)
     return typer.Exit(code)
 
 
 def interrupted(prog: str) -> typer.Exit:
     """Ctrl-C: say so and return the exit to raise, with the shell's code for SIGINT."""
+    import typer
+
     say(prog, "interrupted")
     return typer.Exit(130)
 
