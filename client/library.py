@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from enum import Enum
 from itertools import islice
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -69,12 +70,19 @@ def request_parameters(aggregation_strategy: str | Enum | None = None,
 
 
 class _BaseClient:
-    """What both clients share: validated settings, request tensors, decoding, and the retry decision."""
+    """What both clients share: validated settings, request tensors, decoding, and the retry decision. The
+    arguments are :class:`NerClient`'s; ``batch_size`` and ``concurrency`` default to the class's own."""
 
-    def __init__(self, url: str | Sequence[str] | None, protocol: str, model: str, timeout: float | None, retries: int,
-                 backoff: float, batch_size: int | None, concurrency: int, ssl: bool,
-                 root_certificates: str | Path | None, private_key: str | Path | None,
-                 certificate_chain: str | Path | None, headers: dict[str, str] | None):
+    BATCH_SIZE: int | None = None
+    CONCURRENCY = 1
+
+    def __init__(self, url: str | Sequence[str] | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
+                 timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
+                 batch_size: int | None | EllipsisType = ..., concurrency: int | EllipsisType = ..., ssl: bool = False,
+                 root_certificates: str | Path | None = None, private_key: str | Path | None = None,
+                 certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
+        batch_size = self.BATCH_SIZE if batch_size is ... else batch_size
+        concurrency = self.CONCURRENCY if concurrency is ... else concurrency
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
         self.protocol = Protocol(protocol)
@@ -108,6 +116,10 @@ class _BaseClient:
             import tritonclient.http as tensors
         self._tensors = tensors
         self._closed = False
+        self._open()
+
+    def _open(self) -> None:
+        """The client's own state (connections), once the settings are checked."""
 
     def _grpc_options(self) -> dict[str, Any]:
         return {"ssl": self.ssl, **self._tls}
@@ -184,9 +196,9 @@ class NerClient(_BaseClient):
             and twice as long each time (at most 8 s) unless another server can take it. Other failures are
             raised at once.
         backoff: Seconds before the first retry.
-        batch_size: Texts per request; None sends each :meth:`predict` call as one request (the server refuses
-            a request of more than 1,024 windows, about 1,024 short texts).
-        concurrency: Requests in flight at once (threads); 1 sends them one after the other.
+        batch_size: Texts per request; None (the default) sends each :meth:`predict` call as one request (the
+            server refuses a request of more than 1,024 windows, about 1,024 short texts).
+        concurrency: Requests in flight at once (threads); 1 (the default) sends them one after the other.
         ssl: Use TLS (gRPC). Implied by any certificate below.
         root_certificates: PEM file of the certificate authority that signed the server's certificate (default:
             the system's).
@@ -199,20 +211,17 @@ class NerClient(_BaseClient):
         ValueError: An unknown protocol, a URL with a scheme, TLS over HTTP, or a setting out of range.
     """
 
-    def __init__(self, url: str | Sequence[str] | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
-                 timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
-                 batch_size: int | None = None, concurrency: int = 1, ssl: bool = False,
-                 root_certificates: str | Path | None = None, private_key: str | Path | None = None,
-                 certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
-        super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
-                         root_certificates, private_key, certificate_chain, headers)
+    BATCH_SIZE = None
+    CONCURRENCY = 1
+
+    def _open(self) -> None:
         # tritonclient's gRPC client is thread-safe: one per server, shared; its HTTP client is not: one per server
         # and thread.
         self._connections: list = []
         self._shared: dict[str, Any] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(concurrency, "ner-client") if concurrency > 1 else None
+        self._executor = ThreadPoolExecutor(self.concurrency, "ner-client") if self.concurrency > 1 else None
         # Now, so that a missing certificate file fails here and not at the first request.
         self._connection(self.balancer.addresses[0])
 
@@ -325,13 +334,10 @@ class AsyncNerClient(_BaseClient):
     flight. Use as an async context manager; the connection opens on first use, inside the event loop.
     """
 
-    def __init__(self, url: str | Sequence[str] | None = None, protocol: str = "grpc", model: str = names.ENSEMBLE,
-                 timeout: float | None = 60.0, *, retries: int = 3, backoff: float = 0.5,
-                 batch_size: int | None = 64, concurrency: int = 4, ssl: bool = False,
-                 root_certificates: str | Path | None = None, private_key: str | Path | None = None,
-                 certificate_chain: str | Path | None = None, headers: dict[str, str] | None = None):
-        super().__init__(url, protocol, model, timeout, retries, backoff, batch_size, concurrency, ssl,
-                         root_certificates, private_key, certificate_chain, headers)
+    BATCH_SIZE = 64
+    CONCURRENCY = 4
+
+    def _open(self) -> None:
         self._clients: dict[str, Any] = {}  # one per server
 
     def _connection(self, address: str):
