@@ -222,3 +222,29 @@ def test_the_promql_check_can_fail(tmp_path):
     dashboard = json.loads(DASHBOARD.read_text())
     dashboard["panels"][0]["targets"][0]["expr"] = "sum(rate(nv_inference_request_success[$__rate_interval])"
     assert "unclosed left parenthesis" in _promql_errors(dashboard, tmp_path)
+
+
+def _package_folders() -> set[str]:
+    """The source folders of the wheel: pyproject.toml's package-dir mappings and triton_ner's subpackages."""
+    import tomllib
+
+    setup = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = set(setup["package-dir"].values())
+    return mapped | {name.replace(".", "/") for name in setup["packages"]
+                     if name.startswith("triton_ner") and name not in setup["package-dir"]}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_images_build_from_every_package_folder(dockerfile):
+    text = dockerfile.read_text()
+    copied = {line.split()[1] for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line}
+    folders = _package_folders()
+    top = {f.split("/")[0] for f in folders}
+    assert top <= copied, f"{dockerfile.name} does not copy {sorted(top - copied)}"
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    assert all(f"!{folder}/" in ignored for folder in top), "a package folder is left out of the build context"
+    skeleton = next((line for line in text.splitlines() if "mkdir -p" in line), None)
+    if skeleton:  # the dependency layer's empty package skeleton must name every package folder
+        made = skeleton.split("mkdir -p", 1)[1].split()
+        missing = [f for f in folders if not any(m == f or m.startswith(f + "/") for m in made)]
+        assert not missing, f"the skeleton ({skeleton.strip()}) lacks {missing}"
