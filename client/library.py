@@ -36,7 +36,7 @@ class Protocol(str, Enum):
 
 
 PROTOCOLS = tuple(p.value for p in Protocol)
-DEFAULT_PORTS = {Protocol.GRPC: 8001, Protocol.HTTP: 8000}
+DEFAULT_PORTS = {Protocol.GRPC: names.GRPC_PORT, Protocol.HTTP: names.HTTP_PORT}
 
 
 def batches(texts: Iterable[str], size: int | None) -> Iterator[tuple[int, list[str]]]:

@@ -26,6 +26,7 @@ import time  # noqa: E402
 from locust import User, events, tag, task  # noqa: E402
 
 from triton_ner.client import NerClient  # noqa: E402
+from triton_ner.core import names  # noqa: E402
 from triton_ner.loadtest.hosts import ALLOWED_HOSTS, is_allowed_host  # noqa: E402
 from triton_ner.loadtest.texts import scenario_text  # noqa: E402
 
@@ -33,8 +34,10 @@ from triton_ner.loadtest.texts import scenario_text  # noqa: E402
 
 @events.init_command_line_parser.add_listener
 def _options(parser):
-    parser.add_argument("--grpc-url", default="localhost:8001", help="host:port of Triton's gRPC endpoint")
-    parser.add_argument("--http-url", default="localhost:8000", help="host:port of Triton's HTTP endpoint")
+    parser.add_argument("--grpc-url", default=f"localhost:{names.GRPC_PORT}",
+                        help="host:port of Triton's gRPC endpoint")
+    parser.add_argument("--http-url", default=f"localhost:{names.HTTP_PORT}",
+                        help="host:port of Triton's HTTP endpoint")
     parser.add_argument("--texts-per-request", type=int, default=1, help="texts in each request")
     parser.add_argument("--strategy", default="simple", help="aggregation_strategy of every request")
     parser.add_argument("--max-failure-ratio", type=float, default=None, help="exit 1 above this failure ratio")

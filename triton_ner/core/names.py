@@ -24,6 +24,11 @@ OFFSETS = "offsets"
 SPECIAL_TOKENS_MASK = "special_tokens_mask"
 TEXT_INDEX = "text_index"  # the text each window belongs to (long texts have several windows)
 
+# Triton's default ports, which the launcher, the clients and the load tests take unless told otherwise.
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+
 # Files inside the repository.
 MANIFEST = "manifest.json"  # written last by the export: its presence means the repository is complete
 TOKENIZER_DIR = "tokenizer"  # holds the tokenizer files and the checkpoint's config.json (labels)

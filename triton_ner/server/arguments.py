@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from triton_ner.core import names
 from triton_ner.server.logs import ServerError
 
 
@@ -68,9 +69,9 @@ class GrpcTls:
 
 @dataclass(frozen=True)
 class Ports:
-    http: int = 8000
-    grpc: int = 8001
-    metrics: int = 8002
+    http: int = names.HTTP_PORT
+    grpc: int = names.GRPC_PORT
+    metrics: int = names.METRICS_PORT
 
 
 def free_ports() -> Ports:
