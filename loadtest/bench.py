@@ -43,6 +43,7 @@ import typer
 from triton_ner import cli
 from triton_ner.loadtest import plots
 from triton_ner.loadtest.memory import MemorySampler
+from triton_ner.loadtest.repositories import cached_export
 from triton_ner.loadtest.checks import Check, checks_table
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
@@ -152,23 +153,13 @@ def prepare_repository(output: Path, log) -> Path:
     and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when present."""
     from triton_ner.export.configs import Format, Precision, Target
     from triton_ner.export.fixture import benchmark_model
-    from triton_ner.export.repository import ExportPlan, build, code_is_current
-    from triton_ner.export.source import Checkpoint
-    from triton_ner.core import names
+    from triton_ner.export.repository import ExportPlan
 
-    checkpoint = benchmark_model()
-    manifest = output / names.MANIFEST
-    if manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint) and code_is_current(
-            output) and (
-            output / names.MODEL / "configs" / "gpu.pbtxt").exists() and (
-            output / names.MODEL / "configs" / "bf16.pbtxt").exists():
-        return output
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
-    # 99% bar holds on the trained fixture model (tests/unit/test_export.py).
+    # 99% bar holds on the trained fixture model (tests/integration/test_export.py).
     plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT}),
                       frozenset({Precision.FP32, Precision.INT8, Precision.BF16}), Target.BOTH, min_agreement=0.95)
-    build(Checkpoint(checkpoint, str(checkpoint)), output, plan, force=True, log=log)
-    return output
+    return cached_export(benchmark_model(), output, plan, ("gpu", "bf16"), log)
 
 
 def onnxruntime_backend_repository(repository: Path, output: Path, threads: int) -> Path:

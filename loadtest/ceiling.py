@@ -9,7 +9,6 @@ gRPC clients (one process, ``tritonclient.grpc.aio``) for a fixed time per point
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -145,15 +144,9 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
 def fixture_repository(output, log):
     """The fixture model exported with its CPU and GPU configs, reused when present and of this code."""
     from triton_ner.export.fixture import fixture_model
-    from triton_ner.export.repository import build, code_is_current
-    from triton_ner.export.source import Checkpoint
+    from triton_ner.loadtest.repositories import cached_export
 
-    checkpoint = fixture_model()
-    manifest = output / names.MANIFEST
-    if not (manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint)
-            and code_is_current(output)):
-        build(Checkpoint(checkpoint, str(checkpoint)), output, force=True, log=log)
-    return output
+    return cached_export(fixture_model(), output, log=log)
 
 
 def text_steps_ms(point: Point) -> float:

@@ -287,3 +287,15 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
     assert recorded == {**asdict(ServingOptions()), "max_text_bytes": 1000, "max_tokens_per_request": 777,
                         "max_batch_size": 64, "max_queue_size": 5, "text_queue_size": 6, "queue_timeout_s": 2.5,
                         "cpu_instances": 3, "instances": 2, "gpu_text_instances": 7}
+
+
+def test_a_cached_export_is_reused_while_current_and_redone_when_a_variant_is_missing(checkpoint, tmp_path):
+    from triton_ner.loadtest.repositories import cached_export
+
+    output = tmp_path / "cache"
+    cached_export(checkpoint, output, log=lambda _: None)
+    written = (output / "manifest.json").stat().st_mtime_ns
+    assert cached_export(checkpoint, output, variants=("gpu",), log=lambda _: None) == output
+    assert (output / "manifest.json").stat().st_mtime_ns == written  # reused
+    cached_export(checkpoint, output, variants=("int8",), log=lambda _: None)  # not exported by default: again
+    assert (output / "manifest.json").stat().st_mtime_ns != written
