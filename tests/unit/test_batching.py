@@ -185,3 +185,19 @@ def test_pooled_runs_respect_the_token_budget_per_call():
     lengths = np.array([512] * 70 + [16] * 3)
     runs = bucket_runs(lengths, BUCKETS, max_rows=1024, max_tokens=16384)
     assert [(len(rows), width) for rows, width in runs] == [(3, 16), (32, 512), (32, 512), (6, 512)]
+
+
+@given(st.lists(st.integers(1, 512), min_size=1, max_size=80), st.integers(512, 20000))
+def test_runs_are_the_same_whether_the_buckets_come_together_or_apart(lengths, budget):
+    """What makes a served request's runs those of the same rows in process: the tokenizer calls the model step
+    once per bucket, and the dynamic batcher may or may not put those calls into one execution."""
+    from triton_ner.core.batching import bucket_widths
+
+    lengths = np.array(lengths)
+    together = {tuple(sorted(r.tolist())) for r in plan_runs(lengths, budget)}
+    widths = bucket_widths(lengths)
+    apart = set()
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        apart |= {tuple(sorted(members[r].tolist())) for r in plan_runs(lengths[members], budget)}
+    assert together == apart

@@ -34,25 +34,43 @@ def split_like(batch: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return pieces
 
 
-def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0) -> list[np.ndarray]:
+# The padded lengths the tokenizer groups windows by (configs' ``pad_to_lengths``): powers of two up to 512.
+PAD_LENGTHS = (16, 32, 64, 128, 256, 512)
+
+
+def bucket_widths(lengths: np.ndarray, buckets: tuple[int, ...] = PAD_LENGTHS) -> np.ndarray:
+    """Each row's bucket: the smallest of ``buckets`` that holds it (a row longer than all: its own length)."""
+    ordered = np.asarray(sorted(buckets))
+    index = np.searchsorted(ordered, np.maximum(lengths, 1))
+    return np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)
+
+
+def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,
+              buckets: tuple[int, ...] = PAD_LENGTHS) -> list[np.ndarray]:
     """Group rows into model runs of similar lengths, each of at most ``max_tokens`` padded tokens.
 
     Rows are sorted by length and a run takes rows down to ``1 / max_padding`` of its longest one, so a
     sentence of 20 tokens is never padded to a 512-token window of the same batch: with attention's quadratic
     cost, one long row padding 31 short ones made a batch of 32 slower than 32 runs of one. A row longer
-    than the budget runs alone.
+    than the budget runs alone. A run never mixes rows of two ``buckets`` (the lengths the tokenizer calls the
+    model step with), so one request's runs are the same whether its length groups reach the runner together or
+    apart (in process, in one dynamic batch or in several): results that depend on the run's rows, as INT8's
+    dynamic activation scales do, do not depend on timing.
     """
-    order = np.argsort(-lengths, kind="stable")
+    widths = bucket_widths(lengths, buckets)
     runs: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        longest = max(int(lengths[order[start]]), 1)
-        end = start + 1
-        while (end < len(order) and (end - start + 1) * longest <= max_tokens
-               and lengths[order[end]] * max_padding >= longest):
-            end += 1
-        runs.append(order[start:end])
-        start = end
+    for width in sorted(np.unique(widths).tolist(), reverse=True):
+        members = np.flatnonzero(widths == width)
+        order = members[np.argsort(-lengths[members], kind="stable")]
+        start = 0
+        while start < len(order):
+            longest = max(int(lengths[order[start]]), 1)
+            end = start + 1
+            while (end < len(order) and (end - start + 1) * longest <= max_tokens
+                   and lengths[order[end]] * max_padding >= longest):
+                end += 1
+            runs.append(order[start:end])
+            start = end
     return runs
 
 
@@ -90,9 +108,7 @@ def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
     window is padded to its own bucket, not to a long neighbour's length. A row longer than every bucket runs at
     its own length.
     """
-    ordered = np.asarray(sorted(buckets))
-    index = np.searchsorted(ordered, np.maximum(lengths, 1))
-    widths = np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)
+    widths = bucket_widths(lengths, buckets)
     runs = []
     for width in np.unique(widths):
         rows = np.flatnonzero(widths == width)
