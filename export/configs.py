@@ -88,7 +88,10 @@ class ServingOptions:
         max_text_bytes: Largest text accepted (UTF-8 bytes).
         max_tokens_per_request: Most tokens one request may need (its windows' tokens, special tokens and
             overlaps included): bounds what one request costs while other clients wait.
-        max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
+        max_queue_delay_us: How long the dynamic batcher of a GPU model step waits to fill a batch.
+        cpu_queue_delay_us: The same for the CPU model step: none, since the tokenizer already pools the windows of
+            every request it has queued into each call, and waiting only adds latency (1 ms at concurrency 1 with
+            1000); under load the queue fills while the instances run.
         max_queue_size: Requests queued at the model step before new ones are refused (``UNAVAILABLE``).
         text_queue_size: Requests queued at each text step (tokenizer, aggregation) before new ones are refused.
         text_batch_size: Most requests one ``execute`` of a text step takes (each with any number of texts).
@@ -115,6 +118,7 @@ class ServingOptions:
     max_text_bytes: int = 1 << 20
     max_tokens_per_request: int = 1 << 16
     max_queue_delay_us: int = 1000
+    cpu_queue_delay_us: int = 0
     max_queue_size: int = 1024
     text_queue_size: int = 256
     text_batch_size: int = 256
@@ -260,8 +264,8 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
             input=[_input(names.INPUT_IDS, mc.TYPE_INT64, [-1], allow_ragged_batch=True),
                    _input(names.ATTENTION_MASK, mc.TYPE_INT64, [-1], allow_ragged_batch=True)],
             output=[_output(*_logits(options, [-1]))],
-            dynamic_batching=_queue(options, options.max_queue_size,
-                                    max_queue_delay_microseconds=options.max_queue_delay_us),
+            dynamic_batching=_queue(options, options.max_queue_size, max_queue_delay_microseconds=(
+                options.max_queue_delay_us if gpu else options.cpu_queue_delay_us)),
             instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU,
                                       options.instances if gpu else options.cpu_instances),
         )

@@ -7,8 +7,10 @@ and past the 512-token window.
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from triton_ner.core.aggregation import aggregate_texts, softmax, to_python
+from triton_ner.core.aggregation import _group_scores, aggregate_texts, softmax, to_python
 from triton_ner.core.parameters import Strategy
 from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, encode, load_vocabulary
 from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
@@ -90,3 +92,16 @@ def test_softmax_rows_sum_to_one():
     probabilities = softmax(np.array([[1000.0, 0.0, -1000.0], [0.5, 0.5, 0.5]], dtype=np.float32))
     assert np.allclose(probabilities.sum(axis=-1), 1.0)
     assert probabilities[0, 0] == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.floats(0, 1, width=32) | st.just(float("nan")), min_size=1, max_size=20)
+                .filter(lambda run: not all(np.isnan(run))), min_size=1, max_size=12))
+def test_group_scores_are_the_pipelines_mean_to_the_bit(runs):
+    """A group's score is ``np.mean(np.nanmean(scores))`` as the pipeline computes it, for runs shorter and longer
+    than numpy's pairwise-summation block and with NaN scores left out."""
+    scores = np.array([s for run in runs for s in run], dtype=np.float32)
+    first = np.cumsum([0, *map(len, runs)])[:-1]
+    found = _group_scores(scores, first, first + np.array([len(run) for run in runs]))
+    pipeline = [np.mean(np.nanmean([np.float32(s) for s in run])) for run in runs]
+    assert found.tobytes() == np.array(pipeline, dtype=np.float32).tobytes()

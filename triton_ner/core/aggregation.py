@@ -1,15 +1,19 @@
-"""BIO aggregation: logits of one tokenized text to the entities ``transformers.pipeline("ner")`` returns.
+"""BIO aggregation: logits of tokenized texts to the entities ``transformers.pipeline("ner")`` returns.
 
 Plain functions over numpy arrays and strings, so the Triton aggregation model, the benchmark and the tests
 run the same code. The semantics follow ``transformers/pipelines/token_classification.py`` step by step
-(see shared/AGGREGATION.md); where the pipeline's numpy calls decide float32 rounding, the same calls are
-used here.
+(see shared/AGGREGATION.md), but over arrays: the tokens of every window of every request are pooled, and the
+per-token work (softmax, argmax, sub-word marks, word and group boundaries, what ``ignore_labels`` drops) is
+numpy over all of them at once; Python runs once per entity returned, for its record and its ``word``. Where the
+pipeline's numpy calls decide float32 rounding (a group's mean score, a word's average), the same calls are made
+on the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,55 +30,61 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _pre_entities(text: str, input_ids: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
-                  special_tokens_mask: np.ndarray, vocab: Vocabulary) -> list[dict]:
-    tokenizer = vocab.tokenizer
-    word_aware = vocab.word_aware
-    keep = np.flatnonzero(special_tokens_mask == 0)
-    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in input_ids[keep]])
-    records = []
-    for idx, word in zip(keep.tolist(), tokens):
-        start, end = int(offsets[idx, 0]), int(offsets[idx, 1])
-        word_ref = text[start:end]
-        if word_aware:
-            is_subword = len(word) != len(word_ref)
-        else:
-            is_subword = start > 0 and " " not in text[start - 1:start + 1]
-        if int(input_ids[idx]) == tokenizer.unk_token_id:
-            word = word_ref
-            is_subword = False
-        records.append({"word": word, "scores": scores[idx], "start": start, "end": end, "index": idx,
-                        "is_subword": is_subword})
-    return records
+@dataclass(frozen=True)
+class Windows:
+    """What aggregation needs of one request: its texts, options and windows (as :func:`aggregate_texts` takes)."""
+
+    texts: list[str]
+    input_ids: np.ndarray
+    offsets: np.ndarray
+    special_tokens_mask: np.ndarray
+    logits: np.ndarray
+    text_index: np.ndarray
+    strategy: Strategy = Strategy.SIMPLE
+    ignore_labels: tuple[str, ...] = ("O",)
 
 
-def _aggregate_word(records: list[dict], strategy: Strategy, vocab: Vocabulary) -> dict:
-    word = vocab.tokenizer.convert_tokens_to_string([r["word"] for r in records])
-    if strategy is Strategy.FIRST:
-        scores = records[0]["scores"]
-    elif strategy is Strategy.MAX:
-        scores = max(records, key=lambda r: r["scores"].max())["scores"]
-    else:
-        scores = np.nanmean(np.stack([r["scores"] for r in records]), axis=0)
-    idx = scores.argmax()
-    return {"entity": vocab.id2label[int(idx)], "score": scores[idx], "word": word,
-            "start": records[0]["start"], "end": records[-1]["end"]}
+class Lexicon:
+    """What aggregation looks up per token and per label, built once per vocabulary: token strings, their lengths,
+    and each label's BIO prefix, type and group name."""
+
+    def __init__(self, vocab: Vocabulary):
+        tokenizer = vocab.tokenizer
+        backend = tokenizer.backend_tokenizer
+        self.pieces = [backend.id_to_token(i) for i in range(backend.get_vocab_size(with_added_tokens=True))]
+        self.piece_lengths = np.array([len(p or "") for p in self.pieces], dtype=np.int64)
+        self.unk_id = tokenizer.unk_token_id
+        self.word_aware = vocab.word_aware
+        decoder = backend.decoder
+        self.join = decoder.decode if decoder is not None else " ".join  # convert_tokens_to_string
+        self.labels = [vocab.id2label[i] for i in range(len(vocab.id2label))]
+        tags = [_tag(label) for label in self.labels]
+        types = {t: k for k, t in enumerate(dict.fromkeys(tag for _, tag in tags))}
+        self.opens = np.array([bi == "B" for bi, _ in tags])
+        self.types = np.array([types[tag] for _, tag in tags])
+        self.groups = [label.split("-", 1)[-1] for label in self.labels]
+        self._dropped: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def dropped(self, ignore_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Per label: whether ``ignore_labels`` drops a token record of it, and a group it opens."""
+        if ignore_labels not in self._dropped:
+            ignored = set(ignore_labels)
+            self._dropped[ignore_labels] = (np.array([label in ignored for label in self.labels]),
+                                            np.array([group in ignored for group in self.groups]))
+        return self._dropped[ignore_labels]
 
 
-def _aggregate_words(records: list[dict], strategy: Strategy, vocab: Vocabulary) -> list[dict]:
-    words: list[dict] = []
-    group: list[dict] = []
-    for record in records:
-        if group and not record["is_subword"]:
-            words.append(_aggregate_word(group, strategy, vocab))
-            group = []
-        group.append(record)
-    if group:
-        words.append(_aggregate_word(group, strategy, vocab))
-    return words
+def lexicon(vocab: Vocabulary) -> Lexicon:
+    """The vocabulary's :class:`Lexicon`, built on first use and kept with it."""
+    found = vocab.__dict__.get("_lexicon")
+    if found is None:
+        found = Lexicon(vocab)
+        object.__setattr__(vocab, "_lexicon", found)
+    return found
 
 
 def _tag(label: str) -> tuple[str, str]:
+    """The pipeline's ``get_tag``: ``B-X`` is (B, X), ``I-X`` is (I, X), anything else (``O`` too) is (I, label)."""
     if label.startswith("B-"):
         return "B", label[2:]
     if label.startswith("I-"):
@@ -82,74 +92,150 @@ def _tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
-def _group_score(scores: list[np.floating]) -> np.floating:
-    """``np.mean(np.nanmean(scores))``, as the pipeline computes a group's score, without nanmean's cost where
-    there is no NaN to leave out (the same float32 sum and division then)."""
-    if len(scores) == 1 and not np.isnan(scores[0]):
-        return scores[0]
-    values = np.array(scores)
-    return np.mean(np.nanmean(values) if np.isnan(values).any() else np.mean(values))
+def _ends(first: np.ndarray, count: int) -> np.ndarray:
+    """Where each run that starts at ``first`` ends (exclusive), the last one at ``count``."""
+    last = np.empty_like(first)
+    last[:-1] = first[1:]
+    last[-1:] = count
+    return last
 
 
-def _group(items: list[dict], vocab: Vocabulary) -> dict:
-    return {
-        "entity_group": items[0]["entity"].split("-", 1)[-1],
-        "score": _group_score([item["score"] for item in items]),
-        "word": vocab.tokenizer.convert_tokens_to_string([item["word"] for item in items]),
-        "start": items[0]["start"],
-        "end": items[-1]["end"],
-    }
+def _group_scores(scores: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Each group's score, ``np.mean(np.nanmean(scores[first:last]))`` as the pipeline computes it, to the bit.
 
-
-def group_entities(items: list[dict], vocab: Vocabulary) -> list[dict]:
-    """Join adjacent items of the same type into entity groups; a ``B-`` item always opens a new one."""
-    groups: list[dict] = []
-    current: list[dict] = []
-    for item in items:
-        if current:
-            bi, tag = _tag(item["entity"])
-            if not (tag == _tag(current[-1]["entity"])[1] and bi != "B"):
-                groups.append(_group(current, vocab))
-                current = []
-        current.append(item)
-    if current:
-        groups.append(_group(current, vocab))
-    return groups
-
-
-def aggregate_window(text: str, input_ids: np.ndarray, offsets: np.ndarray, special_tokens_mask: np.ndarray,
-                     scores: np.ndarray, vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
-                     ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
-    """Entities of one tokenized window of ``text``, before overlapping windows are reconciled.
-
-    Args:
-        text: The original text; ``offsets`` index into it (code points).
-        input_ids: ``[tokens]`` token ids, padding allowed where ``special_tokens_mask`` is 1.
-        offsets: ``[tokens, 2]`` character spans of the tokens.
-        special_tokens_mask: ``[tokens]`` 1 for [CLS], [SEP] and padding.
-        scores: ``[tokens, labels]`` the :func:`softmax` of the model's logits for this window.
-        vocab: Tokenizer and labels of the checkpoint.
-        strategy: The pipeline's ``aggregation_strategy``.
-        ignore_labels: Labels (or entity groups) left out of the result.
-
-    Returns:
-        The pipeline's records, numpy scalars included (see :func:`to_python`).
+    numpy sums a float32 run of fewer than 8 values one after another (pairwise summation starts at 8), so those
+    runs are summed column by column here, all groups at once; longer runs, and runs with a NaN (which nanmean
+    leaves out), take numpy's own call. The mean is then the float32 sum divided by the count in float64.
     """
-    records = _pre_entities(text, input_ids, scores, offsets, special_tokens_mask, vocab)
-    if strategy in (Strategy.NONE, Strategy.SIMPLE):
-        items = []
-        best = scores.argmax(axis=-1).tolist()  # one call for the window, not one per token
-        for record in records:
-            idx = best[record["index"]]
-            items.append({"entity": vocab.id2label[idx], "score": record["scores"][idx],
-                          "index": record["index"], "word": record["word"], "start": record["start"],
-                          "end": record["end"]})
-    else:
-        items = _aggregate_words(records, strategy, vocab)
-    if strategy is not Strategy.NONE:
-        items = group_entities(items, vocab)
-    ignored = set(ignore_labels)
-    return [e for e in items if e.get("entity") not in ignored and e.get("entity_group") not in ignored]
+    lengths = last - first
+    columns = np.arange(7)
+    padded = np.where(columns < lengths[:, None], scores[np.minimum(first[:, None] + columns, len(scores) - 1)],
+                      np.float32(0))
+    total = padded[:, 0].copy()
+    for j in columns[1:]:
+        total += padded[:, j]
+    means = (total.astype(np.float64) / lengths).astype(np.float32)
+    for k in np.flatnonzero((lengths >= 8) | np.isnan(total)).tolist():
+        run = scores[first[k]:last[k]]
+        means[k] = np.mean(np.nanmean(run) if np.isnan(run).any() else np.mean(run))
+    return means
+
+
+class _Tokens:
+    """The non-special tokens of many requests' windows, pooled in window order, with what aggregation reads."""
+
+    def __init__(self, requests: Sequence[Windows], scores: Sequence[np.ndarray], lex: Lexicon):
+        parts, texts, window_text, window_request = [], [], [], []
+        for k, (r, s) in enumerate(zip(requests, scores)):
+            w, t = np.nonzero(r.special_tokens_mask == 0)
+            parts.append((w + len(window_text), t, r.input_ids[w, t], r.offsets[w, t], s[w, t]))
+            window_text.extend((r.text_index + len(texts)).tolist())
+            window_request.extend([k] * len(r.text_index))
+            texts.extend(r.texts)
+        window, self.index, ids, offsets, self.scores = (np.concatenate(p) for p in zip(*parts))
+        self.texts, self.window_text, self.window_request = texts, window_text, np.array(window_request, int)
+        self.window = window
+        self.ids = ids
+        self.start, self.end = offsets[:, 0], offsets[:, 1]
+        self.best = self.scores.argmax(axis=1)
+        self.top = self.scores[np.arange(len(ids)), self.best]
+        self.unknown = ids == lex.unk_id
+        self.opens_window = np.r_[True, window[1:] != window[:-1]] if len(ids) else np.zeros(0, bool)
+        self.lex = lex
+
+    def text_of(self, token: int) -> str:
+        return self.texts[self.window_text[self.window[token]]]
+
+    def piece(self, token: int) -> str:
+        """The token's string: the vocabulary's, or for ``[UNK]`` the text it covers (as the pipeline does)."""
+        if self.unknown[token]:
+            return self.text_of(token)[self.start[token]:self.end[token]]
+        return self.lex.pieces[self.ids[token]]
+
+    @cached_property
+    def subword(self) -> np.ndarray:
+        """The pipeline's ``is_subword`` of each token."""
+        if self.lex.word_aware:
+            lengths = np.array([len(t) for t in self.texts])[np.array(self.window_text, int)[self.window]]
+            covered = np.clip(self.end, 0, lengths) - np.clip(self.start, 0, lengths)
+            return (self.lex.piece_lengths[self.ids] != np.maximum(covered, 0)) & ~self.unknown
+        # Tokenizers without sub-word marks: the pipeline's heuristic, a token not after a space.
+        return np.array([s > 0 and " " not in self.text_of(i)[s - 1:s + 1] and not self.unknown[i]
+                         for i, s in enumerate(self.start.tolist())], dtype=bool)
+
+
+class _Items:
+    """What grouping joins: the tokens themselves (``simple``) or the words they make (``first``, ``average``,
+    ``max``), as arrays of label, score, span and window, and each one's ``word`` on demand."""
+
+    def __init__(self, tokens: _Tokens, strategy: Strategy):
+        self.tokens = tokens
+        self.tokens_are_items = strategy is Strategy.SIMPLE
+        if self.tokens_are_items:
+            self.first = np.arange(len(tokens.ids))
+            self.last = self.first + 1
+            self.label, self.score = tokens.best, tokens.top
+        else:
+            self.first = np.flatnonzero(tokens.opens_window | ~tokens.subword)
+            self.last = _ends(self.first, len(tokens.ids))
+            self.label, self.score = self._words(strategy)
+        self.start = tokens.start[self.first]
+        self.end = tokens.end[self.last - 1]
+        self.window = tokens.window[self.first]
+
+    def _words(self, strategy: Strategy) -> tuple[np.ndarray, np.ndarray]:
+        """Each word's label and score: its first token's (``first``); its most confident token's (``max``); the
+        argmax of its tokens' mean probabilities (``average``)."""
+        t = self.tokens
+        label, score = t.best[self.first].copy(), t.top[self.first].copy()
+        if strategy is Strategy.FIRST:
+            return label, score
+        for k in np.flatnonzero(self.last - self.first > 1).tolist():
+            s, e = int(self.first[k]), int(self.last[k])
+            if strategy is Strategy.MAX:
+                chosen = max(range(s, e), key=lambda i: t.scores[i].max())
+                label[k], score[k] = t.best[chosen], t.top[chosen]
+            else:
+                mean = np.nanmean(t.scores[s:e], axis=0)
+                label[k] = mean.argmax()
+                score[k] = mean[label[k]]
+        return label, score
+
+    def word(self, item: int) -> str:
+        """The item's ``word``: a token's string, or a word's tokens joined (``convert_tokens_to_string``)."""
+        t = self.tokens
+        if self.tokens_are_items:
+            return t.piece(item)
+        return t.lex.join([t.piece(i) for i in range(int(self.first[item]), int(self.last[item]))])
+
+
+def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
+    """``none``: one record per token that ``ignore_labels`` keeps, with the text it belongs to."""
+    lex = tokens.lex
+    drop = np.stack([lex.dropped(r.ignore_labels)[0] for r in requests])
+    kept = np.flatnonzero(~drop[tokens.window_request[tokens.window], tokens.best])
+    return [(tokens.window_text[tokens.window[i]],
+             {"entity": lex.labels[tokens.best[i]], "score": tokens.top[i], "index": int(tokens.index[i]),
+              "word": tokens.piece(i), "start": int(tokens.start[i]), "end": int(tokens.end[i])})
+            for i in kept.tolist()]
+
+
+def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
+    """Items joined into entity groups (a ``B-`` item or another type opens a new one, as does a new window),
+    each group that ``ignore_labels`` keeps as a record, with the text it belongs to."""
+    tokens, lex = items.tokens, items.tokens.lex
+    types = lex.types[items.label]
+    opens = np.r_[True, (items.window[1:] != items.window[:-1]) | (types[1:] != types[:-1])] | lex.opens[items.label]
+    first = np.flatnonzero(opens)
+    last = _ends(first, len(items.label))
+    drop = np.stack([lex.dropped(r.ignore_labels)[1] for r in requests])
+    kept = np.flatnonzero(~drop[tokens.window_request[items.window[first]], items.label[first]])
+    first, last = first[kept], last[kept]
+    scores = _group_scores(items.score, first, last)
+    return [(tokens.window_text[items.window[s]], {
+        "entity_group": lex.groups[items.label[s]], "score": score,
+        "word": lex.join([items.word(i) for i in range(s, e)]), "start": int(items.start[s]),
+        "end": int(items.end[e - 1])}) for s, e, score in zip(first.tolist(), last.tolist(), scores)]
 
 
 def resolve_overlaps(entities: list[dict]) -> list[dict]:
@@ -171,58 +257,71 @@ def resolve_overlaps(entities: list[dict]) -> list[dict]:
     return kept
 
 
-def aggregate(text: str, windows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-              vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
-              ignore_labels: Iterable[str] = ("O",)) -> list[dict]:
-    """Entities of ``text`` from its windows ``(input_ids, offsets, special_tokens_mask, scores)``."""
-    ignore_labels = tuple(ignore_labels)
-    entities = [e for window in windows
-                for e in aggregate_window(text, *window, vocab=vocab, strategy=strategy,
-                                          ignore_labels=ignore_labels)]
-    return resolve_overlaps(entities) if len(windows) > 1 else entities
-
-
-def aggregate_texts(texts: Sequence[str], input_ids: np.ndarray, offsets: np.ndarray,
-                    special_tokens_mask: np.ndarray, logits: np.ndarray, text_index: np.ndarray,
-                    vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
-                    ignore_labels: Iterable[str] = ("O",), scores: np.ndarray | None = None) -> list[list[dict]]:
-    """Entities of every text of a request from its windows; ``text_index[w]`` is the text of window ``w``.
-
-    ``scores``, when given, is ``softmax(logits)`` computed already (:func:`aggregate_requests` computes it once
-    for many requests).
-    """
-    scores = softmax(logits) if scores is None else scores
-    windows: list[list[tuple]] = [[] for _ in texts]
-    for row, text in enumerate(text_index.tolist()):
-        windows[text].append((input_ids[row], offsets[row], special_tokens_mask[row], scores[row]))
-    return [aggregate(text, windows[i], vocab, strategy, ignore_labels) for i, text in enumerate(texts)]
-
-
-@dataclass(frozen=True)
-class Windows:
-    """What aggregation needs of one request: its texts, options and windows (as :func:`aggregate_texts` takes)."""
-
-    texts: list[str]
-    input_ids: np.ndarray
-    offsets: np.ndarray
-    special_tokens_mask: np.ndarray
-    logits: np.ndarray
-    text_index: np.ndarray
-    strategy: Strategy = Strategy.SIMPLE
-    ignore_labels: tuple[str, ...] = ("O",)
-
-
 def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[list[list[dict]]]:
-    """Entities of the texts of many requests: one softmax over the rows of all of them, then each request's
-    pipeline logic with its own options."""
+    """Entities of every text of many requests, each request with its own strategy and ``ignore_labels``: one
+    softmax over the rows of all of them, then the array work once per strategy present.
+
+    Returns:
+        Per request, per text, the pipeline's records (numpy scores included, see :func:`to_python`).
+    """
     if not requests:
         return []
     labels = requests[0].logits.shape[-1]
     scores = softmax(np.concatenate([r.logits.reshape(-1, labels) for r in requests]))
     bounds = np.cumsum([0, *(r.logits.size // labels for r in requests)])
-    return [aggregate_texts(r.texts, r.input_ids, r.offsets, r.special_tokens_mask, r.logits, r.text_index, vocab,
-                            r.strategy, r.ignore_labels, scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape))
-            for k, r in enumerate(requests)]
+    scores = [scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape) for k, r in enumerate(requests)]
+    results: list[list[list[dict]]] = [[[] for _ in r.texts] for r in requests]
+    lex = lexicon(vocab)
+    for strategy in dict.fromkeys(Strategy(r.strategy) for r in requests):
+        members = [k for k, r in enumerate(requests) if Strategy(r.strategy) is strategy]
+        subset = [requests[k] for k in members]
+        found = _texts_entities(subset, [scores[k] for k in members], strategy, lex)
+        for k, entities in zip(members, found):
+            results[k] = entities
+    return results
+
+
+def _texts_entities(requests: Sequence[Windows], scores: Sequence[np.ndarray], strategy: Strategy,
+                    lex: Lexicon) -> list[list[list[dict]]]:
+    """Entities per request and text for requests of one strategy."""
+    tokens = _Tokens(requests, scores, lex)
+    if not len(tokens.ids):
+        records = []
+    elif strategy is Strategy.NONE:
+        records = _token_records(tokens, requests)
+    else:
+        records = _group_records(_Items(tokens, strategy), requests)
+    per_text: list[list[dict]] = [[] for _ in tokens.texts]
+    for text, record in records:
+        per_text[text].append(record)
+    windows = np.bincount(np.array(tokens.window_text, int), minlength=len(tokens.texts))
+    per_text = [resolve_overlaps(e) if windows[i] > 1 else e for i, e in enumerate(per_text)]
+    found, start = [], 0
+    for r in requests:
+        found.append(per_text[start:start + len(r.texts)])
+        start += len(r.texts)
+    return found
+
+
+def aggregate_texts(texts: Sequence[str], input_ids: np.ndarray, offsets: np.ndarray,
+                    special_tokens_mask: np.ndarray, logits: np.ndarray, text_index: np.ndarray,
+                    vocab: Vocabulary, strategy: Strategy = Strategy.SIMPLE,
+                    ignore_labels: Iterable[str] = ("O",)) -> list[list[dict]]:
+    """Entities of every text of one request from its windows; ``text_index[w]`` is the text of window ``w``.
+
+    Args:
+        texts: The original texts; ``offsets`` index into them (code points).
+        input_ids: ``[windows, tokens]`` token ids, padding allowed where ``special_tokens_mask`` is 1.
+        offsets: ``[windows, tokens, 2]`` character spans of the tokens.
+        special_tokens_mask: ``[windows, tokens]`` 1 for [CLS], [SEP] and padding.
+        logits: ``[windows, tokens, labels]`` the model's output.
+        text_index: ``[windows]`` the text of each window.
+        vocab: Tokenizer and labels of the checkpoint.
+        strategy: The pipeline's ``aggregation_strategy``.
+        ignore_labels: Labels (or entity groups) left out of the result.
+    """
+    return aggregate_requests([Windows(list(texts), input_ids, offsets, special_tokens_mask, logits, text_index,
+                                       Strategy(strategy), tuple(ignore_labels))], vocab)[0]
 
 
 def to_python(entities: list[dict]) -> list[dict]:

