@@ -38,6 +38,7 @@ class Point:
     seconds: float
     latencies_ms: list[float] = field(repr=False)
     step_ms_per_text: dict[str, float]  # each step's compute time (all its executions) per text served
+    model_wait_ms_per_text: float  # time the tokenizer's calls spent at ner_model, queued or running, per text
     model_average_batch: float  # windows per execution of ner_model
     text_average_batch: float  # requests per execution of the tokenizer
     server_rss_mb: float | None = None
@@ -55,14 +56,17 @@ class Point:
         return data | {"texts_per_s": self.texts_per_s, "p50_ms": self.percentile(50), "p99_ms": self.percentile(99)}
 
 
-def _totals(client_stats) -> dict[str, tuple[int, int, int]]:
-    """Per model: (inference_count, execution_count, compute ns of all executions)."""
+def _totals(client_stats) -> dict[str, tuple[int, int, int, int]]:
+    """Per model: (inference_count, execution_count, compute ns of all executions, ns its requests spent queued or
+    in an execution, summed over requests)."""
     totals = {}
     for stats in client_stats.model_stats:
         compute = sum(b.compute_infer.ns for b in stats.batch_stats)
         if not stats.batch_stats:  # a model without batching reports its executions here only
             compute = stats.inference_stats.compute_infer.ns
-        totals[stats.name] = (stats.inference_count, stats.execution_count, compute)
+        each = stats.inference_stats
+        spent = each.queue.ns + each.compute_input.ns + each.compute_infer.ns + each.compute_output.ns
+        totals[stats.name] = (stats.inference_count, stats.execution_count, compute, spent)
     return totals
 
 
@@ -101,22 +105,22 @@ def measure(url: str, variant: str, concurrency: int, texts_per_request: int, se
     requests, elapsed, latencies = asyncio.run(_load(url, concurrency, texts, seconds))
     after = _totals(stats.get_inference_statistics())
     stats.close()
-    delta = {m: tuple(a - b for a, b in zip(after[m], before.get(m, (0, 0, 0)))) for m in after}
+    delta = {m: tuple(a - b for a, b in zip(after[m], before.get(m, (0, 0, 0, 0)))) for m in after}
     served = requests * texts_per_request
     return Point(variant, concurrency, texts_per_request, requests, elapsed, latencies,
-                 {m: delta[m][2] / 1e6 / served for m in STEPS if m in delta},
+                 {m: delta[m][2] / 1e6 / served for m in STEPS if m in delta}, delta[names.MODEL][3] / 1e6 / served,
                  delta[names.MODEL][0] / max(1, delta[names.MODEL][1]),
                  delta[names.TOKENIZER][0] / max(1, delta[names.TOKENIZER][1]))
 
 
 def markdown(points: list[Point]) -> str:
     lines = ["| variant | clients | texts/request | texts/s | p50 ms | p99 ms | tokenizer ms/text | "
-             "ner_model ms/text | aggregate ms/text | requests per text-step execute | ner_model average batch | "
-             "server RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ner_model ms/text | aggregate ms/text | text steps' own ms/text | requests per text-step execute | "
+             "ner_model average batch | server RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         step = [f"{p.step_ms_per_text.get(m, float('nan')):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
-                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | "
+                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | {text_steps_ms(p):.3f} | "
                      f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} | "
                      f"{f'{p.server_rss_mb:.0f}' if p.server_rss_mb else '-'} |")
     return "\n".join(lines)
@@ -150,10 +154,10 @@ def fixture_repository(output, log):
 
 
 def text_steps_ms(point: Point) -> float:
-    """The text steps' own compute per text: the tokenizer's time less the model step's, which it waits for, plus
-    the aggregation's."""
+    """The text steps' own compute per text: the tokenizer's time less what its calls spent at the model step
+    (queued or running, from ner_model's statistics), plus the aggregation's."""
     ms = point.step_ms_per_text
-    return ms[names.TOKENIZER] - ms[names.MODEL] + ms[names.AGGREGATE]
+    return ms[names.TOKENIZER] - point.model_wait_ms_per_text + ms[names.AGGREGATE]
 
 
 def targets(points: list[Point]) -> list[Check]:
@@ -210,8 +214,8 @@ cost of gRPC, the ensemble and the two Python-backend text steps, and how many w
 once. Asynchronous gRPC clients in one process on the same machine send the same short news sentence, 1 or 8 per
 request, for 8 seconds per row (20 s for the full-size model). Each step's compute time per text and the average
 batches come from Triton's statistics (`/v2/models/stats`) before and after the row: the tokenizer's time includes
-its wait for its `ner_model` calls, so the text steps' own compute is the tokenizer's less `ner_model`'s, plus the
-aggregation's. `gpu on CPU` is `configs/gpu.pbtxt` switched to CPU (`export.configs.on_cpu`: NVIDIA's onnxruntime
+its wait for its `ner_model` calls, so the text steps' own compute is the tokenizer's less the time its calls spent
+at `ner_model`, queued or running (from `ner_model`'s per-request statistics), plus the aggregation's. `gpu on CPU` is `configs/gpu.pbtxt` switched to CPU (`export.configs.on_cpu`: NVIDIA's onnxruntime
 backend, one intra-op thread); the last row is the full-size benchmark model (random weights) in that
 configuration, whose model step is the slowest, as on a GPU under load.
 

@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROOFS = {"device_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}
 # What a bare GPU machine does not have.
 ABSENT_ON_GPU_MACHINE = ("tritonclient", "pytriton", "grpc", "google.protobuf", "onnx", "typer", "rich", "locust",
-                         "psutil", "matplotlib")
+                         "psutil", "matplotlib", "orjson")
 
 
 @pytest.fixture(scope="module")

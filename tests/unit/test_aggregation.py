@@ -4,6 +4,8 @@ Both checkpoints (two label sets), every strategy, generated sentences, hand-wri
 and past the 512-token window.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,16 @@ def test_group_scores_are_the_pipelines_mean_to_the_bit(runs):
     found = _group_scores(scores, first, first + np.array([len(run) for run in runs]))
     pipeline = [np.mean(np.nanmean([np.float32(s) for s in run])) for run in runs]
     assert found.tobytes() == np.array(pipeline, dtype=np.float32).tobytes()
+
+
+def test_entities_json_is_the_same_with_and_without_orjson(monkeypatch):
+    from triton_ner.core import aggregation
+
+    entities = [{"entity_group": "PER", "score": np.float32(0.98787946), "word": "Jürgen 東京 🎉", "start": 0,
+                 "end": 13}, {"entity": "B-LOC", "score": np.float32(1e-7), "index": 3, "word": "x", "start": 14,
+                              "end": 15}]
+    fast = aggregation.to_json(entities)
+    monkeypatch.setattr(aggregation, "orjson", None)
+    plain = aggregation.to_json(entities)
+    assert json.loads(fast) == json.loads(plain) == to_python(entities)
+    assert "Jürgen 東京 🎉".encode() in fast and "Jürgen 東京 🎉".encode() in plain  # UTF-8, not \\u escapes

@@ -4,12 +4,10 @@ One ``execute`` takes every request the scheduler has queued: one softmax over t
 each request's pipeline logic with its own options; one bad request fails alone.
 """
 
-import json
-
 import numpy as np
 
 from triton_ner.core import names
-from triton_ner.core.aggregation import Windows, aggregate_requests, to_python
+from triton_ner.core.aggregation import Windows, aggregate_requests, to_json
 from triton_ner.backend import (config_parameter, error_response, input_array, input_texts, repository_path,
                                 request_parameters, response)
 from triton_ner.core.parameters import parse
@@ -49,5 +47,4 @@ class TritonPythonModel:
 
 
 def _response(results: list[list[dict]]):
-    documents = [json.dumps(to_python(entities), ensure_ascii=False).encode() for entities in results]
-    return response(**{names.ENTITIES: np.array([documents], dtype=np.object_)})
+    return response(**{names.ENTITIES: np.array([[to_json(entities) for entities in results]], dtype=np.object_)})
