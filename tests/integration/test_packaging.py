@@ -1,4 +1,4 @@
-"""The wheel as users install it: the client extra alone in a fresh environment, and an export from the
+"""The wheel as users install it: the client and eval extras alone in fresh environments, and an export from the
 installed (not editable) package that a real Triton serves."""
 
 from __future__ import annotations
@@ -104,3 +104,23 @@ def test_an_export_from_the_installed_wheel_is_served_by_triton(wheel, tmp_path,
     with TritonServer(repository, free_ports()) as server, NerClient(server.grpc_url) as client:
         (got,) = client.predict([SEED])
     assert_same(got, pipelines("simple")(SEED), "served from the wheel's export")
+
+
+def test_the_eval_extra_alone_scores_the_server_and_names_what_the_in_process_side_needs(wheel, tmp_path, triton):
+    venv = tmp_path / "eval-venv"
+    _run(sys.executable, "-m", "venv", venv, timeout=120)
+    _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, f"{wheel}[eval]", timeout=900)
+    data = tmp_path / "small.conll"
+    data.write_text("-DOCSTART- O\n\nWolfgang B-PER\nlives O\nin O\nBerlin B-LOC\n\n"
+                    "Angela B-PER\nMerkel I-PER\nvisited O\nSiemens B-ORG\n.  O\n")
+    served = _run(venv / "bin" / "ner-eval", data, "--url", triton.grpc_url, "--no-in-process", "--json",
+                  timeout=300)
+    report = json.loads(served.stdout)
+    assert report["sentences"] == 2 and report["in_process"] is None, report
+    assert report["served"]["overall"]["f1"] >= 0 and report["served"]["source"], report
+
+    both = subprocess.run([venv / "bin" / "ner-eval", data, "--url", triton.grpc_url, "--model", "fixture"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    lines = both.stderr.strip().splitlines()
+    assert both.returncode != 0 and len(lines) == 1, both.stderr
+    assert "pip install 'distilbert-ner-triton[eval,export]'" in lines[0] and "--no-in-process" in lines[0]
