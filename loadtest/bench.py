@@ -18,7 +18,7 @@ targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--
 only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows.
 
 Last, the serving path's own ceiling (:mod:`triton_ner.loadtest.ceiling`, ``--only ceiling`` alone): the fixture
-model, whose compute is negligible, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
+model, whose compute is small, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
 clients with 1 and 8 texts per request, and the full-size model in the GPU config at 64 clients; it writes
 ``ceiling.md``, ``ceiling.json`` and ``ceiling.png``.
 """
@@ -141,7 +141,7 @@ class Rows(str, enum.Enum):
     ALL = "all"
     ONNXRUNTIME_BACKEND = "onnxruntime-backend"  # served FP32: Python-backend runner vs NVIDIA's backend
     BF16 = "bf16"  # served FP32 (ONNX Runtime) and BF16 (TorchScript cast at load), in process and served
-    CEILING = "ceiling"  # the serving path around a negligible model (loadtest/ceiling.py)
+    CEILING = "ceiling"  # the serving path around a small model (loadtest/ceiling.py)
 
 
 def ort_row_name(threads: int) -> str:

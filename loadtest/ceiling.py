@@ -209,7 +209,7 @@ def page(table: str) -> str:
 
 Written by `make bench` (or `make bench BENCH_ARGS="--only ceiling"`) from one run; do not edit by hand.
 
-The ensemble served around the fixture model, whose own compute is negligible, so that what is measured is the
+The ensemble served around the fixture model (two layers of 64 dimensions), so that what is measured is mostly the
 cost of gRPC, the ensemble and the two Python-backend text steps, and how many windows they hand the model step at
 once. Asynchronous gRPC clients in one process on the same machine send the same short news sentence, 1 or 8 per
 request, for 8 seconds per row (20 s for the full-size model). Each step's compute time per text and the average
