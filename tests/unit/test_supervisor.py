@@ -72,8 +72,7 @@ def test_no_answer_from_the_index_means_look_again():
 
 def _run_watchdog(group: int, workdir, shm_prefix: str, say: bytes | None) -> subprocess.Popen:
     read, write = os.pipe()
-    dog = subprocess.Popen([sys.executable, "-I", "-S", watchdog.__file__, str(group), "2", str(workdir), shm_prefix],
-                           stdin=read)
+    dog = subprocess.Popen(watchdog.command(group, 2, str(workdir), shm_prefix), stdin=read)
     os.close(read)
     if say:
         os.write(write, say)

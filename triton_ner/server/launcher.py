@@ -15,7 +15,7 @@ from pathlib import Path
 from threading import Event, Thread
 
 from triton_ner.health import wait_ready
-from triton_ner.server import runtime, watchdog
+from triton_ner.server import runtime
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
 from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
@@ -167,11 +167,12 @@ class TritonServer:
 
     def _watch(self) -> None:
         """Start the watchdog on the server's process group (:mod:`triton_ner.server.watchdog`)."""
+        from triton_ner.server import watchdog  # not at import: ``python -m`` of it imports this package first
         read, self._watch_pipe = os.pipe()  # both ends non-inheritable: no other child holds the write end
         try:
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", "-S", watchdog.__file__, str(self.process.pid), str(self.exit_timeout + 5),
-                 self._workdir.name, str(SHM_DIR / self.shm_prefix)],
+                watchdog.command(self.process.pid, self.exit_timeout + 5, self._workdir.name,
+                                 str(SHM_DIR / self.shm_prefix)),
                 stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
             os.close(read)

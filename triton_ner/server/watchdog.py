@@ -1,7 +1,7 @@
 """The launcher's watchdog: stops a server whose launcher is gone, however it ended (SIGKILL included).
 
-Run by the launcher as a script (``python -I -S watchdog.py GROUP GRACE WORKDIR SHM_PREFIX``): standard library
-only, so it starts at once in any environment. The launcher holds the only write end of a pipe that is the
+Run by the launcher as ``python -m triton_ner.server.watchdog GROUP GRACE WORKDIR SHM_PREFIX`` (:func:`command`),
+with the launcher's own interpreter and environment; it uses the standard library only. The launcher holds the only write end of a pipe that is the
 watchdog's stdin. A byte means the launcher stopped the server itself: the watchdog exits. End of file means the
 launcher is gone: the watchdog stops the server's process group (SIGTERM, SIGKILL after GRACE seconds) and
 removes the launcher's temporary folder and the server's shared memory (files starting with SHM_PREFIX).
@@ -42,6 +42,12 @@ def clean(workdir: str, shm_prefix: str) -> None:
             os.remove(path)
         except OSError:
             pass
+
+
+def command(group: int, grace: float, workdir: str, shm_prefix: str) -> list[str]:
+    """The command line that starts the watchdog on ``group``."""
+    return [sys.executable, "-m", __spec__.name if __spec__ else "triton_ner.server.watchdog", str(group), str(grace),
+            workdir, shm_prefix]
 
 
 def main(argv: list[str] | None = None) -> int:
