@@ -111,9 +111,7 @@ class TritonServer:
             str(self.binary()),
             f"--model-repository={self.model_repository}",
             *([f"--backend-directory={backends}"] if backends else []),
-            f"--http-port={self.ports.http}",
-            f"--grpc-port={self.ports.grpc}",
-            f"--metrics-port={self.ports.metrics}",
+            f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}", f"--metrics-port={self.ports.metrics}",
             "--exit-on-error=true",
             "--log-info=true",
             "--model-control-mode=explicit",  # so that stop() can unload the ensemble first
