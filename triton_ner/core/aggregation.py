@@ -139,9 +139,9 @@ class _Tokens:
             window_request.extend([k] * len(r.text_index))
             texts.extend(r.texts)
         window, self.index, ids, offsets, self.scores = (np.concatenate(p) for p in zip(*parts))
-        self.texts, self.window_text, self.window_request = texts, window_text, np.array(window_request, int)
-        self.window = window
-        self.ids = ids
+        self.texts, self.window_request = texts, np.array(window_request, int)
+        self.window_text = np.array(window_text, int)  # the text (of all requests) of each window
+        self.window, self.ids = window, ids
         self.start, self.end = offsets[:, 0], offsets[:, 1]
         self.best = self.scores.argmax(axis=1)
         self.top = self.scores[np.arange(len(ids)), self.best]
@@ -162,7 +162,7 @@ class _Tokens:
     def subword(self) -> np.ndarray:
         """The pipeline's ``is_subword`` of each token."""
         if self.lex.word_aware:
-            lengths = np.array([len(t) for t in self.texts])[np.array(self.window_text, int)[self.window]]
+            lengths = np.array([len(t) for t in self.texts])[self.window_text[self.window]]
             covered = np.clip(self.end, 0, lengths) - np.clip(self.start, 0, lengths)
             return (self.lex.piece_lengths[self.ids] != np.maximum(covered, 0)) & ~self.unknown
         # Tokenizers without sub-word marks: the pipeline's heuristic, a token not after a space.
@@ -220,7 +220,7 @@ def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[i
     lex = tokens.lex
     drop = np.stack([lex.dropped(r.ignore_labels)[0] for r in requests])
     kept = np.flatnonzero(~drop[tokens.window_request[tokens.window], tokens.best])
-    return [(tokens.window_text[tokens.window[i]],
+    return [(int(tokens.window_text[tokens.window[i]]),
              {"entity": lex.labels[tokens.best[i]], "score": tokens.top[i], "index": int(tokens.index[i]),
               "word": tokens.piece(i), "start": int(tokens.start[i]), "end": int(tokens.end[i])})
             for i in kept.tolist()]
@@ -238,7 +238,7 @@ def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int
     kept = np.flatnonzero(~drop[tokens.window_request[items.window[first]], items.label[first]])
     first, last = first[kept], last[kept]
     scores = _group_scores(items.score, first, last)
-    return [(tokens.window_text[items.window[s]], {
+    return [(int(tokens.window_text[items.window[s]]), {
         "entity_group": lex.groups[items.label[s]], "score": score,
         "word": lex.join([items.word(i) for i in range(s, e)]), "start": int(items.start[s]),
         "end": int(items.end[e - 1])}) for s, e, score in zip(first.tolist(), last.tolist(), scores)]
@@ -300,7 +300,7 @@ def _texts_entities(requests: Sequence[Windows], scores: Sequence[np.ndarray], s
     per_text: list[list[dict]] = [[] for _ in tokens.texts]
     for text, record in records:
         per_text[text].append(record)
-    windows = np.bincount(np.array(tokens.window_text, int), minlength=len(tokens.texts))
+    windows = np.bincount(tokens.window_text, minlength=len(tokens.texts))
     per_text = [resolve_overlaps(e) if windows[i] > 1 else e for i, e in enumerate(per_text)]
     found, start = [], 0
     for r in requests:
