@@ -13,8 +13,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 	@if command -v cmake >/dev/null && command -v $${CXX:-c++} >/dev/null; then \
-		for backend in onnxruntime pytorch; do PY=$(abspath $(PY)) backends/build-$$backend.sh || echo "setup: NVIDIA's $$backend backend is not built (see above); the Python-backend configs work without it"; done; \
-	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime and pytorch backends (make backends builds them)"; fi
+		for backend in onnxruntime pytorch openvino; do PY=$(abspath $(PY)) backends/build-$$backend.sh || echo "setup: NVIDIA's $$backend backend is not built (see above); the Python-backend configs work without it"; done; \
+	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime, pytorch and openvino backends (make backends builds them)"; fi
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[all]'
 	touch $@
 
-## NVIDIA's onnxruntime and pytorch backends (r24.10, CPU) built from source into build/triton-backends/
+## NVIDIA's onnxruntime, pytorch and openvino backends (r24.10, CPU) built from source into build/triton-backends/
 ## (backends/README.md): fetched from GitHub, or from the archives in TRITON_BACKEND_SOURCES=DIR, offline.
 export TRITON_BACKEND_SOURCES
 backends: $(STAMP)
 	PY=$(abspath $(PY)) backends/build-onnxruntime.sh
 	PY=$(abspath $(PY)) backends/build-pytorch.sh
+	PY=$(abspath $(PY)) backends/build-openvino.sh
 
 ## Export MODEL (fixture model if the Hub is unreachable), start Triton, ask it, print entities, stop.
 demo: setup
