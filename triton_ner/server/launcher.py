@@ -130,7 +130,7 @@ class TritonServer:
         check_repository(self.model_repository, self.config_name)
         self.binary()  # the wheel, or the binary given, is there
         if self.tritonserver is None and self.runtime is None:  # an installation has its own backends
-            built = {"onnxruntime": runtime.onnxruntime_backend(), "pytorch": runtime.built_backend("pytorch")}
+            built = {name: runtime.nvidia_backend(name) for name in runtime.NVIDIA_BACKENDS}
             for path, backend in backends_needed(self.model_repository, self.config_name).items():
                 if backend in built and built[backend] is None:
                     raise ServerError(f"{path} needs NVIDIA's {backend} backend, which is not built: "

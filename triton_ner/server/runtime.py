@@ -10,7 +10,7 @@ from pathlib import Path
 
 from triton_ner.server.logs import ServerError
 
-# Where backends/build-onnxruntime.sh puts NVIDIA's backends (one folder per backend).
+# Where backends/build-*.sh put NVIDIA's backends (one folder per backend).
 BUILT_BACKENDS = Path(__file__).resolve().parents[2] / "build" / "triton-backends"
 
 
@@ -29,7 +29,7 @@ def triton_dirs(runtime: Path | None = None) -> tuple[Path, Path]:
     return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
-NVIDIA_BACKENDS = ("onnxruntime", "pytorch")
+NVIDIA_BACKENDS = ("onnxruntime", "pytorch", "openvino")
 
 
 def built_backend(name: str) -> Path | None:
@@ -44,9 +44,14 @@ def onnxruntime_backend() -> Path | None:
     return folder if folder and (folder / "libonnxruntime.so.1").exists() else None
 
 
+def nvidia_backend(name: str) -> Path | None:
+    """The folder of NVIDIA's backend ``name`` (one of :data:`NVIDIA_BACKENDS`) when it is built, else None."""
+    return onnxruntime_backend() if name == "onnxruntime" else built_backend(name)
+
+
 def backend_directory(root: Path, runtime: Path | None = None) -> Path:
     """A backend folder under ``root``: the Python backend with the stub for this interpreter (from the wheel, or
-    from ``runtime``), and NVIDIA's ``onnxruntime`` and ``pytorch`` backends when they are built."""
+    from ``runtime``), and NVIDIA's ``onnxruntime``, ``pytorch`` and ``openvino`` backends when they are built."""
     triton_dir, _ = triton_dirs(runtime)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
@@ -63,7 +68,7 @@ def backend_directory(root: Path, runtime: Path | None = None) -> Path:
         if not link.exists():
             link.symlink_to(source)
     for name in NVIDIA_BACKENDS:
-        folder = onnxruntime_backend() if name == "onnxruntime" else built_backend(name)
+        folder = nvidia_backend(name)
         if folder and not (root / name).exists():
             (root / name).symlink_to(folder, target_is_directory=True)
     return root
