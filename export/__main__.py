@@ -14,7 +14,8 @@ from triton_ner.export.source import BENCHMARK, FIXTURE, ExportError
 from triton_ner.core.names import DEFAULT_MODEL
 
 app = cli.command()
-FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT}}
+FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT},
+           "openvino": {Format.ONNX, Format.OPENVINO}, "all": {Format.ONNX, Format.TORCHSCRIPT, Format.OPENVINO}}
 
 
 @app.command()
@@ -24,12 +25,14 @@ def main(
                                        envvar="MODEL")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to pin.")] = None,
     output: Annotated[Path, typer.Option(help="Model repository to write.")] = cli.REPOSITORY,
-    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or both.")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript, both (onnx and torchscript), "
+                                                         "openvino (onnx and OpenVINO IR: configs/openvino*.pbtxt) "
+                                                         "or all.")] = "onnx",
     precision: Annotated[list[Precision] | None, typer.Option(
         help="Extra precisions, repeatable: fp16 (GPU: model_fp16.onnx in configs/gpu.pbtxt, the TorchScript "
-             "model in configs/cuda.pbtxt), bf16 (CPU, the TorchScript model: configs/bf16.pbtxt) and int8 "
-             "(CPU: configs/int8.pbtxt). "
-             "FP32 is always exported.")] = None,
+             "model in configs/cuda.pbtxt), bf16 (CPU: the TorchScript model in configs/bf16.pbtxt, OpenVINO in "
+             "configs/openvino_bf16.pbtxt) and int8 (CPU: configs/int8.pbtxt, NNCF's OpenVINO INT8 in "
+             "configs/openvino_int8.pbtxt). FP32 is always exported.")] = None,
     target: Annotated[Target, typer.Option(help="Write CPU configs, GPU configs (configs/gpu*.pbtxt) or both.")]
     = Target.BOTH,
     max_batch_size: Annotated[int, typer.Option(min=1, help="CPU: most 512-token windows in one dynamic batch "

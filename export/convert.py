@@ -1,5 +1,5 @@
-"""PyTorch checkpoint to ONNX (plain, optimized, FP16, INT8) and TorchScript, and the proofs that they compute
-what PyTorch computes.
+"""PyTorch checkpoint to ONNX (plain, optimized, FP16, INT8), TorchScript and OpenVINO IR (FP32, INT8), and the
+proofs that they compute what PyTorch computes.
 
 FP32 artifacts are proven on logits (max |Δ| against PyTorch). FP16 and INT8 change logits by design, so they
 are proven on what users see: the entities (``simple`` aggregation) agree with the FP32 model's on a fixed corpus.
@@ -188,6 +188,60 @@ def int8_onnx(source: Path, output: Path) -> Path:
         quantize_dynamic(str(source), str(output), weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return output
+
+
+def openvino_ir(source: Path, output: Path) -> Path:
+    """The plain ONNX graph as OpenVINO IR (``.xml`` and ``.bin``), weights kept in FP32 (the precision OpenVINO
+    runs in is chosen when it is loaded). ONNX Runtime's fused graph does not serve: its contrib operators are not
+    ONNX."""
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(source)), str(output), compress_to_fp16=False)
+    return output
+
+
+CALIBRATION_TEXTS = 300
+
+
+def calibration_corpus() -> list[str]:
+    """The sentences INT8 quantization is calibrated on: the export's generated corpus, other sentences than the
+    agreement corpus it is then judged on."""
+    return corpus.texts(CALIBRATION_TEXTS, seed=7)
+
+
+def int8_openvino(source: Path, output: Path, tokenizer) -> Path:
+    """The OpenVINO IR quantized by NNCF: weights and activations of the matrix products in INT8, their ranges
+    calibrated on :func:`calibration_corpus` (static post-training quantization, transformer preset: SmoothQuant,
+    no quantizers where BERT-like models lose accuracy)."""
+    import nncf
+    import openvino as ov
+
+    def sample(text: str) -> dict[str, np.ndarray]:
+        encoded = tokenizer([text], truncation=True, return_tensors="np")
+        return {name: encoded[name].astype(np.int64) for name in (names.INPUT_IDS, names.ATTENTION_MASK)}
+
+    samples = [sample(text) for text in calibration_corpus()]
+    with _quiet(), _no_progress():
+        quantized = nncf.quantize(ov.Core().read_model(str(source)), nncf.Dataset(samples),
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
+    ov.save_model(quantized, str(output), compress_to_fp16=False)
+    return output
+
+
+@contextlib.contextmanager
+def _no_progress():
+    """NNCF's log lines and progress bars (rich, on stdout) off: the export prints one line per step."""
+    import io
+
+    import nncf
+
+    level = nncf.nncf_logger.level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf.set_log_level(level)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from triton_ner.core.runtime import load_runner
 # The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
 # triton_ner.model_repository (the folder model_repository/ of a checkout).
 PYTHON_MODELS = (names.TOKENIZER, names.MODEL, names.AGGREGATE)
-LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton")
+LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "openvino", "nncf", "tritonclient",
+             "nvidia-pytriton")
 
 
 def _installed_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -54,10 +55,11 @@ class ExportPlan:
 
     def check(self) -> None:
         """Refuse combinations that have no meaning, in one line."""
-        if Precision.INT8 in self.precisions and Format.ONNX not in self.formats:
-            raise ExportError("int8 is an ONNX variant: add --format onnx (or both)")
-        if Precision.BF16 in self.precisions and Format.TORCHSCRIPT not in self.formats:
-            raise ExportError("bf16 runs the TorchScript model cast at load: add --format torchscript (or both)")
+        if Precision.INT8 in self.precisions and not {Format.ONNX, Format.OPENVINO} & self.formats:
+            raise ExportError("int8 is an ONNX or OpenVINO variant: add --format onnx or openvino")
+        if Precision.BF16 in self.precisions and not {Format.TORCHSCRIPT, Format.OPENVINO} & self.formats:
+            raise ExportError("bf16 runs the TorchScript model cast at load or OpenVINO in BF16: add --format "
+                              "torchscript, openvino or all")
         if Precision.FP16 in self.precisions and self.target is Target.CPU:
             raise ExportError("fp16 is a GPU precision: use --target gpu or both")
         if Precision.FP16 in self.precisions and self.options.tensorrt and Format.TORCHSCRIPT not in self.formats:
@@ -122,10 +124,12 @@ def _save_tokenizer(tokenizer, model, folder: Path) -> None:
 
 
 def _existing_export(output: Path) -> bool:
-    return (output / names.MANIFEST).exists() or any((output / names.MODEL / "1").glob("model*.onnx"))
+    return (output / names.MANIFEST).exists() or any((output / names.MODEL / "1").glob("model*.onnx")) \
+        or any((output / names.MODEL / "1").glob("model*.xml"))
 
 
 _ONNX_TYPES = {"INT64": mc.TYPE_INT64, "FLOAT": mc.TYPE_FP32, "FLOAT16": mc.TYPE_FP16, "INT32": mc.TYPE_INT32}
+_OPENVINO_TYPES = {"i64": mc.TYPE_INT64, "f32": mc.TYPE_FP32, "f16": mc.TYPE_FP16, "i32": mc.TYPE_INT32}
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,8 @@ class TensorSpec:
 
 
 def model_io(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
-    """Inputs and outputs of a model file, in order: the ONNX graph's, or TorchScript's ``forward`` arguments
-    with the shapes the traced module really takes and gives."""
+    """Inputs and outputs of a model file, in order: the ONNX graph's, the OpenVINO IR's, or TorchScript's
+    ``forward`` arguments with the shapes the traced module really takes and gives."""
     if path.suffix == ".onnx":
         import onnx
 
@@ -151,6 +155,17 @@ def model_io(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
                               shape)
 
         return {i.name: spec(i) for i in graph.input}, {o.name: spec(o) for o in graph.output}
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+
+        def port(value) -> tuple[str, TensorSpec]:
+            shape = tuple(d.get_length() if d.is_static else -1 for d in value.get_partial_shape())
+            return value.get_any_name(), TensorSpec(_OPENVINO_TYPES.get(value.get_element_type().get_type_name(),
+                                                                        mc.TYPE_INVALID), shape)
+
+        return dict(map(port, model.inputs)), dict(map(port, model.outputs))
     labels = convert.torchscript_output_shape(path)[-1]
     tokens = TensorSpec(mc.TYPE_INT64, (-1, -1))
     return ({name: tokens for name in convert.torchscript_inputs(path)},
@@ -283,28 +298,36 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
     reference: dict[str, set] = {}
 
     def agree(path: Path, fp32: Path, precision: Precision = Precision.FP32) -> None:
-        """Entities of ``path`` (a TorchScript file: cast to ``precision``) against the FP32 ONNX/TorchScript."""
+        """Entities of ``path`` (run in ``precision``: a TorchScript file cast to it, OpenVINO in it) against
+        the FP32 ONNX/TorchScript."""
         device = "cuda" if precision is Precision.FP16 and path.suffix == ".pt" and _has_cuda() else "cpu"
         if "fp32" not in reference:
             reference["fp32"] = convert.corpus_entities(fp32, tokenizer_dir)
         result = convert.entity_agreement(reference["fp32"], convert.corpus_entities(
             path, tokenizer_dir, "fp32" if path.suffix == ".onnx" else precision.value, device), plan.min_agreement)
-        label = path.name if path.suffix == ".onnx" else f"{path.name} in {precision.value.upper()} on {device}"
+        label = (path.name if path.suffix == ".onnx" or precision is Precision.FP32
+                 else f"{path.name} in {precision.value.upper()} on {device}")
         step(f"{label}: {result.agreement:.2%} of entities identical to FP32 ({result.variant_entities} vs "
              f"{result.reference_entities} entities; minimum {plan.min_agreement:.0%})")
         if not result.ok:
             raise ExportError(f"{label}: only {result.agreement:.2%} of entities agree with FP32 "
                               f"(minimum {plan.min_agreement:.0%})")
-        proofs[path.name if path.suffix == ".onnx" else f"{path.name}:{precision.value}"] = {
+        proofs[path.name if path.suffix == ".onnx" or precision is Precision.FP32 else f"{path.name}:{precision.value}"] = {
             "entity_agreement": result.agreement, "minimum": plan.min_agreement, "device": device,
             "reference_entities": result.reference_entities, "variant_entities": result.variant_entities}
 
-    if Format.ONNX in plan.formats:
+    if {Format.ONNX, Format.OPENVINO} & plan.formats:
         fp32 = version_dir / configs.MODEL_FILES[Format.ONNX, Precision.FP32]
         plain = version_dir / ".plain.onnx"
         step("exporting ONNX")
         convert.export_onnx(model, tokenizer, plain)
         proofs[fp32.name] = prove(plain, f"{fp32.name} (plain graph)") | {"optimized": False}
+    if Format.OPENVINO in plan.formats:
+        _export_openvino(plain, version_dir, plan, tokenizer, proofs, prove, agree, step)
+        if Format.ONNX not in plan.formats:
+            del proofs[fp32.name]
+            plain.unlink()
+    if Format.ONNX in plan.formats:
         # TensorRT fuses by itself and does not run ONNX Runtime's fused operators: keep the plain graph then.
         if plan.optimize and not plan.options.tensorrt:
             step("optimizing ONNX (fused attention, GELU, layer normalization)")
@@ -337,6 +360,21 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
             if precision in plan.precisions:
                 agree(traced, traced, precision)
     return proofs
+
+
+def _export_openvino(plain: Path, version_dir: Path, plan: ExportPlan, tokenizer, proofs: dict, prove, agree,
+                     step) -> None:
+    """OpenVINO IR from the plain ONNX graph, proven on logits in FP32, on entities in BF16; INT8 quantized by
+    NNCF and proven on entities."""
+    ir = version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.FP32]
+    step("converting to OpenVINO IR")
+    proofs[ir.name] = prove(convert.openvino_ir(plain, ir))
+    if Precision.BF16 in plan.precisions:
+        agree(ir, ir, Precision.BF16)
+    if Precision.INT8 in plan.precisions:
+        step(f"quantizing the OpenVINO IR to INT8 (NNCF, {convert.CALIBRATION_TEXTS} calibration sentences)")
+        agree(convert.int8_openvino(ir, version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.INT8],
+                                    tokenizer), ir)
 
 
 def _has_cuda() -> bool:

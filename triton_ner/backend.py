@@ -104,7 +104,7 @@ def model_runner(model_name: str, inputs: tuple[str, str], output: str):
 
 def instance_threads(args: dict, configured: int, spinning: bool = True) -> int:
     """Intra-op threads of a model instance: ``configured``; with 0, every core this process may use for a runtime
-    whose threads do not spin (ONNX Runtime here), else those cores shared evenly among the model's CPU instances
+    whose threads do not spin (ONNX Runtime, OpenVINO), else those cores shared evenly among the model's CPU instances
     (two instances on two cores: one thread each, so that neither spins on the other's core while a short request
     runs beside a long one)."""
     if configured:

@@ -17,12 +17,12 @@ from triton_ner.core.runtime import load_runner
 
 @pytest.fixture(scope="module")
 def full_export(checkpoint, tmp_path_factory):
-    """The fixture exported in both formats and every precision, twice, each by its own `python -m triton_ner.export`
+    """The fixture exported in every format and every precision, twice, each by its own `python -m triton_ner.export`
     (TorchScript names traced classes with a per-process counter, so a rerun means a new process)."""
     first, second = (tmp_path_factory.mktemp(name) / "repo" for name in ("first", "second"))
     for output in (first, second):
         subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--output", str(output),
-                        "--format", "both", "--precision", "fp16", "--precision", "int8", "--precision", "bf16"],
+                        "--format", "all", "--precision", "fp16", "--precision", "int8", "--precision", "bf16"],
                        check=True, capture_output=True, timeout=300)
     return first, second
 
@@ -86,7 +86,11 @@ def test_full_export_proves_every_artifact(full_export):
     assert proofs["model_fp16.onnx"]["entity_agreement"] >= 0.99
     assert proofs["model.pt:bf16"]["entity_agreement"] >= 0.99
     assert proofs["model.pt:fp16"]["entity_agreement"] >= 0.99
-    assert manifest["config_names"] == ["config", "int8", "torchscript", "bf16", "gpu", "gpu_torchscript", "cuda"]
+    assert proofs["model.xml"]["max_abs_logit_diff"] <= 1e-4  # OpenVINO IR, run in FP32
+    assert proofs["model.xml:bf16"]["entity_agreement"] >= 0.99
+    assert proofs["model_int8.xml"]["entity_agreement"] >= 0.99  # NNCF's static INT8
+    assert manifest["config_names"] == ["config", "int8", "torchscript", "bf16", "openvino", "openvino_bf16",
+                                        "openvino_int8", "gpu", "gpu_torchscript", "cuda"]
 
 
 def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_path):
@@ -213,7 +217,7 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "not/a/model/id"], "neither a local folder nor a valid Hub model id"),
     (["--model", "fixture", "--max-batch-size", "0"], "Invalid value"),
     (["--model", "fixture", "--precision", "fp16", "--target", "cpu"], "fp16 is a GPU precision"),
-    (["--model", "fixture", "--precision", "int8", "--format", "torchscript"], "int8 is an ONNX variant"),
+    (["--model", "fixture", "--precision", "int8", "--format", "torchscript"], "int8 is an ONNX or OpenVINO variant"),
     (["--model", "fixture", "--precision", "bf16"], "bf16 runs the TorchScript model"),
     (["--model", "fixture", "--precision", "fp16", "--tensorrt"], "--tensorrt builds FP16 engines"),
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),

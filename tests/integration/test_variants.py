@@ -1,6 +1,6 @@
 """The Python-runner variants of a repository served by the real Triton, chosen at start with --model-config-name:
-TorchScript, INT8 ONNX and BF16 TorchScript on CPU, and the cuda variant (TorchScript on the GPU in FP16) with only
-its instance kind switched to CPU."""
+TorchScript, INT8 ONNX, BF16 TorchScript and OpenVINO's FP32, BF16 and INT8 on CPU, and the cuda variant
+(TorchScript on the GPU in FP16) with only its instance kind switched to CPU."""
 
 import shutil
 import threading
@@ -26,7 +26,7 @@ from tests.parity import HARD_CASES, assert_same
 @pytest.fixture(scope="module")
 def variants_repository(checkpoint, tmp_path_factory):
     output = tmp_path_factory.mktemp("variants") / "repo"
-    plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT}),
+    plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT, Format.OPENVINO}),
                       frozenset({Precision.FP32, Precision.INT8, Precision.BF16, Precision.FP16}), Target.BOTH)
     build(Checkpoint(checkpoint, "fixture"), output, plan, log=lambda _: None)
     return output
@@ -41,30 +41,37 @@ def _served(repository, config_name, texts, strategy):
             return model_file, client.predict(texts, aggregation_strategy=strategy)
 
 
-def test_torchscript_is_served_and_equals_the_pipeline(variants_repository, parity_texts, pipelines):
+@pytest.mark.parametrize(("config_name", "model_file"), [("torchscript", "model.pt"), ("openvino", "model.xml")])
+def test_fp32_variant_is_served_and_equals_the_pipeline(variants_repository, parity_texts, pipelines, config_name,
+                                                        model_file):
     texts = parity_texts[:30] + list(HARD_CASES.values())
-    model_file, served = _served(variants_repository, "torchscript", texts, "first")
-    assert model_file == "model.pt"
+    served_file, served = _served(variants_repository, config_name, texts, "first")
+    assert served_file == model_file
     for text, got in zip(texts, served):
         assert_same(got, pipelines("first")(text), text)
 
 
-def test_int8_is_served_as_the_in_process_int8_model_computes(variants_repository, parity_texts):
+@pytest.mark.parametrize(("config_name", "model_file"), [("int8", "model_int8.onnx"),
+                                                         ("openvino_int8", "model_int8.xml")])
+def test_int8_is_served_as_the_in_process_int8_model_computes(variants_repository, parity_texts, config_name,
+                                                              model_file):
     texts = parity_texts[:30] + list(HARD_CASES.values())
-    model_file, served = _served(variants_repository, "int8", texts, "simple")
-    assert model_file == "model_int8.onnx"
+    served_file, served = _served(variants_repository, config_name, texts, "simple")
+    assert served_file == model_file
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
                      variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR)
     for text, got, want in zip(texts, served, local.predict(texts)):
         assert_same(got, want, text)
 
 
-def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repository, parity_texts, pipelines):
+@pytest.mark.parametrize(("config_name", "model_file"), [("bf16", "model.pt"), ("openvino_bf16", "model.xml")])
+def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repository, parity_texts, pipelines,
+                                                              config_name, model_file):
     """Same code, same precision: the served entities are the in-process ones; and BF16 finds the pipeline's
     entities on these texts (type and span), its scores rounded to BF16."""
     texts = parity_texts[:30] + list(HARD_CASES.values())
-    model_file, served = _served(variants_repository, "bf16", texts, "simple")
-    assert model_file == "model.pt"
+    served_file, served = _served(variants_repository, config_name, texts, "simple")
+    assert served_file == model_file
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
                      variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="bf16")
     spans = lambda found: [(e["entity_group"], e["start"], e["end"]) for e in found]  # noqa: E731

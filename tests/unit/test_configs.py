@@ -13,7 +13,8 @@ from triton_ner.core import names
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
 ALL = variants(set(Format), set(Precision), Target.BOTH)
-NAMES = ["", "int8", "torchscript", "bf16", "gpu", "gpu_torchscript", "cuda"]
+NAMES = ["", "int8", "torchscript", "bf16", "openvino", "openvino_bf16", "openvino_int8", "gpu", "gpu_torchscript",
+         "cuda"]
 
 
 @pytest.mark.parametrize("relative", list(repository_configs()))
@@ -35,9 +36,18 @@ def test_committed_config_parses_as_model_config(relative):
 
 def test_every_variant_is_named_once():
     assert [v.config_name for v in ALL] == NAMES
-    assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model.pt", "model_fp16.onnx",
-                                           "model.pt", "model.pt"]
-    assert [v.backend.value for v in ALL] == ["python"] * 4 + ["onnxruntime", "pytorch", "python"]
+    assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model.pt", "model.xml",
+                                           "model.xml", "model_int8.xml", "model_fp16.onnx", "model.pt", "model.pt"]
+    assert [v.backend.value for v in ALL] == ["python"] * 7 + ["onnxruntime", "pytorch", "python"]
+    # What the runner applies when it loads the file: a cast, or OpenVINO's inference precision.
+    assert [v.run_precision.value for v in ALL] == ["fp32", "fp32", "fp32", "bf16", "fp32", "bf16", "fp32", "fp32",
+                                                    "fp32", "fp16"]
+
+
+def test_an_openvino_only_export_serves_the_ir_by_default():
+    found = variants({Format.OPENVINO}, {Precision.FP32, Precision.BF16, Precision.INT8}, Target.BOTH)
+    assert [(v.config_name, v.model_file, v.run_precision.value) for v in found] == [
+        ("", "model.xml", "fp32"), ("openvino_bf16", "model.xml", "bf16"), ("openvino_int8", "model_int8.xml", "fp32")]
 
 
 @pytest.mark.parametrize("config_name", NAMES)

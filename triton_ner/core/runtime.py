@@ -1,10 +1,12 @@
-"""Run an exported model: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files, on a device and in a
-precision.
+"""Run an exported model: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files, OpenVINO for ``.xml``
+files (OpenVINO IR), on a device and in a precision.
 
 Used by the Python-backend model step of the repository and by the in-process reference (:mod:`triton_ner.core.inprocess`),
 so both run the same code. ONNX files carry their precision inside (``model_fp16.onnx``, ``model_int8.onnx``) and
 run on CPU; a TorchScript file is FP32 and is cast when loaded: ``bf16`` on a CPU with AVX-512 BF16/AMX or a GPU,
-``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``).
+``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``). An OpenVINO IR runs on CPU in the inference precision asked
+for (``bf16`` on the CPU's BF16 units, else ``fp32``); an INT8 IR (``model_int8.xml``) carries its quantized layers
+inside and runs the rest in that precision.
 """
 
 from __future__ import annotations
@@ -68,15 +70,54 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
     return run
 
 
+# OpenVINO's names of the precisions; without a hint it picks BF16 by itself on a CPU that has it.
+_OPENVINO_PRECISIONS = {RunPrecision.FP32: "f32", RunPrecision.BF16: "bf16"}
+# OpenVINO prepares its kernels for each new input shape (about 5 ms for the full-size model on 2 cores) and keeps
+# them in a cache of 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees
+# few, at most 15 padded tokens per row.
+OPENVINO_LENGTH_MULTIPLE = 16
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO finds native BF16 on this CPU (AVX-512 BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def openvino_runner(path: Path, threads: int = 0, precision: RunPrecision = RunPrecision.FP32) -> Runner:
+    import openvino as ov
+
+    properties = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        properties["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(path), "CPU", properties)
+    request = compiled.create_infer_request()
+    logits = compiled.output(names.LOGITS)
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        rows, length = input_ids.shape
+        padding = -length % OPENVINO_LENGTH_MULTIPLE
+        if padding:  # masked positions: the real tokens' logits do not depend on them
+            input_ids, attention_mask = (np.pad(a, ((0, 0), (0, padding))) for a in (input_ids, attention_mask))
+        result = request.infer({names.INPUT_IDS: input_ids, names.ATTENTION_MASK: attention_mask},
+                               share_inputs=True)
+        found = result[logits]
+        return np.ascontiguousarray(found[:, :length]) if padding else found
+
+    return run
+
+
 def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
                 precision: RunPrecision | str = RunPrecision.FP32) -> Runner:
     """A function from token tensors to float32 logits for the model file at ``path``.
 
     Args:
-        path: An exported ``.onnx`` or ``.pt`` file.
+        path: An exported ``.onnx``, ``.pt`` or ``.xml`` (OpenVINO IR) file.
         threads: Intra-op CPU threads; 0 lets the runtime decide.
         device: ``cpu`` or ``cuda``/``cuda:N`` (TorchScript only).
-        precision: ``fp32``, ``bf16`` or ``fp16``: what a TorchScript model is cast to (ONNX files: ``fp32`` only).
+        precision: ``fp32``, ``bf16`` or ``fp16``: what a TorchScript model is cast to, or the precision OpenVINO
+            runs in (``fp32`` or ``bf16``; ONNX files: ``fp32`` only).
     """
     path, precision = Path(path), RunPrecision(precision)
     if path.suffix == ".onnx":
@@ -86,4 +127,9 @@ def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
         return onnx_runner(path, threads)
     if path.suffix == ".pt":
         return torchscript_runner(path, threads, device, precision)
-    raise ValueError(f"{path}: unknown model format (expected .onnx or .pt)")
+    if path.suffix == ".xml":
+        if device != "cpu" or precision not in _OPENVINO_PRECISIONS:
+            raise ValueError(f"{path.name}: OpenVINO runs on cpu in fp32 or bf16 (asked for {device}, "
+                             f"{precision.value})")
+        return openvino_runner(path, threads, precision)
+    raise ValueError(f"{path}: unknown model format (expected .onnx, .pt or .xml)")

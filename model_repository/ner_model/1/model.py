@@ -20,7 +20,7 @@ class TritonPythonModel:
     def initialize(self, args):
         path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
         threads = instance_threads(args, int(config_parameter(args, "intra_op_threads")),
-                                   spinning=not path.endswith(".onnx"))
+                                   spinning=path.endswith(".pt"))
         self.run = load_runner(path, threads, instance_device(args), config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
