@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import subprocess
+import sys
 import tomllib
 from typing import Any
 
@@ -247,8 +249,18 @@ def test_cpu_overlay_asks_for_no_gpu():
     containers = _containers(resources)
     assert all("nvidia.com/gpu" not in str(c.get("resources")) for c in containers.values())
     assert "nodeSelector" not in _pod(resources)["spec"]
-    assert _env(containers["triton"])["TRITON_CONFIG"] == ""  # config.pbtxt
-    assert "EXPORT_ARGS" not in _env(containers["export"])
+
+
+def test_cpu_overlay_serves_openvino_bf16_where_the_cpu_has_bf16(tmp_path):
+    """The overlay's EXPORT_ARGS, given to the real ner-export as the export image's entrypoint gives them, write
+    the variant that its TRITON_CONFIG=auto then picks on a CPU with BF16 instructions (config.pbtxt without)."""
+    containers = _containers(render("overlays/cpu"))
+    export_args = _env(containers["export"])["EXPORT_ARGS"]
+    assert _env(containers["triton"])["TRITON_CONFIG"] == serve.AUTO
+    subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--target", "both",
+                    "--output", str(tmp_path / "repo"), *shlex.split(export_args)], check=True, capture_output=True)
+    assert serve.auto_config_name(tmp_path / "repo", False, {"avx512f", "amx_bf16"}) == "openvino_bf16"
+    assert serve.auto_config_name(tmp_path / "repo", False, {"avx512f"}) is None
 
 
 def test_scaling_queries_select_this_deployment(overlay):

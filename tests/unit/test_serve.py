@@ -22,6 +22,10 @@ def exported(tmp_path):
     (("gpu", "cuda", "bf16"), False, {"avx512_bf16"}, "bf16"),
     (("gpu", "cuda", "bf16"), False, {"amx_bf16", "avx512f"}, "bf16"),
     (("gpu", "cuda", "bf16"), False, {"avx512f", "avx2"}, None),  # BF16 would be emulated: slower than FP32
+    (("gpu", "bf16", "openvino", "openvino_bf16"), False, {"amx_bf16"}, "openvino_bf16"),
+    (("bf16", "openvino_bf16"), True, {"amx_bf16"}, "openvino_bf16"),  # a GPU, but no cuda variant exported
+    (("bf16", "openvino", "openvino_bf16"), False, {"avx2"}, None),  # OpenVINO FP32: no faster than config.pbtxt
+    (("int8", "openvino_int8"), False, {"amx_bf16"}, None),  # INT8 changes entities: only when asked for
     (("gpu",), True, {"avx512_bf16"}, None),  # gpu needs NVIDIA's backends, not in the local Triton
     ((), True, {"avx512_bf16"}, None),
 ])
