@@ -7,7 +7,8 @@ start with ``--model-config-name=<name>``; a model without that file falls back 
 - ``int8``: the INT8 ONNX model on CPU; ``torchscript``: the TorchScript model on CPU; ``bf16``: the TorchScript
   model cast to BF16 on CPU (AVX-512 BF16/AMX); all in the Python-backend runner;
 - ``openvino``, ``openvino_bf16``, ``openvino_int8``: the OpenVINO IR on CPU in FP32, in BF16 (OpenVINO on the
-  CPU's BF16 units) and quantized to INT8 by NNCF, in the Python-backend runner;
+  CPU's BF16 units) and quantized to INT8 by NNCF, in the Python-backend runner; ``openvino_bf16_backend``: the
+  BF16 one in NVIDIA's ``openvino`` backend (``make backends`` builds it, with fixes r24.10 needs);
 - ``gpu``: the model step in NVIDIA's ``onnxruntime`` backend (``pytorch`` for TorchScript-only exports) on
   ``KIND_GPU``;
 - ``gpu_torchscript``: the same with the TorchScript model in NVIDIA's ``pytorch`` backend;
@@ -63,6 +64,7 @@ class Backend(str, enum.Enum):
     PYTHON = "python"  # the project's runner (ONNX Runtime or TorchScript) in Triton's Python backend
     ONNXRUNTIME = "onnxruntime"  # NVIDIA's
     PYTORCH = "pytorch"  # NVIDIA's (LibTorch)
+    OPENVINO = "openvino"  # NVIDIA's, built from r24.10 with the fixes of backends/build-openvino.sh
 
 
 # Model files inside ner_model/1/. A TorchScript file is FP32 and cast to its precision when loaded; an OpenVINO
@@ -180,6 +182,9 @@ def variants(formats: set[Format], precisions: set[Precision], target: Target,
                 found.append(Variant("openvino", Target.CPU, Format.OPENVINO, Precision.FP32))
             found += [Variant(f"openvino_{p.value}", Target.CPU, Format.OPENVINO, p)
                       for p in (Precision.BF16, Precision.INT8) if p in precisions]
+            if Precision.BF16 in precisions:
+                found.append(Variant("openvino_bf16_backend", Target.CPU, Format.OPENVINO, Precision.BF16,
+                                     Backend.OPENVINO))
     if target is not Target.CPU:
         fp16 = Precision.FP16 in precisions
         if primary is Format.ONNX:
@@ -295,6 +300,7 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
         return config
     ids, mask, logits = _model_tensor_names(variant)
     batch = options.gpu_max_batch_size
+    cpu = variant.target is Target.CPU
     # No preferred_batch_size: the batcher then sends the largest batch it has, which suits a model whose cost
     # grows smoothly with the batch (Triton's advice for such models).
     config = mc.ModelConfig(
@@ -302,15 +308,21 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
         backend=variant.backend.value,
         input=[_input(ids, mc.TYPE_INT64, [-1]), _input(mask, mc.TYPE_INT64, [-1])],
         output=[_output(logits, mc.TYPE_FP32, [-1, options.num_labels])],
-        dynamic_batching=_queue(options, options.max_queue_size,
-                                max_queue_delay_microseconds=options.max_queue_delay_us),
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU, options.instances),
+        dynamic_batching=_queue(options, options.max_queue_size, max_queue_delay_microseconds=(
+            options.cpu_queue_delay_us if cpu else options.max_queue_delay_us)),
+        instance_group=(_instances(mc.ModelInstanceGroup.KIND_CPU, options.cpu_instances) if cpu
+                        else _instances(mc.ModelInstanceGroup.KIND_GPU, options.instances)),
         model_warmup=[_warmup(ids, mask, rows, length) for rows, length in ((1, 16), (32, 64), (8, 512))
                       if rows <= batch],
     )
     if variant.backend is Backend.PYTORCH:
         # Shapes change from call to call: the profiling executor would re-optimize for each new one.
         _parameters(config, DISABLE_OPTIMIZED_EXECUTION=True, INFERENCE_MODE=True)
+    elif variant.backend is Backend.OPENVINO:
+        # One request at a time per instance, on every core (two instances: one runs while the other's batch is
+        # gathered; with one, 32 clients got a fifth of the throughput).
+        _parameters(config, INFERENCE_PRECISION_HINT=_OPENVINO_HINTS[variant.run_precision],
+                    PERFORMANCE_HINT="LATENCY")
     elif options.tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         # One explicit optimization profile for every shape the tokenizer sends (1 to max rows, 16 to 512
@@ -326,6 +338,9 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
             "trt_profile_max_shapes": profile(batch, MAX_SEQUENCE_LENGTH),
         })
     return config
+
+
+_OPENVINO_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 
 def _warmup(ids: str, mask: str, rows: int, length: int) -> mc.ModelWarmup:
@@ -385,6 +400,8 @@ def repository_configs(selected: list[Variant] | None = None,
             for model, config in ((names.TOKENIZER, tokenizer_config(options, variant)),
                                   (names.AGGREGATE, aggregate_config(options, variant))):
                 files[f"{model}/configs/{variant.config_name}.pbtxt"] = config
+        elif variant.backend is not Backend.PYTHON:  # the tokenizer calls it in length groups of whole batches
+            files[f"{names.TOKENIZER}/configs/{variant.config_name}.pbtxt"] = tokenizer_config(options, variant)
     return dict(sorted(files.items()))
 
 

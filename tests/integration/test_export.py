@@ -90,7 +90,7 @@ def test_full_export_proves_every_artifact(full_export):
     assert proofs["model.xml:bf16"]["entity_agreement"] >= 0.99
     assert proofs["model_int8.xml"]["entity_agreement"] >= 0.99  # NNCF's static INT8
     assert manifest["config_names"] == ["config", "int8", "torchscript", "bf16", "openvino", "openvino_bf16",
-                                        "openvino_int8", "gpu", "gpu_torchscript", "cuda"]
+                                        "openvino_int8", "openvino_bf16_backend", "gpu", "gpu_torchscript", "cuda"]
 
 
 def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_path):

@@ -4,6 +4,7 @@ TorchScript, INT8 ONNX, BF16 TorchScript and OpenVINO's FP32, BF16 and INT8 on C
 
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -19,7 +20,8 @@ from triton_ner.export.repository import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server import TritonServer, built_backend, free_ports
+from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same
 
 
@@ -79,6 +81,24 @@ def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repositor
         assert_same(got, want, text)
     agree = sum(spans(got) == spans(pipelines()(text)) for text, got in zip(texts, served))
     assert agree >= 0.95 * len(texts)
+
+
+def test_openvino_bf16_in_nvidias_openvino_backend_is_the_in_process_bf16_model(variants_repository, parity_texts):
+    """NVIDIA's openvino backend (built by backends/build-openvino.sh), its dynamic batcher merging the tokenizer's
+    length groups of concurrent requests: the entities of OpenVINO in BF16 in process, on texts sent at once."""
+    ensure_built("openvino", lambda: built_backend("openvino"))
+    texts = parity_texts[:40] + list(HARD_CASES.values())
+    local = LocalNer(variants_repository / names.MODEL / "1" / "model.xml",
+                     variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="bf16")
+    with TritonServer(variants_repository, free_ports(), config_name="openvino_bf16_backend") as server:
+        raw = grpcclient.InferenceServerClient(server.grpc_url)
+        config = raw.get_model_config(names.MODEL).config
+        raw.close()
+        assert config.backend == "openvino" and config.default_model_filename == "model.xml"
+        with NerClient(server.grpc_url) as client, ThreadPoolExecutor(8) as pool:
+            served = list(pool.map(lambda text: client.predict(text), texts))
+    for text, got, want in zip(texts, served, local.predict(texts)):
+        assert_same(got, want, text)
 
 
 def test_cuda_variant_loads_with_its_instances_switched_to_cpu(variants_repository, tmp_path, parity_texts):

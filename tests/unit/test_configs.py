@@ -13,8 +13,8 @@ from triton_ner.core import names
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
 ALL = variants(set(Format), set(Precision), Target.BOTH)
-NAMES = ["", "int8", "torchscript", "bf16", "openvino", "openvino_bf16", "openvino_int8", "gpu", "gpu_torchscript",
-         "cuda"]
+NAMES = ["", "int8", "torchscript", "bf16", "openvino", "openvino_bf16", "openvino_int8", "openvino_bf16_backend",
+         "gpu", "gpu_torchscript", "cuda"]
 
 
 @pytest.mark.parametrize("relative", list(repository_configs()))
@@ -37,17 +37,19 @@ def test_committed_config_parses_as_model_config(relative):
 def test_every_variant_is_named_once():
     assert [v.config_name for v in ALL] == NAMES
     assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model.pt", "model.xml",
-                                           "model.xml", "model_int8.xml", "model_fp16.onnx", "model.pt", "model.pt"]
-    assert [v.backend.value for v in ALL] == ["python"] * 7 + ["onnxruntime", "pytorch", "python"]
+                                           "model.xml", "model_int8.xml", "model.xml", "model_fp16.onnx", "model.pt",
+                                           "model.pt"]
+    assert [v.backend.value for v in ALL] == ["python"] * 7 + ["openvino", "onnxruntime", "pytorch", "python"]
     # What the runner applies when it loads the file: a cast, or OpenVINO's inference precision.
-    assert [v.run_precision.value for v in ALL] == ["fp32", "fp32", "fp32", "bf16", "fp32", "bf16", "fp32", "fp32",
-                                                    "fp32", "fp16"]
+    assert [v.run_precision.value for v in ALL] == ["fp32", "fp32", "fp32", "bf16", "fp32", "bf16", "fp32", "bf16",
+                                                    "fp32", "fp32", "fp16"]
 
 
 def test_an_openvino_only_export_serves_the_ir_by_default():
     found = variants({Format.OPENVINO}, {Precision.FP32, Precision.BF16, Precision.INT8}, Target.BOTH)
     assert [(v.config_name, v.model_file, v.run_precision.value) for v in found] == [
-        ("", "model.xml", "fp32"), ("openvino_bf16", "model.xml", "bf16"), ("openvino_int8", "model_int8.xml", "fp32")]
+        ("", "model.xml", "fp32"), ("openvino_bf16", "model.xml", "bf16"), ("openvino_int8", "model_int8.xml", "fp32"),
+        ("openvino_bf16_backend", "model.xml", "bf16")]
 
 
 @pytest.mark.parametrize("config_name", NAMES)
@@ -105,7 +107,8 @@ def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_
     assert list(ensemble.output[0].dims) == [-1]
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [names.TOKENIZER, names.AGGREGATE]
     steps = [config for relative, config in files.items() if config.name in (names.TOKENIZER, names.AGGREGATE)]
-    assert len(steps) == 2 + 2 * 3  # config.pbtxt, and one of each for gpu, gpu_torchscript and cuda
+    # config.pbtxt, one of each for gpu, gpu_torchscript and cuda, and the tokenizer of openvino_bf16_backend
+    assert len(steps) == 2 + 2 * 3 + 1
     for config in steps:
         assert config.max_batch_size == ServingOptions().text_batch_size
         assert all(t.allow_ragged_batch for t in config.input), config.name
@@ -113,6 +116,18 @@ def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_
     python = files["ner_tokenizer/config.pbtxt"]
     assert python.parameters["max_tokens_per_call"].string_value == str(ServingOptions().max_tokens_per_run)
     assert python.parameters["max_rows_per_call"].string_value == str(files["ner_model/config.pbtxt"].max_batch_size)
+
+
+def test_nvidias_openvino_backend_runs_on_cpu_in_bf16_fed_whole_length_groups():
+    files = repository_configs(ALL)
+    model = files["ner_model/configs/openvino_bf16_backend.pbtxt"]
+    assert (model.backend, model.default_model_filename) == ("openvino", "model.xml")
+    assert {g.kind for g in model.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
+    assert model.parameters["INFERENCE_PRECISION_HINT"].string_value == "bf16"
+    assert not model.dynamic_batching.max_queue_delay_microseconds  # as the CPU runner: the tokenizer pools
+    tokenizer = files["ner_tokenizer/configs/openvino_bf16_backend.pbtxt"]
+    assert tokenizer.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
+    assert tokenizer.parameters["max_tokens_per_call"].string_value == "0"  # the backend takes a call whole
 
 
 def test_cuda_variant_runs_the_torchscript_model_on_the_gpu_in_the_python_runner():
