@@ -190,13 +190,13 @@ def int8_onnx(source: Path, output: Path) -> Path:
     return output
 
 
-def openvino_ir(source: Path, output: Path) -> Path:
-    """The plain ONNX graph as OpenVINO IR (``.xml`` and ``.bin``), weights kept in FP32 (the precision OpenVINO
-    runs in is chosen when it is loaded). ONNX Runtime's fused graph does not serve: its contrib operators are not
-    ONNX."""
+def openvino_ir(source: Path, output: Path, fp16_weights: bool = False) -> Path:
+    """The plain ONNX graph as OpenVINO IR (``.xml`` and ``.bin``), weights in FP32, or in FP16 for a model run in
+    BF16 (the precision OpenVINO runs in is chosen when it is loaded). The plain graph, as OpenVINO's own
+    operators fuse it best."""
     import openvino as ov
 
-    ov.save_model(ov.convert_model(str(source)), str(output), compress_to_fp16=False)
+    ov.save_model(ov.convert_model(str(source)), str(output), compress_to_fp16=fp16_weights)
     return output
 
 

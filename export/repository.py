@@ -364,13 +364,14 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
 
 def _export_openvino(plain: Path, version_dir: Path, plan: ExportPlan, tokenizer, proofs: dict, prove, agree,
                      step) -> None:
-    """OpenVINO IR from the plain ONNX graph, proven on logits in FP32, on entities in BF16; INT8 quantized by
-    NNCF and proven on entities."""
+    """OpenVINO IR from the plain ONNX graph, proven on logits in FP32; its BF16 copy (FP16 weights) proven on
+    entities; INT8 quantized by NNCF and proven on entities."""
     ir = version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.FP32]
     step("converting to OpenVINO IR")
     proofs[ir.name] = prove(convert.openvino_ir(plain, ir))
     if Precision.BF16 in plan.precisions:
-        agree(ir, ir, Precision.BF16)
+        agree(convert.openvino_ir(plain, version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.BF16],
+                                  fp16_weights=True), ir, Precision.BF16)
     if Precision.INT8 in plan.precisions:
         step(f"quantizing the OpenVINO IR to INT8 (NNCF, {convert.CALIBRATION_TEXTS} calibration sentences)")
         agree(convert.int8_openvino(ir, version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.INT8],

@@ -87,7 +87,7 @@ def test_full_export_proves_every_artifact(full_export):
     assert proofs["model.pt:bf16"]["entity_agreement"] >= 0.99
     assert proofs["model.pt:fp16"]["entity_agreement"] >= 0.99
     assert proofs["model.xml"]["max_abs_logit_diff"] <= 1e-4  # OpenVINO IR, run in FP32
-    assert proofs["model.xml:bf16"]["entity_agreement"] >= 0.99
+    assert proofs["model_bf16.xml:bf16"]["entity_agreement"] >= 0.99  # FP16 weights, run in BF16
     assert proofs["model_int8.xml"]["entity_agreement"] >= 0.99  # NNCF's static INT8
     assert manifest["config_names"] == ["config", "int8", "torchscript", "bf16", "openvino", "openvino_bf16",
                                         "openvino_int8", "openvino_bf16_backend", "gpu", "gpu_torchscript", "cuda"]

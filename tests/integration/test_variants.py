@@ -66,7 +66,7 @@ def test_int8_is_served_as_the_in_process_int8_model_computes(variants_repositor
         assert_same(got, want, text)
 
 
-@pytest.mark.parametrize(("config_name", "model_file"), [("bf16", "model.pt"), ("openvino_bf16", "model.xml")])
+@pytest.mark.parametrize(("config_name", "model_file"), [("bf16", "model.pt"), ("openvino_bf16", "model_bf16.xml")])
 def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repository, parity_texts, pipelines,
                                                               config_name, model_file):
     """Same code, same precision: the served entities are the in-process ones; and BF16 finds the pipeline's
@@ -88,13 +88,13 @@ def test_openvino_bf16_in_nvidias_openvino_backend_is_the_in_process_bf16_model(
     length groups of concurrent requests: the entities of OpenVINO in BF16 in process, on texts sent at once."""
     ensure_built("openvino", lambda: built_backend("openvino"))
     texts = parity_texts[:40] + list(HARD_CASES.values())
-    local = LocalNer(variants_repository / names.MODEL / "1" / "model.xml",
+    local = LocalNer(variants_repository / names.MODEL / "1" / "model_bf16.xml",
                      variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="bf16")
     with TritonServer(variants_repository, free_ports(), config_name="openvino_bf16_backend") as server:
         raw = grpcclient.InferenceServerClient(server.grpc_url)
         config = raw.get_model_config(names.MODEL).config
         raw.close()
-        assert config.backend == "openvino" and config.default_model_filename == "model.xml"
+        assert config.backend == "openvino" and config.default_model_filename == "model_bf16.xml"
         with NerClient(server.grpc_url) as client, ThreadPoolExecutor(8) as pool:
             served = list(pool.map(lambda text: client.predict(text), texts))
     for text, got, want in zip(texts, served, local.predict(texts)):

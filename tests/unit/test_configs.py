@@ -37,8 +37,8 @@ def test_committed_config_parses_as_model_config(relative):
 def test_every_variant_is_named_once():
     assert [v.config_name for v in ALL] == NAMES
     assert [v.model_file for v in ALL] == ["model.onnx", "model_int8.onnx", "model.pt", "model.pt", "model.xml",
-                                           "model.xml", "model_int8.xml", "model.xml", "model_fp16.onnx", "model.pt",
-                                           "model.pt"]
+                                           "model_bf16.xml", "model_int8.xml", "model_bf16.xml", "model_fp16.onnx",
+                                           "model.pt", "model.pt"]
     assert [v.backend.value for v in ALL] == ["python"] * 7 + ["openvino", "onnxruntime", "pytorch", "python"]
     # What the runner applies when it loads the file: a cast, or OpenVINO's inference precision.
     assert [v.run_precision.value for v in ALL] == ["fp32", "fp32", "fp32", "bf16", "fp32", "bf16", "fp32", "bf16",
@@ -48,8 +48,8 @@ def test_every_variant_is_named_once():
 def test_an_openvino_only_export_serves_the_ir_by_default():
     found = variants({Format.OPENVINO}, {Precision.FP32, Precision.BF16, Precision.INT8}, Target.BOTH)
     assert [(v.config_name, v.model_file, v.run_precision.value) for v in found] == [
-        ("", "model.xml", "fp32"), ("openvino_bf16", "model.xml", "bf16"), ("openvino_int8", "model_int8.xml", "fp32"),
-        ("openvino_bf16_backend", "model.xml", "bf16")]
+        ("", "model.xml", "fp32"), ("openvino_bf16", "model_bf16.xml", "bf16"),
+        ("openvino_int8", "model_int8.xml", "fp32"), ("openvino_bf16_backend", "model_bf16.xml", "bf16")]
 
 
 @pytest.mark.parametrize("config_name", NAMES)
@@ -121,7 +121,7 @@ def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_
 def test_nvidias_openvino_backend_runs_on_cpu_in_bf16_fed_whole_length_groups():
     files = repository_configs(ALL)
     model = files["ner_model/configs/openvino_bf16_backend.pbtxt"]
-    assert (model.backend, model.default_model_filename) == ("openvino", "model.xml")
+    assert (model.backend, model.default_model_filename) == ("openvino", "model_bf16.xml")
     assert {g.kind for g in model.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
     assert model.parameters["INFERENCE_PRECISION_HINT"].string_value == "bf16"
     assert not model.dynamic_batching.max_queue_delay_microseconds  # as the CPU runner: the tokenizer pools
