@@ -10,12 +10,15 @@ fixed seed), on the full-size benchmark model (DistilBERT with random weights: t
 4. the served ensemble through the real local Triton over gRPC, one text per request, at concurrency 1, 8, 32;
 
 then 3 and 4 again with the INT8 model and with the BF16 model (the TorchScript file cast to bfloat16 at load, on
-a CPU with AVX-512 BF16 or AMX), and the cost of text length (10 to 2,000 words) served; and, when
+a CPU with AVX-512 BF16 or AMX), and with OpenVINO's FP32, BF16 and INT8 (NNCF) models, the BF16 one also in
+NVIDIA's ``openvino`` backend when ``make backends`` has built it; the configurations against FP32 again on the
+corpus' short sentences alone; and the cost of text length (10 to 2,000 words) served; and, when
 ``make backends`` has built it, the GPU config's model step in NVIDIA's own ``onnxruntime`` backend on CPU
 (``export.configs.on_cpu``: the tokenizer pads to length buckets, the backend batches equal shapes) with 1 and 2
 intra-op threads, against the Python-backend runner of ``config.pbtxt``. It prints a Markdown table, checks the
 targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--only onnxruntime-backend`` runs
-only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows.
+only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows, ``--only openvino`` the
+FP32 and OpenVINO rows with their targets.
 
 Last, the serving path's own ceiling (:mod:`triton_ner.loadtest.ceiling`, ``--only ceiling`` alone): the fixture
 model, whose compute is small, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
@@ -48,7 +51,24 @@ from triton_ner.loadtest.checks import Check, checks_table
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
 CONCURRENCY = (1, 8, 32)
+SHORT_CONCURRENCY = (1, 32)
+SHORT_WORDS = 40  # the corpus' sentences (5 to 40 words), without its 600-word documents
 BF16_GAIN = 1.3  # served BF16 (TorchScript, AVX-512 BF16) over served FP32 (ONNX Runtime, fused graph)
+# Served OpenVINO over served FP32 (config.pbtxt): BF16 at 32 clients and at 1, INT8 at 32.
+OPENVINO_GAINS = (("bf16", 32, 2.0), ("bf16", 1, 1.5), ("int8", 32, 3.0))
+# (row name, precision, model file, config, in-process runner precision): what is served, and measured in process.
+SERVED = (
+    ("served", "fp32", "model.onnx", None, "fp32"),
+    ("served", "int8", "model_int8.onnx", "int8", "fp32"),
+    ("served", "bf16", "model.pt", "bf16", "bf16"),
+    ("served openvino", "fp32", "model.xml", "openvino", "fp32"),
+    ("served openvino", "bf16", "model_bf16.xml", "openvino_bf16", "bf16"),
+    ("served openvino", "int8", "model_int8.xml", "openvino_int8", "fp32"),
+)
+OPENVINO_BACKEND = ("served openvino backend", "bf16", "openvino_bf16_backend")
+# Served again on the short sentences alone, at SHORT_CONCURRENCY.
+SHORT = (("served", "fp32", None), ("served openvino", "bf16", "openvino_bf16"),
+         ("served openvino", "int8", "openvino_int8"))
 LENGTHS = (10, 50, 200, 500, 2000)
 IN_PROCESS_BATCHES = (1, 8, 32, 64)
 ORT_THREADS = (1, 2)  # intra_op_thread_count of NVIDIA's onnxruntime backend: on 2 cores both are worth a row
@@ -141,6 +161,7 @@ class Rows(str, enum.Enum):
     ALL = "all"
     ONNXRUNTIME_BACKEND = "onnxruntime-backend"  # served FP32: Python-backend runner vs NVIDIA's backend
     BF16 = "bf16"  # served FP32 (ONNX Runtime) and BF16 (TorchScript cast at load), in process and served
+    OPENVINO = "openvino"  # served FP32 (ONNX Runtime) and OpenVINO's FP32, BF16 and INT8, with their targets
     CEILING = "ceiling"  # the serving path around a small model (loadtest/ceiling.py)
 
 
@@ -149,17 +170,19 @@ def ort_row_name(threads: int) -> str:
 
 
 def prepare_repository(output: Path, log) -> Path:
-    """The benchmark model exported with its FP32 and INT8 ONNX variants and the BF16 TorchScript variant for CPU
-    and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when present."""
+    """The benchmark model exported with its FP32 and INT8 ONNX variants, the BF16 TorchScript variant and the
+    OpenVINO variants for CPU and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when
+    present."""
     from triton_ner.export.configs import Format, Precision, Target
     from triton_ner.export.fixture import benchmark_model
     from triton_ner.export.repository import ExportPlan
 
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
     # 99% bar holds on the trained fixture model (tests/integration/test_export.py).
-    plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT}),
+    plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT, Format.OPENVINO}),
                       frozenset({Precision.FP32, Precision.INT8, Precision.BF16}), Target.BOTH, min_agreement=0.95)
-    return cached_export(benchmark_model(), output, plan, ("gpu", "bf16"), log)
+    return cached_export(benchmark_model(), output, plan, ("gpu", "bf16", *(v[3] for v in SERVED if v[3]),
+                                                           OPENVINO_BACKEND[2]), log)
 
 
 def onnxruntime_backend_repository(repository: Path, output: Path, threads: int) -> Path:
@@ -187,7 +210,7 @@ def targets(rows: list[Row]) -> list[Check]:
                     and (concurrency is None or r.concurrency == concurrency))
 
     served = {p: find("served", p, 32) for p in ("fp32", "int8")}
-    ceiling = {p: max((r for r in rows if r.name.startswith("in-process") and r.precision == p),
+    ceiling = {p: max((r for r in rows if r.name.startswith("in-process batch") and r.precision == p),
                       key=lambda r: r.texts_per_s) for p in ("fp32", "int8")}
     single = find("in-process batch 1", "fp32")
     checks = [
@@ -214,6 +237,30 @@ def targets(rows: list[Row]) -> list[Check]:
         checks.append(("served bf16 c=32 / served fp32 c=32",
                        find("served", "bf16", 32).texts_per_s / served["fp32"].texts_per_s, BF16_GAIN, True))
     return [Check(*check) for check in checks]
+
+
+def openvino_targets(rows: list[Row], proofs: dict) -> list[Check]:
+    """OpenVINO against FP32 (config.pbtxt) in this run: throughput on the corpus and on its short sentences, server
+    memory, and the export's entity agreement with FP32 (random weights: near-ties that rounding flips, so the bar
+    is 95% here; the trained fixture model is held to 99% by the export's tests)."""
+    def find(name, precision, concurrency):
+        return next(r for r in rows if r.name == name and r.precision == precision and r.concurrency == concurrency)
+
+    checks = []
+    for suffix, label in (("", ""), (" short", f", sentences of at most {SHORT_WORDS} words")):
+        for precision, concurrency, gain in OPENVINO_GAINS:
+            checks.append(Check(f"served openvino {precision} c={concurrency} / served fp32 c={concurrency}{label}",
+                                find(f"served openvino{suffix}", precision, concurrency).texts_per_s
+                                / find(f"served{suffix}", "fp32", concurrency).texts_per_s, gain, True))
+    memory = {name: max(r.server_rss_mb or 0 for r in rows if r.name == name and r.precision == precision)
+              for name, precision in (("served", "fp32"), ("served openvino", "bf16"))}
+    checks.append(Check("server memory under load, openvino bf16 / config.pbtxt fp32",
+                        memory["served openvino"] / memory["served"], 1.0, False))
+    for proof, precision in (("model_bf16.xml:bf16", "bf16"), ("model_int8.xml", "int8")):
+        if proof in proofs:
+            checks.append(Check(f"openvino {precision}: entities identical to FP32 (export proof)",
+                                proofs[proof]["entity_agreement"], 0.95, True))
+    return checks
 
 
 def run_results(rows: list[Row], checks: list[Check], corpus: dict) -> dict:
@@ -267,6 +314,17 @@ def results_page(results: dict) -> str:
             f"\n\n{markdown(results)}\n\n![throughput and p99 against concurrency](bench.png)\n")
 
 
+def openvino_page(results: dict) -> str:
+    """``docs/bench-openvino.md``: the tables of a ``--only openvino`` run, written by it (never by hand)."""
+    corpus = results["corpus"]
+    return (f"# make bench, OpenVINO rows: one run ({results.get('date', 'date not recorded')})\n\n"
+            f"Written by `.venv/bin/python -m triton_ner.loadtest.bench --only openvino`; see "
+            f"[benchmarks.md](benchmarks.md#openvino) for what the rows measure. Corpus: {corpus['texts']} texts "
+            f"({corpus['words']} words), seed {corpus['seed']}; \"short\" rows: its sentences of at most "
+            f"{SHORT_WORDS} words alone; machine: {results.get('machine', 'not recorded')}.\n\n"
+            f"{markdown(results)}\n")
+
+
 def write_docs(output: Path, docs: Path) -> None:
     """Copy the run's ``bench.json`` and ``bench.png`` from ``output`` into ``docs`` and write its page there."""
     results = json.loads((output / "bench.json").read_text())
@@ -291,8 +349,13 @@ def plot(rows: list[Row], path: Path) -> None:
         xs = [r.concurrency for r in served]
         left.plot(xs, [r.texts_per_s for r in served], "o-", color=colour, label=f"served {precision}")
         right.plot(xs, [r.percentile(99) for r in served], "o-", color=colour, label=f"served {precision}")
-        ceiling = max(r.texts_per_s for r in rows if r.name.startswith("in-process") and r.precision == precision)
+        ceiling = max(r.texts_per_s for r in rows if r.name.startswith("in-process batch") and r.precision == precision)
         left.axhline(ceiling, color=colour, linestyle=":", label=f"in-process {precision} ceiling")
+    for precision, colour in (("fp32", "tab:cyan"), ("int8", "tab:brown"), ("bf16", "tab:purple")):
+        served = [r for r in rows if r.name == "served openvino" and r.precision == precision]
+        for axis, values in ((left, [r.texts_per_s for r in served]), (right, [r.percentile(99) for r in served])):
+            axis.plot([r.concurrency for r in served], values, "^-", color=colour,
+                      label=f"served openvino {precision}")
     for threads, colour in zip(ORT_THREADS, ("tab:green", "tab:olive")):
         ort = [r for r in rows if r.name == ort_row_name(threads)]
         if ort:
@@ -347,12 +410,14 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
-    docs: Annotated[Path, typer.Option(help="Where the docs pages of a whole run and of the ceiling are written "
-                                            "(bench-results.md, ceiling.md, their JSON and plots).")] = Path("docs"),
+    docs: Annotated[Path, typer.Option(help="Where the docs pages of a whole run, of the ceiling and of the OpenVINO "
+                                            "rows are written (bench-results.md, ceiling.md, bench-openvino.md, "
+                                            "their JSON and plots).")] = Path("docs"),
     only: Annotated[Rows, typer.Option(help="Which rows: all; onnxruntime-backend: the served FP32 rows of the "
                                             "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
-                                            "and BF16 in process and served (no targets, no plot); ceiling: the "
-                                            "serving path around the fixture model.")]
+                                            "and BF16 in process and served (no targets, no plot); openvino: FP32 "
+                                            "and OpenVINO's FP32, BF16 and INT8, with their targets (no plot); "
+                                            "ceiling: the serving path around the fixture model.")]
     = Rows.ALL,
 ) -> None:
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
@@ -360,7 +425,7 @@ def main(
 
     from triton_ner.core import names
     from triton_ner.core.inprocess import LocalNer
-    from triton_ner.server import TritonServer, free_ports, onnxruntime_backend
+    from triton_ner.server import TritonServer, built_backend, free_ports, onnxruntime_backend
     from triton_ner.core.tokenization import load_vocabulary
 
     def say(message: str) -> None:
@@ -401,20 +466,29 @@ def main(
                    *timed_calls(lambda b: pipe(b, batch_size=32), corpus, 32)))
         del pipe
 
-    for precision, model_file, config_name in (("fp32", "model.onnx", None), ("int8", "model_int8.onnx", "int8"),
-                                               ("bf16", "model.pt", "bf16")):
-        if not everything and precision not in ("fp32", only.value):
+    openvino = everything or only is Rows.OPENVINO
+    short = [text for text in corpus if len(text.split()) <= SHORT_WORDS]
+    for name, precision, model_file, config_name, runner_precision in SERVED:
+        wanted = (name == "served" and precision == "fp32") or everything or (
+            only is Rows.BF16 and name == "served" and precision == "bf16") or (
+            only is Rows.OPENVINO and name == "served openvino")
+        if not wanted:
             continue
-        if everything or only is Rows.BF16:
-            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir,
-                             precision="bf16" if precision == "bf16" else "fp32")
+        if everything or only in (Rows.BF16, Rows.OPENVINO):
+            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir, precision=runner_precision)
             local.predict(corpus[:32])
             for batch in IN_PROCESS_BATCHES:
-                record(Row(f"in-process batch {batch}", precision, None, len(corpus),
+                record(Row(f"{name.replace('served', 'in-process')} batch {batch}", precision, None, len(corpus),
                            *timed_calls(local.predict, corpus, batch)))
             del local
         with TritonServer(repo, free_ports(), config_name=config_name) as server:
-            served_rows(server, "served", precision)
+            served_rows(server, name, precision)
+            if openvino and (name, precision, config_name) in SHORT:
+                for concurrency in SHORT_CONCURRENCY:
+                    with MemorySampler(server.process.pid) as memory:
+                        seconds, latencies = served_run(server.grpc_url, short, concurrency)
+                    record(Row(f"{name} short", precision, concurrency, len(short), seconds, latencies,
+                               memory.peak_mb))
             if precision == "fp32" and everything:
                 tokenizer = load_vocabulary(tokenizer_dir).tokenizer
                 for words in LENGTHS:
@@ -424,7 +498,15 @@ def main(
                     record(Row(f"served fp32 c=8, words {words}", precision, 8, len(sample), seconds, latencies,
                                tokens=tokens))
 
-    if only is Rows.BF16:
+    if openvino:
+        name, precision, config_name = OPENVINO_BACKEND
+        if built_backend("openvino") is None:
+            say("NVIDIA's openvino backend is not built (make backends): no rows for it")
+        else:
+            with TritonServer(repo, free_ports(), config_name=config_name) as server:
+                served_rows(server, name, precision)
+
+    if only in (Rows.BF16, Rows.OPENVINO):
         pass
     elif onnxruntime_backend() is None:
         say("NVIDIA's onnxruntime backend is not built (make backends): no rows for it")
@@ -439,6 +521,8 @@ def main(
         ceiling_section(repo, repository, output, docs, say)
 
     checks = targets(rows) if everything else []
+    if openvino:
+        checks += openvino_targets(rows, json.loads((repo / names.MANIFEST).read_text())["proofs"])
     results = run_results(rows, checks, {"texts": len(corpus), "seed": seed, "words": "5-40, 3% of 600"})
     print(markdown(results))
     (output / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -446,6 +530,10 @@ def main(
         plot(rows, output / "bench.png")
         write_docs(output, docs)
         say(f"wrote {output / 'bench.json'}, {output / 'bench.png'} and {docs / 'bench-results.md'}")
+    elif only is Rows.OPENVINO:
+        docs.mkdir(parents=True, exist_ok=True)
+        (docs / "bench-openvino.md").write_text(openvino_page(results))
+        say(f"wrote {output / 'bench.json'} and {docs / 'bench-openvino.md'}")
     else:
         say(f"wrote {output / 'bench.json'}")
 
