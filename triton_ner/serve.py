@@ -37,7 +37,8 @@ def auto_config_name(repository: Path, cuda: bool, cpu_flags: set[str]) -> str |
     return None
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The flags of this machine's CPU (``/proc/cpuinfo``; none where it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -99,7 +100,7 @@ def main(
 ) -> None:
     """Start Triton on the repository, restore a model whose Python-backend stub died, and wait until stopped."""
     if config_name == AUTO:
-        config_name = auto_config_name(model_repository, _cuda_available(), _cpu_flags())
+        config_name = auto_config_name(model_repository, _cuda_available(), cpu_flags())
         cli.say("serve", f"auto: serving {config_name or 'config'}.pbtxt")
     tls = None
     if grpc_use_ssl or grpc_use_ssl_mutual:

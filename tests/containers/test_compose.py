@@ -28,11 +28,13 @@ import pytest
 
 from tests.containers import podman
 from tests.polling import wait_for
+from triton_ner import serve
 from triton_ner.demo import SEED_SENTENCE
 from triton_ner.health import wait_ready
 from triton_ner.server import RELOAD_PARAMETER, Ports, free_ports
 
 ADMIN_KEY = "compose-test-key"
+OPENVINO_EXPORT = "--format openvino --precision bf16"
 DASHBOARD = podman.PROJECT_ROOT / "docker" / "monitoring" / "grafana" / "dashboards" / "triton-ner.json"
 PROMETHEUS_CONFIG = podman.PROJECT_ROOT / "docker" / "monitoring" / "prometheus.yml"
 # Triton core's metrics (r24.10, as the served binary): from the offline sources of the backends' build
@@ -65,8 +67,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     sizes = podman.build_images(folder, env)
     ports = free_ports()
     project = f"ner-compose-test-{os.getpid()}"
+    # The OpenVINO IR beside the ONNX model: the stack serves config.pbtxt, one test the variant `auto` picks.
     env.update(NER_ADMIN_KEY=ADMIN_KEY, MODEL="fixture", TRITON_HTTP_PORT=str(ports.http),
-               TRITON_GRPC_PORT=str(ports.grpc), TRITON_METRICS_PORT=str(ports.metrics))
+               TRITON_GRPC_PORT=str(ports.grpc), TRITON_METRICS_PORT=str(ports.metrics), EXPORT_ARGS=OPENVINO_EXPORT)
     running = Stack(project, env, ports, sizes)
     try:
         # What `docker compose --profile cpu up` does: the export job, and the server once it succeeded
@@ -210,6 +213,34 @@ def test_the_restricted_apis_need_the_key_and_inference_does_not(stack):
         assert {"name": "ner", "version": "1", "state": "READY"}.items() <= next(
             m for m in json.loads(response.read()) if m["name"] == "ner").items()
     assert _client(stack, "http", SEED_SENTENCE)[0]
+
+
+def test_the_cpu_image_serves_openvino_bf16_with_auto(stack):
+    """TRITON_CONFIG=auto (the cpu profile's TRITON_CPU_CONFIG) on the export of EXPORT_ARGS="--format openvino
+    --precision bf16": the serving image (OpenVINO, no PyTorch) serves configs/openvino_bf16.pbtxt on a CPU with BF16
+    instructions, else config.pbtxt."""
+    ports = free_ports()
+    container = f"{stack.project}_triton-cpu-auto"
+    podman.run(["podman", "run", "--detach", "--name", container, "--label",
+                f"io.podman.compose.project={stack.project}", "--env", f"NER_ADMIN_KEY={ADMIN_KEY}",
+                "--env", "TRITON_CONFIG=auto", "--shm-size", "1g", "--volume", f"{stack.project}_models:/models:ro",
+                "--publish", f"127.0.0.1:{ports.http}:8000", "--publish", f"127.0.0.1:{ports.grpc}:8001",
+                podman.TARGETS["cpu"]], timeout=120, env=stack.env, quiet=True)
+    try:
+        if not wait_ready(f"127.0.0.1:{ports.http}", timeout=300):
+            logs = podman.run(["podman", "logs", container], timeout=60, env=stack.env, check=False, quiet=True)
+            raise AssertionError(f"not ready after 300 s:\n{(logs.stdout + logs.stderr)[-3000:]}")
+        request = urllib.request.Request(stack.url(ports.http, "/v2/models/ner_model/config"),
+                                         headers={"admin-key": ADMIN_KEY})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            parameters = json.loads(response.read())["parameters"]
+        served = parameters["model_file"]["string_value"], parameters["precision"]["string_value"]
+        podman.log(f"auto in the CPU image: {served}")
+        assert served == (("model_bf16.xml", "bf16") if serve.cpu_flags() & serve.BF16_FLAGS else ("model.onnx", "fp32"))
+        [entities] = _client(Stack(stack.project, stack.env, ports, stack.sizes), "grpc", SEED_SENTENCE)
+        assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "Wolfgang"), ("LOC", "Berlin")]
+    finally:
+        podman.run(["podman", "rm", "--force", container], timeout=120, env=stack.env, check=False, quiet=True)
 
 
 def _server_on(stack: Stack, volume: str) -> tuple[int, list[str]]:
