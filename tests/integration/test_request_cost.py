@@ -19,6 +19,7 @@ from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
 from triton_ner.loadtest.overload import heavy, window_texts
 from tests.parity import assert_same, text_with_tokens
+from tests.polling import wait_for
 
 
 LIMIT = ServingOptions().max_tokens_per_request
@@ -128,6 +129,8 @@ def test_a_cancelled_request_stops_between_model_runs(full_size, capsys):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     count, compute = _executions(client)
     _model_request(client, 32, 512)  # 16,384 tokens: one run of the model step
+    # The backend reports an execution's statistics after its responses are sent.
+    wait_for(lambda: _executions(client)[0] > count, timeout=10, every=0.1)
     count_one, compute_one = _executions(client)
     one_run = compute_one - compute
     assert count_one == count + 1
