@@ -15,12 +15,14 @@ start with ``--model-config-name=<name>``; a model without that file falls back 
 - ``cuda``: the TorchScript model in the Python-backend runner on the GPU (FP16 when exported with
   ``--precision fp16``), for the local Triton with PyTorch and no container.
 
-In every variant the ensemble is tokenizer → aggregation, and the tokenizer calls the model step itself (business
-logic scripting): the text steps batch requests (``max_batch_size`` above 0, ragged ``TEXT``, so the ensemble's
-``TEXT [n]`` reaches them as ``[1, n]`` and its ``ENTITIES [1, n]`` leaves it as ``[n]``), and the tokenizer pools
+In every variant the ensemble has one step, the text step, which tokenizes, calls the model step itself
+(business logic scripting) and aggregates: it batches requests (``max_batch_size`` above 0, ragged ``TEXT``, so
+the ensemble's ``TEXT [n]`` reaches it as ``[1, n]`` and its ``ENTITIES [1, n]`` leaves it as ``[n]``), and pools
 the windows of every request of one ``execute`` into groups of one padded length each (16 to 512 tokens), all
 lengths called at once, so that NVIDIA's backends, which batch equal shapes only, batch groups of many requests and
-no short window is padded to a long neighbour's length.
+no short window is padded to a long neighbour's length. One step instead of a tokenizer and an aggregation step
+saves the hand-off of every window's tensors between two processes: about a quarter of the serving path's CPU per
+short text.
 
 The files written by a default export are committed under ``model_repository/``;
 ``tests/unit/test_configs.py`` regenerates them and fails on any difference.
@@ -99,23 +101,22 @@ class ServingOptions:
         max_tokens_per_request: Most tokens one request may need (its windows' tokens, special tokens and
             overlaps included): bounds what one request costs while other clients wait.
         max_queue_delay_us: How long the dynamic batcher of a GPU model step waits to fill a batch.
-        cpu_queue_delay_us: The same for the CPU model step: none, since the tokenizer already pools the windows of
+        cpu_queue_delay_us: The same for the CPU model step: none, since the text step already pools the windows of
             every request it has queued into each call, and waiting only adds latency (1 ms at concurrency 1 with
             1000); under load the queue fills while the instances run.
         max_queue_size: Requests queued at the model step before new ones are refused (``UNAVAILABLE``).
-        text_queue_size: Requests queued at each text step (tokenizer, aggregation) before new ones are refused.
-        text_batch_size: Most requests one ``execute`` of a text step takes (each with any number of texts).
+        text_queue_size: Requests queued at the text step before new ones are refused.
+        text_batch_size: Most requests one ``execute`` of the text step takes (each with any number of texts).
         queue_timeout_s: Longest wait of a request in a step's queue before it is refused; a request's own
             (shorter) timeout overrides it.
         instances: Model-step instances (processes on CPU, copies per GPU).
         cpu_instances: Model-step processes of the CPU configurations: with two, a short request runs beside a
             long one instead of waiting for it to end.
-        text_instances: Tokenizer instances (CPU processes, about 85 MB each) of the CPU configurations: the
-            tokenizer waits for the model calls of its batch, so with several a short request is tokenized while a
-            long one runs (served BF16 at 32 clients: 82 texts/s with two, 107 with four, at about 85 MB more
-            per process: ``--text-instances`` raises it).
-        gpu_text_instances: Tokenizer and aggregation instances (CPU processes) of the GPU variants, so that the
-            text steps keep a GPU busy.
+        text_instances: Text-step instances (CPU processes, about 85 MB each) of the CPU configurations: an
+            instance waits for the model calls of its batch, so with several a short request is tokenized while
+            a long one runs (``--text-instances`` raises it).
+        gpu_text_instances: Text-step instances (CPU processes) of the GPU variants, so that they keep a GPU
+            busy.
         intra_op_threads: Threads per CPU model-step instance; 0: every core for ONNX Runtime (whose threads
             do not spin), the cores shared evenly among the instances for TorchScript.
         tensorrt: On GPU, let ONNX Runtime run the plain FP32 graph with TensorRT in FP16.
@@ -227,38 +228,21 @@ def _queue(options: ServingOptions, size: int, **batching) -> mc.ModelDynamicBat
         default_timeout_microseconds=int(options.queue_timeout_s * 1e6), allow_timeout_override=True))
 
 
-# Tensors passed from the tokenizer to the aggregation, after the batch dimension: [windows, tokens(, 2)].
-_WINDOW_TENSORS = [
-    (names.INPUT_IDS, mc.TYPE_INT64, [-1, -1]),
-    (names.OFFSETS, mc.TYPE_INT64, [-1, -1, 2]),
-    (names.SPECIAL_TOKENS_MASK, mc.TYPE_INT64, [-1, -1]),
-    (names.TEXT_INDEX, mc.TYPE_INT64, [-1]),
-]
-_TOKENIZER_DIR = f"{names.TOKENIZER}/1/{names.TOKENIZER_DIR}"
+_TOKENIZER_DIR = f"{names.TEXT_STEP}/1/{names.TOKENIZER_DIR}"
 
 
-def _logits(options: ServingOptions, leading: list[int]) -> tuple[str, int, list[int]]:
-    return names.LOGITS, mc.TYPE_FP32, [*leading, options.num_labels]
-
-
-def _text_step(name: str, options: ServingOptions, inputs: list, outputs: list, instances: int) -> mc.ModelConfig:
-    """A Python-backend text step that takes every queued request in one ``execute``: each input has the batch
-    dimension of one request (``[1, ...]``) and is ragged, so requests of any size are taken together."""
-    for tensor in inputs:
-        tensor.allow_ragged_batch = True
-    return mc.ModelConfig(
-        name=name, backend="python", max_batch_size=options.text_batch_size, input=inputs, output=outputs,
-        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU, instances),
-        dynamic_batching=_queue(options, options.text_queue_size))
-
-
-def tokenizer_config(options: ServingOptions, variant: Variant) -> mc.ModelConfig:
-    """The tokenizer, which calls the model step of ``variant`` itself with the windows of its batch in length
-    groups."""
+def text_config(options: ServingOptions, variant: Variant) -> mc.ModelConfig:
+    """The text step, which takes every queued request in one ``execute`` (``TEXT`` has the batch dimension of one
+    request, ``[1, n]``, and is ragged, so requests of any size are taken together) and calls the model step of
+    ``variant`` itself with the windows of its batch in length groups."""
     gpu = variant.target is Target.GPU
-    config = _text_step(names.TOKENIZER, options, [_input(names.TEXT, mc.TYPE_STRING, [-1])],
-                        [_output(*t) for t in _WINDOW_TENSORS] + [_output(*_logits(options, [-1, -1]))],
-                        options.gpu_text_instances if gpu else options.text_instances)
+    config = mc.ModelConfig(
+        name=names.TEXT_STEP, backend="python", max_batch_size=options.text_batch_size,
+        input=[_input(names.TEXT, mc.TYPE_STRING, [-1], allow_ragged_batch=True)],
+        output=[_output(names.ENTITIES, mc.TYPE_STRING, [-1])],
+        instance_group=_instances(mc.ModelInstanceGroup.KIND_CPU,
+                                  options.gpu_text_instances if gpu else options.text_instances),
+        dynamic_batching=_queue(options, options.text_queue_size))
     _parameters(config, tokenizer_dir=_TOKENIZER_DIR, max_windows=options.max_batch_size,
                 max_text_bytes=options.max_text_bytes, max_tokens_per_request=options.max_tokens_per_request)
     ids, mask, logits = _model_tensor_names(variant)
@@ -289,7 +273,7 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
             name=names.MODEL, backend="python", max_batch_size=options.max_batch_size,
             input=[_input(names.INPUT_IDS, mc.TYPE_INT64, [-1], allow_ragged_batch=True),
                    _input(names.ATTENTION_MASK, mc.TYPE_INT64, [-1], allow_ragged_batch=True)],
-            output=[_output(*_logits(options, [-1]))],
+            output=[_output(names.LOGITS, mc.TYPE_FP32, [-1, options.num_labels])],
             dynamic_batching=_queue(options, options.max_queue_size, max_queue_delay_microseconds=(
                 options.max_queue_delay_us if gpu else options.cpu_queue_delay_us)),
             instance_group=_instances(mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU,
@@ -349,32 +333,17 @@ def _warmup(ids: str, mask: str, rows: int, length: int) -> mc.ModelWarmup:
     return mc.ModelWarmup(name=f"{rows}x{length}", batch_size=rows, inputs={ids: zeros, mask: zeros})
 
 
-def aggregate_config(options: ServingOptions, variant: Variant | None = None) -> mc.ModelConfig:
-    gpu = variant is not None and variant.target is Target.GPU
-    config = _text_step(names.AGGREGATE, options,
-                        [_input(names.TEXT, mc.TYPE_STRING, [-1])] + [_input(*t) for t in _WINDOW_TENSORS[:3]]
-                        + [_input(*_logits(options, [-1, -1])), _input(*_WINDOW_TENSORS[3])],
-                        [_output(names.ENTITIES, mc.TYPE_STRING, [-1])], options.gpu_text_instances if gpu else 1)
-    _parameters(config, tokenizer_dir=_TOKENIZER_DIR)
-    return config
-
-
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> mc.ModelEnsembling.Step:
     return mc.ModelEnsembling.Step(model_name=model, model_version=-1, input_map=inputs, output_map=outputs)
 
 
-def _same(*tensors: str) -> dict[str, str]:
-    return {t: t for t in tensors}
-
-
 def ensemble_config() -> mc.ModelConfig:
-    """TEXT → tokenizer (which calls the model step) → aggregation → ENTITIES (one JSON document per text).
+    """TEXT → the text step (which calls the model step) → ENTITIES (one JSON document per text).
 
-    Not batching itself: a client sends ``TEXT [n]``; the text steps, which batch, take it as ``[1, n]``.
+    Not batching itself: a client sends ``TEXT [n]``; the text step, which batches, takes it as ``[1, n]`` and
+    answers ``ENTITIES [1, n]``, which leaves the ensemble as ``[n]``.
     """
-    steps = [_step(names.TOKENIZER, _same(names.TEXT), _same(*(t[0] for t in _WINDOW_TENSORS), names.LOGITS)),
-             _step(names.AGGREGATE, _same(names.TEXT, *(t[0] for t in _WINDOW_TENSORS), names.LOGITS),
-                   _same(names.ENTITIES))]
+    steps = [_step(names.TEXT_STEP, {names.TEXT: names.TEXT}, {names.ENTITIES: names.ENTITIES})]
     return mc.ModelConfig(
         name=names.ENSEMBLE, platform="ensemble", max_batch_size=0,
         input=[_input(names.TEXT, mc.TYPE_STRING, [-1])],
@@ -388,8 +357,7 @@ def repository_configs(selected: list[Variant] | None = None,
     """Every configuration file of a repository, by path relative to the repository."""
     selected = selected or variants({Format.ONNX}, {Precision.FP32}, Target.BOTH)
     files = {
-        f"{names.TOKENIZER}/config.pbtxt": tokenizer_config(options, selected[0]),
-        f"{names.AGGREGATE}/config.pbtxt": aggregate_config(options),
+        f"{names.TEXT_STEP}/config.pbtxt": text_config(options, selected[0]),
         f"{names.ENSEMBLE}/config.pbtxt": ensemble_config(),
     }
     for variant in selected:
@@ -397,12 +365,9 @@ def repository_configs(selected: list[Variant] | None = None,
             files[f"{names.MODEL}/config.pbtxt"] = model_config(variant, options)
             continue
         files[f"{names.MODEL}/configs/{variant.config_name}.pbtxt"] = model_config(variant, options)
-        if variant.target is Target.GPU:
-            for model, config in ((names.TOKENIZER, tokenizer_config(options, variant)),
-                                  (names.AGGREGATE, aggregate_config(options, variant))):
-                files[f"{model}/configs/{variant.config_name}.pbtxt"] = config
-        elif variant.backend is not Backend.PYTHON:  # the tokenizer calls it in length groups of whole batches
-            files[f"{names.TOKENIZER}/configs/{variant.config_name}.pbtxt"] = tokenizer_config(options, variant)
+        if variant.target is Target.GPU or variant.backend is not Backend.PYTHON:
+            # More text-step instances on a GPU host; calls of at most the NVIDIA backend's max_batch_size rows.
+            files[f"{names.TEXT_STEP}/configs/{variant.config_name}.pbtxt"] = text_config(options, variant)
     return dict(sorted(files.items()))
 
 

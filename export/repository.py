@@ -25,7 +25,7 @@ from triton_ner.core.runtime import load_runner
 
 # The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
 # triton_ner.model_repository (the folder model_repository/ of a checkout).
-PYTHON_MODELS = (names.TOKENIZER, names.MODEL, names.AGGREGATE)
+PYTHON_MODELS = (names.TEXT_STEP, names.MODEL)
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "openvino", "nncf", "tritonclient",
              "nvidia-pytriton")
 
@@ -89,7 +89,7 @@ def models_code() -> Traversable:
 
 def _is_models_code(folder: Path) -> bool:
     """Whether ``folder`` is where the models' code is installed from (model_repository/ of a checkout)."""
-    template, copy = (root / names.TOKENIZER / "1" / "model.py" for root in (models_code(), folder))
+    template, copy = (root / names.TEXT_STEP / "1" / "model.py" for root in (models_code(), folder))
     return isinstance(template, Path) and copy.exists() and copy.samefile(template)
 
 
@@ -117,7 +117,7 @@ def code_is_current(repository: Path, code: Traversable | None = None) -> bool:
 
 
 def _save_tokenizer(tokenizer, model, folder: Path) -> None:
-    """The tokenizer files and the checkpoint's config.json (labels), all the text steps read."""
+    """The tokenizer files and the checkpoint's config.json (labels), which the text step reads."""
     folder.mkdir(parents=True)
     tokenizer.save_pretrained(folder)
     model.config.to_json_file(folder / "config.json")
@@ -249,7 +249,7 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         if not tokenizer.is_fast:
             raise ExportError(f"{checkpoint.path}: a fast tokenizer (tokenizer.json) is required for offsets")
         _copy_code(work)
-        tokenizer_dir = work / names.TOKENIZER / "1" / names.TOKENIZER_DIR
+        tokenizer_dir = work / names.TEXT_STEP / "1" / names.TOKENIZER_DIR
         _save_tokenizer(tokenizer, model, tokenizer_dir)
         version_dir = work / names.MODEL / "1"
         proofs = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)

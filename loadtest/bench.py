@@ -436,7 +436,7 @@ def main(
         raise cli.fail("bench", "NVIDIA's onnxruntime backend is not built: run `make backends`")
     output.mkdir(parents=True, exist_ok=True)
     repo = prepare_repository(repository, lambda m: say(f"export: {m}"))
-    tokenizer_dir = repo / names.TOKENIZER / "1" / names.TOKENIZER_DIR
+    tokenizer_dir = repo / names.TEXT_STEP / "1" / names.TOKENIZER_DIR
     corpus = benchmark_corpus(texts, seed)
     rows: list[Row] = []
 

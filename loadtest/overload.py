@@ -314,7 +314,7 @@ def main(
             if heavy_request:
                 from transformers import AutoTokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR)
+                tokenizer = AutoTokenizer.from_pretrained(repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR)
                 windows = options.max_tokens_per_request // tokenizer.model_max_length
                 lines += heavy(server.grpc_url, window_texts(tokenizer, windows),
                                windows * tokenizer.model_max_length, heavy_timeout).lines()

@@ -4,7 +4,7 @@ An outcome is either entities (equal to the transformers pipeline's) or a refusa
 HTTP 400 with a message that names the problem. After every case the server is ready, a normal request still
 gets the pipeline's answer, and no Python-backend stub has been restarted (same process ids).
 
-Some refusals come from Triton itself (shapes, datatypes, payload framing), the others from our tokenizer step.
+Some refusals come from Triton itself (shapes, datatypes, payload framing), the others from our text step.
 Two behaviours of Triton 2.51's front ends are recorded as they are, not as we would choose them: its HTTP
 front end answers JSON it cannot parse with 500, and its gRPC front end ignores surplus ``raw_input_contents``.
 """

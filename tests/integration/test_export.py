@@ -276,7 +276,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
         path = output / model / (f"configs/{name}.pbtxt" if name != "config" else "config.pbtxt")
         return text_format.Parse(path.read_text(), mc.ModelConfig())
 
-    tokenizer = config(names.TOKENIZER)
+    tokenizer = config(names.TEXT_STEP)
     assert tokenizer.parameters["max_text_bytes"].string_value == "1000"
     assert tokenizer.parameters["max_tokens_per_request"].string_value == "777"
     assert tokenizer.parameters["max_windows"].string_value == "64"
@@ -286,7 +286,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
     assert model.dynamic_batching.default_queue_policy.default_timeout_microseconds == 2_500_000
     assert model.instance_group[0].count == 3
     assert config(names.MODEL, "gpu").instance_group[0].count == 2
-    assert config(names.TOKENIZER, "gpu").instance_group[0].count == 7
+    assert config(names.TEXT_STEP, "gpu").instance_group[0].count == 7
     recorded = json.loads((output / names.MANIFEST).read_text())["serving_options"]
     assert recorded == {**asdict(ServingOptions()), "max_text_bytes": 1000, "max_tokens_per_request": 777,
                         "max_batch_size": 64, "max_queue_size": 5, "text_queue_size": 6, "queue_timeout_s": 2.5,

@@ -73,7 +73,7 @@ def test_triton_runs_the_queues_and_processes_set_by_ner_export(limited):
     client = grpcclient.InferenceServerClient(limited.grpc_url)
     try:
         model = client.get_model_config(names.MODEL).config
-        tokenizer = client.get_model_config(names.TOKENIZER).config
+        tokenizer = client.get_model_config(names.TEXT_STEP).config
     finally:
         client.close()
     assert model.max_batch_size == MAX_WINDOWS

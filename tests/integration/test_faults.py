@@ -311,10 +311,10 @@ DAMAGES = {
                            f"{names.MODEL}/1/model.onnx is missing (listed in manifest.json)"),
     "model file truncated": (lambda r: _truncate(r / names.MODEL / "1" / "model.onnx"),
                              f"failed to load '{names.MODEL}' version 1: "),
-    "tokenizer folder missing": (lambda r: shutil.rmtree(r / names.TOKENIZER / "1" / "tokenizer"),
-                                 f"{names.TOKENIZER}/1/tokenizer/"),
-    "tokenizer file damaged": (lambda r: _truncate(r / names.TOKENIZER / "1" / "tokenizer" / "tokenizer.json"),
-                               f"{names.TOKENIZER}/1/tokenizer/tokenizer.json is damaged (not JSON"),
+    "tokenizer folder missing": (lambda r: shutil.rmtree(r / names.TEXT_STEP / "1" / "tokenizer"),
+                                 f"{names.TEXT_STEP}/1/tokenizer/"),
+    "tokenizer file damaged": (lambda r: _truncate(r / names.TEXT_STEP / "1" / "tokenizer" / "tokenizer.json"),
+                               f"{names.TEXT_STEP}/1/tokenizer/tokenizer.json is damaged (not JSON"),
 }
 
 

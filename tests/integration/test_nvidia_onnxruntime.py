@@ -137,7 +137,7 @@ def test_every_onnx_variant_loads_in_nvidia_backend_and_answers(variant, nvidia_
             assert_same(got, pipeline_expected(pipe, text), text)
     else:
         local = LocalNer(repository / names.MODEL / "1" / config.default_model_filename,
-                         repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR)
+                         repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR)
         want = local.predict(texts)
         assert len(served) == len(want)
         if precision == "int8":

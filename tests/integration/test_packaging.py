@@ -53,7 +53,7 @@ def test_the_wheel_holds_one_import_name_and_the_models_code(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"triton_ner"}
-    for model in ("ner_tokenizer", "ner_model", "ner_aggregate"):
+    for model in ("ner_text", "ner_model"):
         assert f"triton_ner/model_repository/{model}/1/model.py" in names
     assert {"triton_ner/client/__init__.py", "triton_ner/export/__main__.py", "triton_ner/core/aggregation.py",
             "triton_ner/loadtest/locustfile.py"} <= set(names)
@@ -94,7 +94,7 @@ def test_an_export_from_the_installed_wheel_is_served_by_triton(wheel, tmp_path,
     repository = tmp_path / "repository"
     _run(sys.executable, "-m", "triton_ner.export", "--model", str(checkpoint), "--output", repository, env=env,
          cwd=tmp_path, timeout=600)
-    for model in ("ner_tokenizer", "ner_model", "ner_aggregate"):
+    for model in ("ner_text", "ner_model"):
         assert (repository / model / "1" / "model.py").read_bytes() == (
             target / "triton_ner" / "model_repository" / model / "1" / "model.py").read_bytes()
 

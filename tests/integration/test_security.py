@@ -195,7 +195,7 @@ def test_what_one_request_may_allocate_is_bounded_by_configuration():
     """Each bound is a parameter of the generated configs, enforced before any allocation that grows with the
     request (the refusals themselves are tested in test_server.py and the bad-input table)."""
     configs = repository_configs()
-    tokenizer = configs[f"{names.TOKENIZER}/config.pbtxt"]
+    tokenizer = configs[f"{names.TEXT_STEP}/config.pbtxt"]
     assert int(tokenizer.parameters["max_text_bytes"].string_value) <= 2**20
     assert int(tokenizer.parameters["max_tokens_per_request"].string_value) <= 2**17
     assert int(tokenizer.parameters["max_windows"].string_value) <= 1024

@@ -104,7 +104,7 @@ def test_bad_parameters_are_invalid_argument(triton, parameters, message):
 
 
 def test_text_over_the_size_limit_is_invalid_argument(triton):
-    limit = repository_configs()[f"{names.TOKENIZER}/config.pbtxt"].parameters["max_text_bytes"].string_value
+    limit = repository_configs()[f"{names.TEXT_STEP}/config.pbtxt"].parameters["max_text_bytes"].string_value
     too_big = "Berlin " * (int(limit) // 7 + 1)
     with NerClient(triton.grpc_url) as client:
         with pytest.raises(ClientError, match=f"TEXT\\[1\\] is {len(too_big):,} bytes; the most per text is "

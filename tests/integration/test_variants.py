@@ -61,7 +61,7 @@ def test_int8_is_served_as_the_in_process_int8_model_computes(variants_repositor
     served_file, served = _served(variants_repository, config_name, texts, "simple")
     assert served_file == model_file
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
-                     variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR)
+                     variants_repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR)
     for text, got, want in zip(texts, served, local.predict(texts)):
         assert_same(got, want, text)
 
@@ -75,7 +75,7 @@ def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repositor
     served_file, served = _served(variants_repository, config_name, texts, "simple")
     assert served_file == model_file
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
-                     variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="bf16")
+                     variants_repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR, precision="bf16")
     spans = lambda found: [(e["entity_group"], e["start"], e["end"]) for e in found]  # noqa: E731
     for text, got, want in zip(texts, served, local.predict(texts)):
         assert_same(got, want, text)
@@ -84,12 +84,12 @@ def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repositor
 
 
 def test_openvino_bf16_in_nvidias_openvino_backend_is_the_in_process_bf16_model(variants_repository, parity_texts):
-    """NVIDIA's openvino backend (built by backends/build-openvino.sh), its dynamic batcher merging the tokenizer's
+    """NVIDIA's openvino backend (built by backends/build-openvino.sh), its dynamic batcher merging the text step's
     length groups of concurrent requests: the entities of OpenVINO in BF16 in process, on texts sent at once."""
     ensure_built("openvino", lambda: built_backend("openvino"))
     texts = parity_texts[:40] + list(HARD_CASES.values())
     local = LocalNer(variants_repository / names.MODEL / "1" / "model_bf16.xml",
-                     variants_repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="bf16")
+                     variants_repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR, precision="bf16")
     with TritonServer(variants_repository, free_ports(), config_name="openvino_bf16_backend") as server:
         raw = grpcclient.InferenceServerClient(server.grpc_url)
         config = raw.get_model_config(names.MODEL).config
@@ -112,7 +112,7 @@ def test_cuda_variant_loads_with_its_instances_switched_to_cpu(variants_reposito
     texts = parity_texts[:20]
     model_file, served = _served(repository, "cuda", texts, "simple")
     local = LocalNer(repository / names.MODEL / "1" / model_file,
-                     repository / names.TOKENIZER / "1" / names.TOKENIZER_DIR, precision="fp16")
+                     repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR, precision="fp16")
     for text, got, want in zip(texts, served, local.predict(texts)):
         assert_same(got, want, text)
 

@@ -189,7 +189,7 @@ def test_pooled_runs_respect_the_token_budget_per_call():
 
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=80), st.integers(512, 20000))
 def test_runs_are_the_same_whether_the_buckets_come_together_or_apart(lengths, budget):
-    """What makes a served request's runs those of the same rows in process: the tokenizer calls the model step
+    """What makes a served request's runs those of the same rows in process: the text step calls the model step
     once per bucket, and the dynamic batcher may or may not put those calls into one execution."""
     from triton_ner.core.batching import bucket_widths
 

@@ -106,13 +106,16 @@ def test_the_ceilings_targets_are_checks_of_the_same_run():
     from triton_ner.loadtest import ceiling
     from triton_ner.loadtest.checks import checks_table
 
-    steps = {names.TOKENIZER: 0.9, names.MODEL: 0.5, names.AGGREGATE: 0.3}
-    # The tokenizer's calls spent 0.6 ms per text at ner_model (queued 0.1, running 0.5).
-    points = [ceiling.Point(ceiling.CPU_DEFAULT, 64, 1, 1200, 1.0, [5.0], steps, 0.6, 12.0, 4.0),
+    steps = {names.TEXT_STEP: 1.2, names.MODEL: 0.5}
+    cpu = {names.TEXT_STEP: 0.3, names.MODEL: 0.2, "tritonserver": 0.15}
+    # The text step's calls spent 0.6 ms per text at ner_model (queued 0.1, running 0.5).
+    points = [ceiling.Point(ceiling.CPU_DEFAULT, 64, 1, 1200, 1.0, [5.0], steps, 0.6, 12.0, 4.0, 400.0, cpu),
               ceiling.Point(ceiling.FULL_SIZE_GPU, 64, 1, 10, 1.0, [5.0], steps, 0.6, 20.0, 4.0)]
     found = {c.text.strip(): (round(c.measured, 6), c.holds) for c in ceiling.targets(points)}
     assert found["fixture model, config.pbtxt, 64 clients x 1 text: texts/s"] == (1200.0, True)
-    assert found["text steps' own compute, ms per text (1 text per request)"] == (0.6, False)  # 0.9 - 0.6 + 0.3
+    assert found["text step's own compute, ms per text (1 text per request)"] == (0.6, False)  # 1.2 - 0.6
+    assert found["text step's CPU time, ms per text (1 text per request)"] == (0.3, True)
+    assert "| 0.600 | 0.300 | 0.650 |" in ceiling.markdown(points[:1])  # own compute, its CPU, the server's CPU
     assert found["full-size model, gpu on CPU, 64 clients: ner_model average batch"] == (20.0, True)
     assert "| full-size model, gpu on CPU, 64 clients: ner_model average batch | 20.00 | ≥ 16 | yes |" in checks_table(
         [c.summary() for c in ceiling.targets(points)])

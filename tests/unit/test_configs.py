@@ -85,35 +85,35 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
         assert list(config.output[0].dims) == [-1, 9]  # [batch, tokens, labels]: outputs are compared exactly
     assert torchscript.parameters["DISABLE_OPTIMIZED_EXECUTION"].string_value == "true"
     for name in ("gpu", "gpu_torchscript"):
-        tokenizer = files[f"ner_tokenizer/configs/{name}.pbtxt"]
+        text = files[f"ner_text/configs/{name}.pbtxt"]
         model = files[f"ner_model/configs/{name}.pbtxt"]
-        assert tokenizer.parameters["pad_to_lengths"].string_value == "16,32,64,128,256,512"
-        assert tokenizer.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
-        assert tokenizer.parameters["model_inputs"].string_value == ",".join(t.name for t in model.input)
-        assert tokenizer.parameters["model_output"].string_value == model.output[0].name
-        assert tokenizer.parameters["max_tokens_per_call"].string_value == "0"  # a call of max_rows_per_call rows
+        assert text.parameters["pad_to_lengths"].string_value == "16,32,64,128,256,512"
+        assert text.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
+        assert text.parameters["model_inputs"].string_value == ",".join(t.name for t in model.input)
+        assert text.parameters["model_output"].string_value == model.output[0].name
+        assert text.parameters["max_tokens_per_call"].string_value == "0"  # a call of max_rows_per_call rows
     for name in ("gpu", "gpu_torchscript", "cuda"):
-        for model in (names.TOKENIZER, names.AGGREGATE):
-            assert files[f"{model}/configs/{name}.pbtxt"].instance_group[0].count == 4, (name, model)
+        assert files[f"{names.TEXT_STEP}/configs/{name}.pbtxt"].instance_group[0].count == 4, name
 
 
-def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_text_steps():
-    """Clients send TEXT [n] to the non-batching ensemble; the text steps take it as [1, n] (ragged, batching), so
-    one execute takes every queued request, and the tokenizer calls the model step itself."""
+def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_text_step():
+    """Clients send TEXT [n] to the non-batching ensemble; its one step, the text step, takes it as [1, n] (ragged,
+    batching), so one execute takes every queued request, and calls the model step itself."""
     files = repository_configs(ALL)
     ensemble = files["ner/config.pbtxt"]
     assert not [f for f in files if f.startswith("ner/configs/")]  # one ensemble for every variant
     assert ensemble.max_batch_size == 0 and list(ensemble.input[0].dims) == [-1]
     assert list(ensemble.output[0].dims) == [-1]
-    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [names.TOKENIZER, names.AGGREGATE]
-    steps = [config for relative, config in files.items() if config.name in (names.TOKENIZER, names.AGGREGATE)]
-    # config.pbtxt, one of each for gpu, gpu_torchscript and cuda, and the tokenizer of openvino_bf16_backend
-    assert len(steps) == 2 + 2 * 3 + 1
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [names.TEXT_STEP]
+    assert ([i.name for i in ensemble.input], [o.name for o in ensemble.output]) == ([names.TEXT], [names.ENTITIES])
+    steps = [config for relative, config in files.items() if config.name == names.TEXT_STEP]
+    # config.pbtxt, one for each of gpu, gpu_torchscript and cuda, and one for openvino_bf16_backend
+    assert len(steps) == 1 + 3 + 1
     for config in steps:
         assert config.max_batch_size == ServingOptions().text_batch_size
         assert all(t.allow_ragged_batch for t in config.input), config.name
         assert not config.dynamic_batching.max_queue_delay_microseconds  # take what is queued, wait for nothing
-    python = files["ner_tokenizer/config.pbtxt"]
+    python = files["ner_text/config.pbtxt"]
     assert python.parameters["max_tokens_per_call"].string_value == str(ServingOptions().max_tokens_per_run)
     assert python.parameters["max_rows_per_call"].string_value == str(files["ner_model/config.pbtxt"].max_batch_size)
 
@@ -124,10 +124,10 @@ def test_nvidias_openvino_backend_runs_on_cpu_in_bf16_fed_whole_length_groups():
     assert (model.backend, model.default_model_filename) == ("openvino", "model_bf16.xml")
     assert {g.kind for g in model.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
     assert model.parameters["INFERENCE_PRECISION_HINT"].string_value == "bf16"
-    assert not model.dynamic_batching.max_queue_delay_microseconds  # as the CPU runner: the tokenizer pools
-    tokenizer = files["ner_tokenizer/configs/openvino_bf16_backend.pbtxt"]
-    assert tokenizer.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
-    assert tokenizer.parameters["max_tokens_per_call"].string_value == "0"  # the backend takes a call whole
+    assert not model.dynamic_batching.max_queue_delay_microseconds  # as the CPU runner: the text step pools
+    text = files["ner_text/configs/openvino_bf16_backend.pbtxt"]
+    assert text.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
+    assert text.parameters["max_tokens_per_call"].string_value == "0"  # the backend takes a call whole
 
 
 def test_cuda_variant_runs_the_torchscript_model_on_the_gpu_in_the_python_runner():

@@ -71,5 +71,5 @@ def test_an_export_with_other_model_code_is_not_current(tmp_path):
 
     _copy_code(tmp_path)
     assert code_is_current(tmp_path)
-    (tmp_path / "ner_tokenizer" / "1" / "model.py").write_text("# an older version\n")
+    (tmp_path / "ner_text" / "1" / "model.py").write_text("# an older version\n")
     assert not code_is_current(tmp_path)

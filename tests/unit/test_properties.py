@@ -1,6 +1,8 @@
 """Invariants of tokenization and aggregation for any text (hypothesis), with logits that depend only on the
 token and its position in its window, as a real model's do."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -107,7 +109,7 @@ def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab
 @given(requests=st.lists(st.tuples(st.lists(TEXT, max_size=3), STRATEGY, st.sampled_from([None, 2, 4])),
                          min_size=1, max_size=5))
 def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, requests):
-    """The text steps' batching changes no request's windows, entities or refusal."""
+    """The text step's batching changes no request's windows, entities or refusal."""
     from triton_ner.core.aggregation import Windows, aggregate_requests
     from triton_ner.core.parameters import InvalidInput, RequestOptions
     from triton_ner.core.tokenization import prepare, prepare_requests
@@ -129,3 +131,45 @@ def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, reque
     for w, found in zip(windows, aggregate_requests(windows, vocab)):
         assert found == aggregate_texts(w.texts, w.input_ids, w.offsets, w.special_tokens_mask, w.logits,
                                         w.text_index, vocab, w.strategy)
+
+
+@settings(max_examples=40, deadline=None)
+@given(requests=st.lists(st.one_of(st.tuples(st.lists(TEXT, max_size=3), STRATEGY, st.sampled_from([None, 2, 4])),
+                                   st.just("refused upstream")), min_size=1, max_size=6),
+       poisoned=st.integers(0, 5))
+def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests, poisoned):
+    """Windows, model calls in length groups and aggregation of many requests at once: each request gets the
+    entities it gets alone, or its own refusal; one whose aggregation fails fails alone."""
+    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.text_step import Limits, entities_of_requests
+    from triton_ner.core.tokenization import prepare
+
+    asked = [ValueError(r) if isinstance(r, str) else (r[0], RequestOptions(r[1], stride=r[2])) for r in requests]
+    if poisoned < len(asked) and not isinstance(asked[poisoned], Exception):  # a strategy aggregation cannot run
+        texts, options = asked[poisoned]
+        asked[poisoned] = (texts, dataclasses.replace(options, aggregation_strategy="bogus"))
+    calls = []
+
+    def model(ids, mask):
+        calls.append(ids.shape)
+        return fake_logits(ids, len(vocab.id2label))
+
+    found = entities_of_requests(vocab, model, asked, Limits(max_windows=12, max_tokens_per_request=200))
+    for request, answer in zip(asked, found):
+        if isinstance(request, Exception):
+            assert answer is request
+            continue
+        texts, options = request
+        try:
+            alone = prepare(vocab.tokenizer, texts, options, max_windows=12, max_tokens=200)
+        except InvalidInput as error:
+            assert isinstance(answer, InvalidInput) and str(answer) == str(error)
+            continue
+        if options.aggregation_strategy == "bogus":
+            assert isinstance(answer, ValueError) and "bogus" in str(answer)
+            continue
+        logits = fake_logits(alone.input_ids, len(vocab.id2label))
+        assert answer == aggregate_texts(texts, alone.input_ids, alone.offsets, alone.special_tokens_mask, logits,
+                                         alone.text_index, vocab, Strategy(options.aggregation_strategy),
+                                         options.ignore_labels)
+    assert all(shape[1] in Limits(1, 1).buckets for shape in calls)  # one padded length per call

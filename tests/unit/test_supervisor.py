@@ -15,28 +15,28 @@ def stub(pid: int, model: str, state: str = "S") -> tuple[int, str, list[str]]:
     return (pid, state, [] if state == "Z" else ["stub", f"/repo/{model}/1/model.py", "shm", "..."])
 
 
-TWO_MODELS = [stub(10, "ner_model"), stub(11, "ner_model"), stub(20, "ner_tokenizer")]
+TWO_MODELS = [stub(10, "ner_model"), stub(11, "ner_model"), stub(20, "ner_text")]
 
 
 def test_a_zombie_among_known_stubs_makes_its_model_dead():
-    watch = Watch({10: "ner_model", 11: "ner_model", 20: "ner_tokenizer"})
+    watch = Watch({10: "ner_model", 11: "ner_model", 20: "ner_text"})
     assert dead_models(watch, TWO_MODELS) == {}
-    children = [stub(10, "ner_model", "Z"), stub(11, "ner_model"), stub(20, "ner_tokenizer")]
+    children = [stub(10, "ner_model", "Z"), stub(11, "ner_model"), stub(20, "ner_text")]
     assert dead_models(watch, children) == {"ner_model": {10, 11}}
     assert dead_models(Watch({}), children) == {}  # a zombie never seen alive is nobody's stub
 
 
 def test_a_dead_stub_of_a_ready_model_is_reloaded_and_its_survivor_stopped_after_the_exit_timeout():
-    watch = Watch({10: "ner_model", 11: "ner_model", 20: "ner_tokenizer"})
-    children = [stub(10, "ner_model", "Z"), stub(11, "ner_model"), stub(20, "ner_tokenizer"),
+    watch = Watch({10: "ner_model", 11: "ner_model", 20: "ner_text"})
+    children = [stub(10, "ner_model", "Z"), stub(11, "ner_model"), stub(20, "ner_text"),
                 stub(12, "ner_model"), stub(13, "ner_model")]  # the new copy's stubs are up
     look = decide(watch, children, {"ner_model": True}, now=100.0)
     assert look == Look(reload=("ner_model",), retire=(), stop=())
     after = advance(watch, children, look, {"ner_model"}, now=100.0, exit_timeout=30)
     assert after.idle == {11: ("ner_model", 130.0)} and after.retiring == {10, 11}
-    assert after.known == {20: "ner_tokenizer", 12: "ner_model", 13: "ner_model"}
+    assert after.known == {20: "ner_text", 12: "ner_model", 13: "ner_model"}
     # The old copy's exits are no deaths; at its time, the idle stub is stopped.
-    later = [stub(11, "ner_model"), stub(20, "ner_tokenizer"), stub(12, "ner_model"), stub(13, "ner_model")]
+    later = [stub(11, "ner_model"), stub(20, "ner_text"), stub(12, "ner_model"), stub(13, "ner_model")]
     assert decide(after, later, {}, now=129.0) == Look((), (), ())
     assert decide(after, later, {}, now=130.0) == Look((), (), ((11, "ner_model"),))
     assert advance(after, later, Look((), (), ((11, "ner_model"),)), set(), 130.0, 30).idle == {}

@@ -10,9 +10,8 @@ CONLL_LABELS = ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-
 
 # Models of the repository.
 ENSEMBLE = "ner"
-TOKENIZER = "ner_tokenizer"
+TEXT_STEP = "ner_text"  # tokenization, the calls of the model step, aggregation (one Python-backend step)
 MODEL = "ner_model"
-AGGREGATE = "ner_aggregate"
 
 # Tensors.
 TEXT = "TEXT"

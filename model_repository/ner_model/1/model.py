@@ -9,8 +9,8 @@ on the instance's GPU, in the configured precision.
 import time
 
 from triton_ner.core import names
-from triton_ner.backend import (config_parameter, error_response, input_array, instance_device, instance_threads,
-                                repository_path, response, stop_reason)
+from triton_ner.backend import (StopCheck, config_parameter, error_response, input_array, instance_device,
+                                instance_threads, repository_path, response)
 from triton_ner.core.batching import check_rows, run_requests
 from triton_ner.core.runtime import load_runner
 from triton_ner.core.tokenization import checkpoint_config
@@ -37,5 +37,5 @@ class TritonPythonModel:
     def execute(self, requests):
         started = time.monotonic()
         results = run_requests(self.run, [self._inputs(r) for r in requests], self.max_tokens,
-                               lambda i: stop_reason(requests[i], started))
+                               StopCheck(requests, started))
         return [error_response(r) if isinstance(r, Exception) else response(**{names.LOGITS: r}) for r in results]

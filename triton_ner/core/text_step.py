@@ -1,0 +1,94 @@
+"""What the text step does for every request one ``execute`` takes: windows, model calls, entities.
+
+The texts of all requests are tokenized in one call, their windows pooled into length groups for the model step,
+and the logits of all of them aggregated together; each request keeps its own options, limits and error, so one
+bad request fails alone. No Triton import: the Python-backend model ``ner_text`` and the tests call this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from triton_ner.core.aggregation import Windows, aggregate_requests
+from triton_ner.core.batching import PAD_LENGTHS, run_requests_in_buckets
+from triton_ner.core.parameters import RequestOptions
+from triton_ner.core.runtime import Runner
+from triton_ner.core.tokenization import Batch, Vocabulary, prepare_requests
+
+Entities = list[list[dict]]  # per text of a request, the pipeline's records
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost, and how the model step is called.
+
+    Attributes:
+        max_windows: Most windows one request may need.
+        max_tokens_per_request: Most tokens of one request's windows (special tokens and overlaps included).
+        buckets: The padded lengths windows are grouped by, each group one model call (or several).
+        max_rows_per_call: Most windows in one model call.
+        max_tokens_per_call: Most padded tokens in one model call (None: only ``max_rows_per_call``).
+    """
+
+    max_windows: int
+    max_tokens_per_request: int
+    buckets: tuple[int, ...] = PAD_LENGTHS
+    max_rows_per_call: int = 1024
+    max_tokens_per_call: int | None = None
+
+
+def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tuple[list[str], RequestOptions]
+                                                                           | Exception], limits: Limits,
+                         stopped: Callable[[int], Exception | None] | None = None,
+                         lanes: Callable = map) -> list[Entities | Exception]:
+    """The entities of each request's texts, or its error.
+
+    Args:
+        vocab: The tokenizer and labels.
+        run: The model: ``(input_ids, attention_mask) -> logits``, called once per length group (or part of one).
+        requests: Each request's texts and options, or the error it was already refused with (kept).
+        limits: What one request may cost; how the model is called.
+        stopped: ``stopped(i)`` returns an exception when request ``i`` must stop (cancelled, past its timeout);
+            asked before each model call that holds its windows.
+        lanes: Runs the length groups (:func:`~triton_ner.core.batching.run_requests_in_buckets`): ``map`` one
+            after the other, an executor's ``map`` at once.
+    """
+    answers: list = list(requests)
+    valid = [i for i, answer in enumerate(answers) if not isinstance(answer, Exception)]
+    for i, batch in zip(valid, prepare_requests(vocab.tokenizer, [answers[i] for i in valid], limits.max_windows,
+                                                limits.max_tokens_per_request)):
+        answers[i] = batch
+    tokenized = [i for i, answer in enumerate(answers) if isinstance(answer, Batch)]
+    logits = run_requests_in_buckets(
+        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.buckets,
+        limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
+        None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call,
+        lanes) if tokenized else []
+    windows = {}
+    for i, result in zip(tokenized, logits):
+        if isinstance(result, Exception):
+            answers[i] = result
+        else:
+            texts, options = requests[i]
+            batch = answers[i]
+            windows[i] = Windows(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, result,
+                                 batch.text_index, strategy=options.aggregation_strategy,
+                                 ignore_labels=options.ignore_labels)
+    for i, found in zip(windows, _aggregate(list(windows.values()), vocab)):
+        answers[i] = found
+    return answers
+
+
+def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Exception]:
+    """:func:`aggregate_requests` of all; if that fails, each request alone, so that only the one at fault fails."""
+    try:
+        return aggregate_requests(requests, vocab)
+    except Exception:  # noqa: BLE001: find the request at fault
+        found: list[Entities | Exception] = []
+        for request in requests:
+            try:
+                found.extend(aggregate_requests([request], vocab))
+            except Exception as error:  # noqa: BLE001
+                found.append(error)
+        return found
