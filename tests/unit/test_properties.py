@@ -173,3 +173,17 @@ def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests,
                                          alone.text_index, vocab, Strategy(options.aggregation_strategy),
                                          options.ignore_labels)
     assert all(shape[1] in Limits(1, 1).buckets for shape in calls)  # one padded length per call
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(TEXT, min_size=1, max_size=6), stride=st.integers(0, 20))
+def test_windows_are_those_of_transformers_tokenizer_call(vocab, texts, stride):
+    """encode calls the Rust tokenizer directly: its windows are what the pipeline's tokenizer call gives."""
+    check_stride(vocab.tokenizer, stride)
+    batch = encode(vocab.tokenizer, texts, stride)
+    called = vocab.tokenizer(texts, truncation=True, stride=stride, return_overflowing_tokens=True, padding=True,
+                             return_special_tokens_mask=True, return_offsets_mapping=True, return_tensors="np")
+    for ours, theirs in (("input_ids", "input_ids"), ("attention_mask", "attention_mask"),
+                         ("offsets", "offset_mapping"), ("special_tokens_mask", "special_tokens_mask"),
+                         ("text_index", "overflow_to_sample_mapping")):
+        np.testing.assert_array_equal(getattr(batch, ours), np.asarray(called[theirs]), err_msg=ours)

@@ -108,17 +108,28 @@ def most_windows(tokenizer, texts: list[str], stride: int) -> int:
 def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     """Tokenize ``texts`` into windows as the pipeline does with ``stride``, padded to the longest window.
 
-    A text that fits in one window gives exactly the pipeline's tokens without ``stride``.
+    A text that fits in one window gives exactly the pipeline's tokens without ``stride``. The Rust tokenizer is
+    called directly, configured as transformers' ``tokenizer(texts, truncation=True, stride=stride,
+    return_overflowing_tokens=True, padding=True)`` configures it, and its encodings go straight into arrays:
+    the same windows (a test compares them) without transformers' per-window Python dictionaries, a quarter less
+    time on short sentences.
     """
     check_stride(tokenizer, stride)
-    enc = tokenizer(texts, truncation=True, stride=stride, return_overflowing_tokens=True, padding=True,
-                    return_special_tokens_mask=True, return_offsets_mapping=True, return_tensors="np")
+    backend = tokenizer.backend_tokenizer
+    backend.enable_truncation(tokenizer.model_max_length, stride=stride, strategy="longest_first",
+                              direction=tokenizer.truncation_side)
+    backend.enable_padding(direction=tokenizer.padding_side, pad_id=tokenizer.pad_token_id,
+                           pad_type_id=tokenizer.pad_token_type_id, pad_token=tokenizer.pad_token)
+    windows, text_index = [], []
+    for k, encoding in enumerate(backend.encode_batch(texts, add_special_tokens=True)):
+        windows += [encoding, *encoding.overflowing]
+        text_index += [k] * (1 + len(encoding.overflowing))
     return Batch(
-        input_ids=enc["input_ids"].astype(np.int64),
-        attention_mask=enc["attention_mask"].astype(np.int64),
-        offsets=enc["offset_mapping"].astype(np.int64),
-        special_tokens_mask=enc["special_tokens_mask"].astype(np.int64),
-        text_index=np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64),
+        input_ids=np.array([w.ids for w in windows], dtype=np.int64),
+        attention_mask=np.array([w.attention_mask for w in windows], dtype=np.int64),
+        offsets=np.array([w.offsets for w in windows], dtype=np.int64).reshape(len(windows), -1, 2),
+        special_tokens_mask=np.array([w.special_tokens_mask for w in windows], dtype=np.int64),
+        text_index=np.array(text_index, dtype=np.int64),
     )
 
 
