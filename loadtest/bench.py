@@ -263,9 +263,28 @@ def openvino_targets(rows: list[Row], proofs: dict) -> list[Check]:
     return checks
 
 
+# The matrix instructions reduced precisions run on: ratios between precisions depend on which the CPU has.
+MATRIX_FLAGS = (("avx512_bf16", "AVX-512 BF16"), ("avx512_vnni", "AVX-512 VNNI"), ("amx_bf16", "AMX BF16"),
+                ("amx_int8", "AMX INT8"))
+
+
+def machine() -> str:
+    """The measuring machine in words: its cores, its CPU's name and the matrix instructions it has."""
+    from triton_ner.serve import cpu_flags
+
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        info = []
+    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "CPU")
+    flags = cpu_flags()
+    matrix = ", ".join(label for flag, label in MATRIX_FLAGS if flag in flags)
+    return f"{os.cpu_count()} CPUs, {name} ({matrix or 'no AVX-512 BF16, VNNI or AMX'})"
+
+
 def run_results(rows: list[Row], checks: list[Check], corpus: dict) -> dict:
     """What ``bench.json`` holds: the run's date and machine, its corpus, each row's summary, the targets."""
-    return {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPUs", "corpus": corpus,
+    return {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "corpus": corpus,
             "rows": [r.summary() for r in rows], "targets": [c.summary() for c in checks]}
 
 
@@ -393,13 +412,13 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
     print(table)
     (output / "ceiling.md").write_text(table + "\n")
     (output / "ceiling.json").write_text(json.dumps({
-        "points": [p.summary() for p in points],
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "points": [p.summary() for p in points],
         "targets": found}, indent=2) + "\n")
     ceiling.plot(points, output / "ceiling.png")
     say(f"wrote {output / 'ceiling.md'}, ceiling.json and ceiling.png")
     docs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(output / "ceiling.png", docs / "ceiling.png")
-    (docs / "ceiling.md").write_text(ceiling.page(table))
+    (docs / "ceiling.md").write_text(ceiling.page(table, f"{time.strftime('%Y-%m-%d')}, {machine()}"))
     say(f"wrote {docs / 'ceiling.md'} and {docs / 'ceiling.png'}")
 
 

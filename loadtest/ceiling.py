@@ -226,11 +226,12 @@ def plot(points: list[Point], path) -> None:
     plots.finish(figure, (left, right), CONCURRENCY, path)
 
 
-def page(table: str) -> str:
-    """The docs page of one run: what is measured, the table and targets, the plot."""
+def page(table: str, run: str) -> str:
+    """The docs page of one run (``run``: its date and machine): what is measured, the table and targets, the
+    plot."""
     return f"""# The serving path's ceiling
 
-Written by `make bench` (or `make bench BENCH_ARGS="--only ceiling"`) from one run; do not edit by hand.
+Written by `make bench` (or `make bench BENCH_ARGS="--only ceiling"`) from one run ({run}); do not edit by hand.
 
 The ensemble served around the fixture model (two layers of 64 dimensions), so that what is measured is mostly the
 cost of gRPC, the ensemble and the Python-backend text step `ner_text`, and how many windows it hands the model
