@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -62,7 +62,14 @@ class Lexicon:
         self.unk_id = tokenizer.unk_token_id
         self.word_aware = vocab.word_aware
         decoder = backend.decoder
-        self.join = decoder.decode if decoder is not None else " ".join  # convert_tokens_to_string
+        decode = decoder.decode if decoder is not None else " ".join  # convert_tokens_to_string
+
+        # The same words and entities come back again and again; the decoder is a call into Rust per entity.
+        @lru_cache(maxsize=1 << 16)
+        def join(pieces: tuple[str, ...]) -> str:
+            return decode(list(pieces))
+
+        self.join = join
         self.labels = [vocab.id2label[i] for i in range(len(vocab.id2label))]
         tags = [_tag(label) for label in self.labels]
         types = {t: k for k, t in enumerate(dict.fromkeys(tag for _, tag in tags))}
@@ -212,7 +219,7 @@ class _Items:
         t = self.tokens
         if self.tokens_are_items:
             return t.piece(item)
-        return t.lex.join([t.piece(i) for i in range(int(self.first[item]), int(self.last[item]))])
+        return t.lex.join(tuple(t.piece(i) for i in range(int(self.first[item]), int(self.last[item]))))
 
 
 def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
@@ -240,7 +247,7 @@ def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int
     scores = _group_scores(items.score, first, last)
     return [(int(tokens.window_text[items.window[s]]), {
         "entity_group": lex.groups[items.label[s]], "score": score,
-        "word": lex.join([items.word(i) for i in range(s, e)]), "start": int(items.start[s]),
+        "word": lex.join(tuple(items.word(i) for i in range(s, e))), "start": int(items.start[s]),
         "end": int(items.end[e - 1])}) for s, e, score in zip(first.tolist(), last.tolist(), scores)]
 
 
