@@ -329,19 +329,9 @@ def results_page(results: dict) -> str:
     return (f"# make bench: one run ({when})\n\n"
             f"Written by `make bench` from its `bench.json` (copied beside this page); see "
             f"[benchmarks.md](benchmarks.md) for what each row measures. Corpus: {corpus['texts']} texts "
-            f"({corpus['words']} words), seed {corpus['seed']}; machine: {results.get('machine', 'not recorded')}."
-            f"\n\n{markdown(results)}\n\n![throughput and p99 against concurrency](bench.png)\n")
-
-
-def openvino_page(results: dict) -> str:
-    """``docs/bench-openvino.md``: the tables of a ``--only openvino`` run, written by it (never by hand)."""
-    corpus = results["corpus"]
-    return (f"# make bench, OpenVINO rows: one run ({results.get('date', 'date not recorded')})\n\n"
-            f"Written by `.venv/bin/python -m triton_ner.loadtest.bench --only openvino`; see "
-            f"[benchmarks.md](benchmarks.md#openvino) for what the rows measure. Corpus: {corpus['texts']} texts "
             f"({corpus['words']} words), seed {corpus['seed']}; \"short\" rows: its sentences of at most "
-            f"{SHORT_WORDS} words alone; machine: {results.get('machine', 'not recorded')}.\n\n"
-            f"{markdown(results)}\n")
+            f"{SHORT_WORDS} words alone; machine: {results.get('machine', 'not recorded')}."
+            f"\n\n{markdown(results)}\n\n![throughput and p99 against concurrency](bench.png)\n")
 
 
 def write_docs(output: Path, docs: Path) -> None:
@@ -429,9 +419,8 @@ def main(
     repository: Annotated[Path, typer.Option(help="Where the benchmark model is exported (reused).")]
     = Path(".cache/bench-repository"),
     seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
-    docs: Annotated[Path, typer.Option(help="Where the docs pages of a whole run, of the ceiling and of the OpenVINO "
-                                            "rows are written (bench-results.md, ceiling.md, bench-openvino.md, "
-                                            "their JSON and plots).")] = Path("docs"),
+    docs: Annotated[Path, typer.Option(help="Where the docs pages of a whole run and of the ceiling are written "
+                                            "(bench-results.md, ceiling.md, their JSON and plots).")] = Path("docs"),
     only: Annotated[Rows, typer.Option(help="Which rows: all; onnxruntime-backend: the served FP32 rows of the "
                                             "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
                                             "and BF16 in process and served (no targets, no plot); openvino: FP32 "
@@ -549,10 +538,6 @@ def main(
         plot(rows, output / "bench.png")
         write_docs(output, docs)
         say(f"wrote {output / 'bench.json'}, {output / 'bench.png'} and {docs / 'bench-results.md'}")
-    elif only is Rows.OPENVINO:
-        docs.mkdir(parents=True, exist_ok=True)
-        (docs / "bench-openvino.md").write_text(openvino_page(results))
-        say(f"wrote {output / 'bench.json'} and {docs / 'bench-openvino.md'}")
     else:
         say(f"wrote {output / 'bench.json'}")
 
