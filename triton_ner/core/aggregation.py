@@ -159,11 +159,13 @@ class _Tokens:
     def text_of(self, token: int) -> str:
         return self.texts[self.window_text[self.window[token]]]
 
-    def piece(self, token: int) -> str:
-        """The token's string: the vocabulary's, or for ``[UNK]`` the text it covers (as the pipeline does)."""
-        if self.unknown[token]:
-            return self.text_of(token)[self.start[token]:self.end[token]]
-        return self.lex.pieces[self.ids[token]]
+    @cached_property
+    def pieces(self) -> list[str]:
+        """Each token's string: the vocabulary's, or for ``[UNK]`` the text it covers (as the pipeline does)."""
+        pieces = [self.lex.pieces[i] for i in self.ids.tolist()]
+        for token in np.flatnonzero(self.unknown).tolist():
+            pieces[token] = self.text_of(token)[self.start[token]:self.end[token]]
+        return pieces
 
     @cached_property
     def subword(self) -> np.ndarray:
@@ -214,12 +216,23 @@ class _Items:
                 score[k] = mean[label[k]]
         return label, score
 
+    @cached_property
+    def _bounds(self) -> tuple[list[int], list[int]]:
+        return self.first.tolist(), self.last.tolist()
+
     def word(self, item: int) -> str:
         """The item's ``word``: a token's string, or a word's tokens joined (``convert_tokens_to_string``)."""
         t = self.tokens
         if self.tokens_are_items:
-            return t.piece(item)
-        return t.lex.join(tuple(t.piece(i) for i in range(int(self.first[item]), int(self.last[item]))))
+            return t.pieces[item]
+        first, last = self._bounds
+        return t.lex.join(tuple(t.pieces[first[item]:last[item]]))
+
+    def words_of(self, first: int, last: int) -> tuple[str, ...]:
+        """The ``word`` of items ``first`` to ``last - 1``."""
+        if self.tokens_are_items:
+            return tuple(self.tokens.pieces[first:last])
+        return tuple(self.word(i) for i in range(first, last))
 
 
 def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
@@ -227,10 +240,13 @@ def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[i
     lex = tokens.lex
     drop = np.stack([lex.dropped(r.ignore_labels)[0] for r in requests])
     kept = np.flatnonzero(~drop[tokens.window_request[tokens.window], tokens.best])
-    return [(int(tokens.window_text[tokens.window[i]]),
-             {"entity": lex.labels[tokens.best[i]], "score": tokens.top[i], "index": int(tokens.index[i]),
-              "word": tokens.piece(i), "start": int(tokens.start[i]), "end": int(tokens.end[i])})
-            for i in kept.tolist()]
+    pieces = tokens.pieces
+    return [(text, {"entity": lex.labels[label], "score": score, "index": index, "word": pieces[i], "start": start,
+                    "end": end})
+            for i, text, label, score, index, start, end in zip(
+                kept.tolist(), tokens.window_text[tokens.window[kept]].tolist(), tokens.best[kept].tolist(),
+                tokens.top[kept], tokens.index[kept].tolist(), tokens.start[kept].tolist(),
+                tokens.end[kept].tolist())]
 
 
 def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
@@ -245,10 +261,12 @@ def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int
     kept = np.flatnonzero(~drop[tokens.window_request[items.window[first]], items.label[first]])
     first, last = first[kept], last[kept]
     scores = _group_scores(items.score, first, last)
-    return [(int(tokens.window_text[items.window[s]]), {
-        "entity_group": lex.groups[items.label[s]], "score": score,
-        "word": lex.join(tuple(items.word(i) for i in range(s, e))), "start": int(items.start[s]),
-        "end": int(items.end[e - 1])}) for s, e, score in zip(first.tolist(), last.tolist(), scores)]
+    # Python lists gathered at once: indexing numpy arrays element by element costs more than the records.
+    return [(text, {"entity_group": lex.groups[label], "score": score, "word": lex.join(items.words_of(s, e)),
+                    "start": start, "end": end})
+            for s, e, text, label, score, start, end in zip(
+                first.tolist(), last.tolist(), tokens.window_text[items.window[first]].tolist(),
+                items.label[first].tolist(), scores, items.start[first].tolist(), items.end[last - 1].tolist())]
 
 
 def resolve_overlaps(entities: list[dict]) -> list[dict]:
