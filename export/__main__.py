@@ -43,12 +43,13 @@ def main(
     = ServingOptions.instances,
     cpu_instances: Annotated[int, typer.Option(min=1, help="CPU: model-step processes (with two, a short request "
                                                            "runs beside a long one).")] = ServingOptions.cpu_instances,
-    gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: tokenizer and aggregation processes.")]
+    gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: text-step processes (tokenization, model "
+                                                                "calls, aggregation).")]
     = ServingOptions.gpu_text_instances,
-    text_instances: Annotated[int, typer.Option(min=1, help="CPU: tokenizer processes (with several, a short "
+    text_instances: Annotated[int, typer.Option(min=1, help="CPU: text-step processes (with several, a short "
                                                             "request is tokenized while a long one runs).")]
     = ServingOptions.text_instances,
-    text_batch_size: Annotated[int, typer.Option(min=1, help="Most requests one execute of a text step takes.")]
+    text_batch_size: Annotated[int, typer.Option(min=1, help="Most requests one execute of the text step takes.")]
     = ServingOptions.text_batch_size,
     max_text_bytes: Annotated[int, typer.Option(min=1, help="Largest text a request may hold (UTF-8 bytes); larger "
                                                             "is refused, INVALID_ARGUMENT.")]
@@ -59,7 +60,7 @@ def main(
     max_queue_size: Annotated[int, typer.Option(min=1, help="Requests queued at the model step before new ones "
                                                             "are refused, UNAVAILABLE.")]
     = ServingOptions.max_queue_size,
-    text_queue_size: Annotated[int, typer.Option(min=1, help="The same at each text step.")]
+    text_queue_size: Annotated[int, typer.Option(min=1, help="The same at the text step.")]
     = ServingOptions.text_queue_size,
     queue_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds a request may wait in a step's queue "
                                                                  "(a request's own timeout overrides it).")]
