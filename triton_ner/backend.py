@@ -9,7 +9,6 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,21 +53,6 @@ def error_response(error: Exception):
     traceback.print_exception(error)
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL))
-
-
-def for_each_request(requests: list, handle: Callable) -> list:
-    """One response per request: ``handle(request)``, or an error response that names the problem.
-
-    :class:`InvalidInput` becomes INVALID_ARGUMENT; anything else is INTERNAL with the exception text, and
-    the other requests of the batch still get their own answer.
-    """
-    responses = []
-    for request in requests:
-        try:
-            responses.append(handle(request))
-        except Exception as error:  # noqa: BLE001: a failed request must not take the model down
-            responses.append(error_response(error))
-    return responses
 
 
 class StopCheck:
