@@ -21,8 +21,7 @@ the ensemble's ``TEXT [n]`` reaches it as ``[1, n]`` and its ``ENTITIES [1, n]``
 the windows of every request of one ``execute`` into groups of one padded length each (16 to 512 tokens), all
 lengths called at once, so that NVIDIA's backends, which batch equal shapes only, batch groups of many requests and
 no short window is padded to a long neighbour's length. One step instead of a tokenizer and an aggregation step
-saves the hand-off of every window's tensors between two processes: about a quarter of the serving path's CPU per
-short text.
+saves the hand-off of every window's tensors between two processes and one scheduled step per request.
 
 The files written by a default export are committed under ``model_repository/``;
 ``tests/unit/test_configs.py`` regenerates them and fails on any difference.

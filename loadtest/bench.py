@@ -203,11 +203,16 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
     return output
 
 
+def find_row(rows: list[Row], name: str, precision: str, concurrency: int | None = None) -> Row:
+    """The row of ``name`` and ``precision`` (at ``concurrency``, when given)."""
+    return next(r for r in rows if r.name == name and r.precision == precision
+                and (concurrency is None or r.concurrency == concurrency))
+
+
 def targets(rows: list[Row]) -> list[Check]:
     """The serving targets, all ratios (or differences) of this run."""
     def find(name, precision, concurrency=None):
-        return next(r for r in rows if r.name == name and r.precision == precision
-                    and (concurrency is None or r.concurrency == concurrency))
+        return find_row(rows, name, precision, concurrency)
 
     served = {p: find("served", p, 32) for p in ("fp32", "int8")}
     ceiling = {p: max((r for r in rows if r.name.startswith("in-process batch") and r.precision == p),
@@ -244,7 +249,7 @@ def openvino_targets(rows: list[Row], proofs: dict) -> list[Check]:
     memory, and the export's entity agreement with FP32 (random weights: near-ties that rounding flips, so the bar
     is 95% here; the trained fixture model is held to 99% by the export's tests)."""
     def find(name, precision, concurrency):
-        return next(r for r in rows if r.name == name and r.precision == precision and r.concurrency == concurrency)
+        return find_row(rows, name, precision, concurrency)
 
     checks = []
     for suffix, label in (("", ""), (" short", f", sentences of at most {SHORT_WORDS} words")):

@@ -135,7 +135,7 @@ def markdown(points: list[Point]) -> str:
     for p in points:
         step = [f"{p.step_ms_per_text.get(m, float('nan')):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
-                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | {text_steps_ms(p):.3f} | "
+                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | {text_step_ms(p):.3f} | "
                      f"{text_cpu_ms(p):.3f} | {p.server_cpu_ms_per_text:.3f} | "
                      f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} | "
                      f"{f'{p.server_rss_mb:.0f}' if p.server_rss_mb else '-'} |")
@@ -169,7 +169,7 @@ def fixture_repository(output, log):
     return cached_export(fixture_model(), output, log=log)
 
 
-def text_steps_ms(point: Point) -> float:
+def text_step_ms(point: Point) -> float:
     """The text step's own compute per text: its time less what its calls spent at the model step (queued or
     running, from ner_model's statistics)."""
     return point.step_ms_per_text[names.TEXT_STEP] - point.model_wait_ms_per_text
@@ -190,12 +190,12 @@ def targets(points: list[Point]) -> list[Check]:
     checks = []
     if (cpu := find(CPU_DEFAULT, 64, 1)) is not None:
         checks += [("fixture model, config.pbtxt, 64 clients x 1 text: texts/s", cpu.texts_per_s, 1000.0, True),
-                   ("  text step's own compute, ms per text (1 text per request)", text_steps_ms(cpu), 0.5, False),
+                   ("  text step's own compute, ms per text (1 text per request)", text_step_ms(cpu), 0.5, False),
                    ("  text step's CPU time, ms per text (1 text per request)", text_cpu_ms(cpu), 0.5, False),
                    ("  ner_model compute, ms per request (1 text per request)", cpu.step_ms_per_text[names.MODEL],
                     0.3, False)]
     if (eight := find(CPU_DEFAULT, 64, 8)) is not None:
-        checks += [("  text step's own compute, ms per text (8 texts per request)", text_steps_ms(eight), 0.15,
+        checks += [("  text step's own compute, ms per text (8 texts per request)", text_step_ms(eight), 0.15,
                     False),
                    ("  text step's CPU time, ms per text (8 texts per request)", text_cpu_ms(eight), 0.15, False)]
     if (full := find(FULL_SIZE_GPU, 64, 1)) is not None:

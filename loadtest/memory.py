@@ -47,7 +47,6 @@ class MemorySampler:
         self._thread.join()
 
 
-
 def tree_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU time so far (user and system, seconds) of the served tree of ``pid``, by part: ``tritonserver``, and
     each model's Python-backend stubs together under the model's name."""
