@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,22 +62,28 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
+# The additive mask's value at padded positions: exact in FP32, BF16 and FP16 (a power of two far inside FP16's
+# range), and still far below any attention score. transformers' own value, the lowest float32, becomes -inf in
+# half precision, where CUDA's fuser computes the mask after TorchScript's profiling runs: 0 * -inf is NaN at
+# every attended position.
+MASKED = -(2.0**14)
+
+
 class PortableLogits(LogitsOnly):
     """:class:`LogitsOnly` for tracing: no device constant, and a mask that follows the weights' dtype.
 
     transformers' mask code moves the mask, an ``arange`` and a ``zeros`` to the device of the example, and the
     traced graph keeps that device as a constant: on a GPU the mask would stay on the CPU. Here the additive
     mask is made from the inputs alone and passed on as a 4-D mask, which transformers uses as it is; ``type_as``
-    the embedding weights follows the dtype the module is cast to when loaded (BF16, FP16). The values are
-    transformers' own in FP32: 0 where attended, the lowest float32 where padded (−inf once cast to BF16 or
-    FP16, which softmax turns into the same 0). ONNX keeps :class:`LogitsOnly`: ONNX Runtime's optimizer
-    fuses attention only on transformers' own mask pattern.
+    the embedding weights follows the dtype the module is cast to when loaded (BF16, FP16): 0 where attended,
+    :data:`MASKED` where padded, which softmax turns into 0 in every dtype. ONNX keeps :class:`LogitsOnly`: ONNX
+    Runtime's optimizer fuses attention only on transformers' own mask pattern.
     """
 
     def forward(self, input_ids, attention_mask):
         weights = self.model.get_input_embeddings().weight
         padded = 1.0 - attention_mask[:, None, None, :].type_as(weights)
-        return self.model(input_ids=input_ids, attention_mask=padded * torch.finfo(torch.float32).min).logits
+        return self.model(input_ids=input_ids, attention_mask=padded * MASKED).logits
 
 
 def _example(tokenizer):
@@ -138,6 +145,24 @@ def torchscript_constants(path: Path) -> list[str]:
     graph = module.inlined_graph  # kept: its nodes live as long as it does
     return sorted(str(node.output().toIValue()) for node in graph.findAllNodes("prim::Constant")
                   if node.output().type().kind() == "DeviceObjType")
+
+
+def torchscript_overflowing_constants(path: Path) -> list[float]:
+    """Finite float constants (scalars and scalar tensors) in the saved module's graph that become infinite in BF16
+    or FP16. The module is cast to those dtypes when loaded, and a fused kernel may compute with the constant in
+    them (``0 * -inf`` is NaN); a file that runs in every precision has none."""
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    graph = module.inlined_graph  # kept: its nodes live as long as it does
+    values = []
+    for node in graph.findAllNodes("prim::Constant"):
+        value = node.output().toIValue()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, float) and math.isfinite(value):
+            values.append(value)
+    return sorted({value for value in values
+                   if not all(torch.tensor(value, dtype=dtype).isfinite() for dtype in (torch.bfloat16, torch.float16))})
 
 
 def torchscript_output_shape(path: Path) -> tuple[int, ...]:

@@ -355,7 +355,11 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
         if devices:
             raise ExportError(f"{traced.name}: the traced graph holds device constants ({', '.join(devices)}): it "
                               "would run part of the model on the tracing device wherever it is loaded")
-        proofs[traced.name] = prove(traced) | {"device_constants": devices}
+        overflowing = convert.torchscript_overflowing_constants(traced)
+        if overflowing:
+            raise ExportError(f"{traced.name}: the traced graph holds constants that overflow in BF16 or FP16 "
+                              f"({', '.join(map(str, overflowing))}): cast to those precisions it would give NaN")
+        proofs[traced.name] = prove(traced) | {"device_constants": devices, "overflowing_constants": overflowing}
         for precision in (Precision.BF16, Precision.FP16):
             if precision in plan.precisions:
                 agree(traced, traced, precision)

@@ -110,6 +110,25 @@ def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_pa
     assert torchscript_constants(tmp_path / "naive.pt") == ["cpu"]
 
 
+def test_torchscript_constants_stay_finite_in_half_precision(full_export, checkpoint, tmp_path, monkeypatch):
+    """Cast to FP16 or BF16, the traced module computes with its constants in that dtype (CUDA's fuser does, after
+    TorchScript's profiling runs): the mask's lowest float32 became -inf there and 0 * -inf gave NaN at every
+    attended position. The exported file has no such constant, its mask value is exact in every dtype, and the
+    inspection does see the lowest float32 in a file traced with it."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from triton_ner.export import convert
+
+    assert convert.torchscript_overflowing_constants(full_export[0] / names.MODEL / "1" / "model.pt") == []
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        assert torch.tensor(convert.MASKED, dtype=dtype).item() == convert.MASKED
+    monkeypatch.setattr(convert, "MASKED", torch.finfo(torch.float32).min)
+    old = convert.export_torchscript(load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint),
+                                     tmp_path / "lowest.pt")
+    assert convert.torchscript_overflowing_constants(old) == [torch.finfo(torch.float32).min]
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_torchscript_file_runs_cast_to_lower_precision(full_export, checkpoint, precision):
     """The mask follows the weights' dtype (type_as), so the one file runs in BF16 and FP16 too."""
