@@ -145,3 +145,12 @@ def certificates(tmp_path_factory):
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.crt", "-days", "1", *extra)
     return folder
+
+
+@pytest.fixture(scope="session")
+def bare_gpu_python(tmp_path_factory):
+    """The python of an environment as a GPU machine comes: numpy 2, scipy and scikit-learn built for it, PyTorch,
+    transformers, tokenizers; no Triton package (``tests/numpy2.py``)."""
+    from tests import numpy2
+
+    return numpy2.bare_gpu_machine(tmp_path_factory.mktemp("bare-gpu-machine") / "venv")

@@ -94,6 +94,11 @@ def main(
         help="An installed tritonserver to run (path or name on PATH; NVIDIA's image: "
              "/opt/tritonserver/bin/tritonserver), with Triton's default backend folder; default: the "
              "nvidia-pytriton wheel's.")] = None,
+    steps_python: Annotated[Path | None, typer.Option(
+        envvar="NER_STEPS_PYTHON", show_default=False,
+        help="The python3 of the environment the Python-backend steps run in (it needs the project's steps: "
+             "pip install '.[steps]', numpy below 2 for this Triton); default: this command's own Python, or "
+             "with --tritonserver the python3 first on PATH.")] = None,
     triton_args: Annotated[list[str] | None, typer.Argument(
         metavar="[-- TRITONSERVER_ARGS]", show_default=False,
         help="More tritonserver arguments, after --.")] = None,
@@ -109,7 +114,8 @@ def main(
         tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
     server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
                           config_name=config_name, admin_key=admin_key or None, grpc_tls=tls,
-                          exit_timeout=exit_timeout, tritonserver=tritonserver, extra_args=tuple(triton_args or ()))
+                          exit_timeout=exit_timeout, tritonserver=tritonserver, extra_args=tuple(triton_args or ()),
+                          steps_python=steps_python)
     stopping = False
 
     def stop(signum, _frame):

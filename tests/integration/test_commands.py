@@ -57,6 +57,24 @@ def test_serve_on_a_busy_port_is_one_line(triton, repository):
     assert result.stderr.strip() == f"serve: error: the http port {triton.ports.http} is already in use: choose another one"
 
 
+@pytest.mark.slow
+def test_serve_refuses_steps_with_numpy2_in_one_line_before_anything_loads(repository, tmp_path, bare_gpu_python):
+    """This Triton's Python backend (2.51, pybind11 2.10) crashes on numpy 2 at the first request: ner-serve names
+    the cause and the fix instead, and starts no server and no stub."""
+    own = tmp_path / "repo"
+    subprocess.run(["cp", "-r", str(repository), str(own)], check=True)
+    ports = free_ports()
+    result = subprocess.run([sys.executable, "-m", "triton_ner.serve", "--model-repository", str(own),
+                             "--steps-python", str(bare_gpu_python), "--http-port", str(ports.http),
+                             "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)],
+                            capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("serve: error: the Python-backend steps would run numpy 2."), lines[0]
+    assert str(bare_gpu_python) in lines[0] and "pip install 'numpy<2'" in lines[0]
+    assert _processes_mentioning(str(own)) == []
+
+
 def test_client_command_prints_json_lines(triton):
     result = subprocess.run([sys.executable, "-m", "triton_ner.client", "--url", triton.grpc_url,
                              "My name is Wolfgang and I live in Berlin", "Siemens is in Munich"],

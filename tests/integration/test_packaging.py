@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import numpy2
 from tests.parity import assert_same
 from triton_ner.server import TritonServer, free_ports
 
@@ -59,11 +60,12 @@ def test_the_wheel_holds_one_import_name_and_the_models_code(wheel):
             "triton_ner/loadtest/locustfile.py"} <= set(names)
 
 
-def test_the_client_extra_alone_installs_light_and_queries_the_server(wheel, tmp_path, triton, pipelines):
+def test_the_client_extra_alone_installs_light_beside_numpy2_and_queries_the_server(wheel, tmp_path, triton,
+                                                                                    pipelines):
+    """Into an environment that has numpy 2 (only the steps' environment needs numpy below 2): numpy stays."""
     venv = tmp_path / "client-venv"
-    _run(sys.executable, "-m", "venv", venv, timeout=120)
-    python = venv / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, f"{wheel}[client]", timeout=600)
+    python = numpy2.make(venv, f"{wheel}[client]")
+    assert numpy2.version_of(python, "numpy") == numpy2.numpy2_pin().split("==")[1]
     installed = {line.split("==")[0].lower() for line in _run(python, "-m", "pip", "freeze").stdout.splitlines()}
     assert not HEAVY & installed, f"the client extra installed {sorted(HEAVY & installed)}"
 

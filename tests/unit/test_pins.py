@@ -76,6 +76,22 @@ def test_pins_shared_with_the_constraints_agree_or_say_why():
     assert pins["transformers"][0] != project["transformers"][0]  # 5.21 and later need Python 3.11
 
 
+def test_only_the_steps_pin_numpy_below_2():
+    """Triton 2.51's Python backend predates numpy 2: the steps' extra, the tested set and the image's pins keep
+    numpy below 2; the core (and so the client) installs beside numpy 2, which the tests rehearse."""
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    numpy_of = {role: next(r for r in requirements if re.match(r"numpy\b", r))
+                for role, requirements in [("core", project["dependencies"]),
+                                           *project["optional-dependencies"].items()]
+                if any(re.match(r"numpy\b", r) for r in requirements)}
+    assert numpy_of == {"core": "numpy>=1.24", "steps": "numpy>=1.24,<2"}
+    assert _project_pins()["numpy"][0].startswith("1.") and _file_pins()["numpy"][0].startswith("1.")
+    numpy2 = _pins((PROJECT_ROOT / "requirements" / "numpy2.txt").read_text().splitlines())
+    assert list(numpy2) == ["numpy"] and numpy2["numpy"][0].startswith("2.")
+
+
 @pytest.mark.parametrize("path", BACKEND_CODE + LAUNCHER_CODE, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_backend_code_parses_with_python_3_10_grammar(path):
     ast.parse(path.read_text(), str(path), feature_version=(3, 10))

@@ -15,7 +15,7 @@ from pathlib import Path
 from threading import Event, Thread
 
 from triton_ner.health import wait_ready
-from triton_ner.server import runtime
+from triton_ner.server import environment, runtime
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
 from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
@@ -48,6 +48,9 @@ class TritonServer:
             folder (``/opt/tritonserver/backends``; ``--backend-directory=...`` in ``extra_args`` changes it).
         runtime: A folder laid out as the nvidia-pytriton wheel's (``make gpu-check-pack`` writes one) to run
             instead of the installed wheel, with the Python backend only.
+        steps_python: The ``python3`` of the environment the Python-backend steps run in (default: this
+            interpreter's); with ``tritonserver``, the ``python3`` first on ``PATH``. Refused before the start when
+            the stub cannot run the steps there (:mod:`triton_ner.server.environment`).
 
     The server runs in a process group of its own, watched by :mod:`triton_ner.server.watchdog`, so that no server
     is orphaned on its ports if the launcher dies.
@@ -56,7 +59,8 @@ class TritonServer:
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
                  echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
                  admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT,
-                 tritonserver: str | Path | None = None, runtime: Path | None = None):
+                 tritonserver: str | Path | None = None, runtime: Path | None = None,
+                 steps_python: Path | None = None):
         self.model_repository = Path(model_repository).resolve()
         self.config_name = config_name
         self.ports = ports
@@ -68,6 +72,7 @@ class TritonServer:
         self.exit_timeout = exit_timeout
         self.tritonserver = tritonserver
         self.runtime = runtime
+        self.steps_python = steps_python
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
         self._repository_key = admin_key or secrets.token_urlsafe(16)
@@ -139,11 +144,15 @@ class TritonServer:
             if port_in_use(port):
                 raise ServerError(f"the {name} port {port} is already in use: choose another one")
         self.command(None)  # a bad key or a missing certificate is refused before anything is made
+        python = self._check_steps_python()
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         try:
             backends = None if self.tritonserver else runtime.backend_directory(Path(self._workdir.name) / "backends",
-                                                                        self.runtime)
-            environment = dict(os.environ) if self.tritonserver else runtime.server_environment(self.runtime)
+                                                                        self.runtime, python)
+            environment = (dict(os.environ) if self.tritonserver
+                           else runtime.server_environment(self.runtime, python))
+            if self.tritonserver and self.steps_python:
+                environment["PATH"] = os.pathsep.join([str(Path(self.steps_python).parent), environment["PATH"]])
             self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
             out = self._log_file or subprocess.PIPE
             # A session of its own: stop() and the watchdog reach every stub process through the process group,
@@ -162,6 +171,21 @@ class TritonServer:
             self.stop()
             raise
         return self
+
+    def _check_steps_python(self) -> environment.StepsPython | None:
+        """Probe the Python the stubs will run and refuse it when the stub cannot run the steps there (numpy 2
+        under a Python backend that predates it, the project not importable). An installed ``tritonserver`` is
+        checked when its stub is in the backend folder it will use."""
+        if self.tritonserver is None:
+            python = environment.probe(self.steps_python)
+            environment.check(python, runtime.stub(self.runtime, python.version))
+            return python
+        folders = [a.split("=", 1)[1] for a in self.extra_args if a.startswith("--backend-directory=")]
+        stub = Path(folders[-1] if folders else runtime.INSTALLED_BACKENDS) / "python" / "triton_python_backend_stub"
+        found = self.steps_python or shutil.which("python3")
+        if stub.is_file() and found:
+            environment.check(environment.probe(Path(found)), stub)
+        return None
 
     def _watch(self) -> None:
         """Start the watchdog on the server's process group (:mod:`triton_ner.server.watchdog`)."""

@@ -8,8 +8,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from triton_ner.server.environment import StepsPython
 from triton_ner.server.logs import ServerError
 
+# Triton's default backend folder in an installation (NVIDIA's image, the project's containers).
+INSTALLED_BACKENDS = Path("/opt/tritonserver/backends")
 # Where backends/build-*.sh put NVIDIA's backends (one folder per backend).
 BUILT_BACKENDS = Path(__file__).resolve().parents[2] / "build" / "triton-backends"
 
@@ -49,22 +52,33 @@ def nvidia_backend(name: str) -> Path | None:
     return onnxruntime_backend() if name == "onnxruntime" else built_backend(name)
 
 
-def backend_directory(root: Path, runtime: Path | None = None) -> Path:
-    """A backend folder under ``root``: the Python backend with the stub for this interpreter (from the wheel, or
-    from ``runtime``), and NVIDIA's ``onnxruntime``, ``pytorch`` and ``openvino`` backends when they are built."""
+def stub(runtime: Path | None = None, version: str | None = None) -> Path:
+    """The Python backend's stub for Python ``version`` (default: this interpreter's), from the wheel or from
+    ``runtime``."""
     triton_dir, _ = triton_dirs(runtime)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.exists():
+    version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    path = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not path.exists():
         raise ServerError(f"the Triton Python backend has no stub for Python {version}")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        raise ServerError(f"the Python backend's stub embeds libpython, and {sys.executable} has none (it was "
+    return path
+
+
+def backend_directory(root: Path, runtime: Path | None = None, python: StepsPython | None = None) -> Path:
+    """A backend folder under ``root``: the Python backend with the stub for the steps' Python (``python``, by
+    default this interpreter), from the wheel or from ``runtime``, and NVIDIA's ``onnxruntime``, ``pytorch`` and
+    ``openvino`` backends when they are built."""
+    triton_dir, _ = triton_dirs(runtime)
+    shared = python.shared if python else bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    if not shared:
+        executable = python.executable if python else sys.executable
+        raise ServerError(f"the Python backend's stub embeds libpython, and {executable} has none (it was "
                           "built without --enable-shared): use a Python with a shared libpython")
-    python = root / "python"
-    python.mkdir(parents=True, exist_ok=True)
+    python_folder = root / "python"
+    python_folder.mkdir(parents=True, exist_ok=True)
     for source in (triton_dir / "backends" / "python" / "libtriton_python.so",
-                   triton_dir / "backends" / "python" / "triton_python_backend_utils.py", stub):
-        link = python / source.name
+                   triton_dir / "backends" / "python" / "triton_python_backend_utils.py",
+                   stub(runtime, python.version if python else None)):
+        link = python_folder / source.name
         if not link.exists():
             link.symlink_to(source)
     for name in NVIDIA_BACKENDS:
@@ -74,20 +88,19 @@ def backend_directory(root: Path, runtime: Path | None = None) -> Path:
     return root
 
 
-def server_environment(runtime: Path | None = None) -> dict[str, str]:
-    """The environment the stubs need to run this interpreter's packages.
+def server_environment(runtime: Path | None = None, python: StepsPython | None = None) -> dict[str, str]:
+    """The environment the stubs need to run the steps' Python (``python``, by default this interpreter).
 
-    The stub embeds libpython: the interpreter's own LIBDIR must come first, or the stub loads the system's
-    older libpython and ``import ssl`` fails with ``undefined symbol``. ``bin`` of this environment first on
-    PATH makes the stub find this virtual environment's site-packages. With a ``runtime`` folder, which serves
-    from a checkout that may not be installed, the folder holding ``triton_ner`` goes on PYTHONPATH.
+    The stub embeds libpython: that Python's own LIBDIR must come first, or the stub loads the system's older
+    libpython and ``import ssl`` fails with ``undefined symbol``. The ``bin`` folder of its environment first on
+    PATH makes the stub find that environment's site-packages: the stubs of Python 3.11 and later ignore
+    ``PYTHONPATH`` (:mod:`triton_ner.server.environment`), so the steps' environment must import ``triton_ner``
+    by itself.
     """
     _, libs = triton_dirs(runtime)
+    executable = python.executable if python else Path(sys.executable)
+    libdir = python.libdir if python else sysconfig.get_config_var("LIBDIR")
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    if runtime is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
-                                                        env.get("PYTHONPATH")) if p)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH")) if p)
+    env["PATH"] = os.pathsep.join([str(executable.parent), env.get("PATH", "")])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, str(libs), env.get("LD_LIBRARY_PATH")) if p)
     return env
