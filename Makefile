@@ -90,7 +90,8 @@ gpu-check:
 	$(CHECK_PY) -m triton_ner.loadtest.gpu_check $(GPU_CHECK_ARGS)
 
 ## What gpu-check needs to serve on a GPU machine without Triton (loadtest/gpu_pack.py): the local Triton runtime
-## and TorchScript repositories without weights, in build/gpu-check/serving-pack.tar.gz (about 40 MB).
+## and TorchScript repositories without weights, in build/gpu-check/serving-pack.tar.xz (about 40 MB);
+## GPU_PACK_ARGS="--python 3.12" for a GPU machine whose python3 is 3.12 (default: this one's).
 gpu-check-pack: setup
 	$(PY) -m triton_ner.loadtest.gpu_pack $(GPU_PACK_ARGS)
 

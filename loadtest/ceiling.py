@@ -107,7 +107,7 @@ def measure(url: str, variant: str, concurrency: int, texts_per_request: int, se
     ``server_pid``, the CPU time of the server's parts too."""
     import tritonclient.grpc as grpcclient
 
-    from triton_ner.loadtest.memory import tree_cpu_seconds
+    from triton_ner.server.processes import tree_cpu_seconds
 
     stats = grpcclient.InferenceServerClient(url)
     texts = [SENTENCE] * texts_per_request

@@ -1,6 +1,6 @@
 """``make gpu-check``: a one-shot validation and benchmark on a machine with an NVIDIA GPU and PyTorch.
 
-Steps, in one process, with a time budget (7 minutes by default):
+Steps, in one process, with a time budget (5 minutes by default; the whole check ends within 6):
 
 1. the full-size benchmark model (DistilBERT with random weights, built in seconds) traced to TorchScript with
    the exporter (``export.convert.export_torchscript``);
@@ -62,7 +62,7 @@ SKIPPED_NO_TRITON = ("skipped: no serving pack and no local tritonserver (make g
                      "nvidia-pytriton wheel is installed)")
 SKIPPED_BUDGET = "skipped: time budget spent"
 DEFAULT_OUTPUT = Path("results/gpu-check")
-DEFAULT_BUDGET_S = 420.0
+DEFAULT_BUDGET_S = 300.0
 GRID_SHARE = 0.7  # the model-alone grid stops at this share of the budget, leaving the rest to the served step
 
 
@@ -93,7 +93,7 @@ SERVED_TEXTS = 512  # short sentences, sent in turn
 class Proof:
     """One proof: a figure, its bound, and whether it must be at least (agreement) or at most (Δ) the bound."""
 
-    key: str  # stable: device_constants, fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement
+    key: str  # stable: device_constants, half_constants, fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement
     name: str
     measured: float | None
     bound: float
@@ -183,8 +183,11 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
 
     # A device constant in the traced graph would keep part of the model on the tracing device (CPU) on the GPU.
     constants = convert.torchscript_constants(traced.torchscript)
+    overflowing = convert.torchscript_overflowing_constants(traced.torchscript)
     proofs = [Proof("device_constants", "device constants in the traced file", len(constants), 0, False,
-                    ", ".join(constants))]
+                    ", ".join(constants)),
+              Proof("half_constants", "constants of the traced file infinite in BF16 or FP16", len(overflowing), 0,
+                    False, ", ".join(map(str, overflowing)))]
     reference_logits, reference = run_corpus(load_runner(traced.torchscript, device="cpu"))
     log(f"reference: CPU FP32 runner, {len(texts)} texts, {len(batch.input_ids)} windows, {len(reference)} entities")
     figures: list[dict] = []
@@ -291,15 +294,40 @@ def local_triton() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("pytriton", "google.protobuf"))
 
 
-def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None, log: Callable[[str], None]):
-    """The repository to serve and the runtime folder (None: the installed wheel), or None when neither a pack
-    nor the local Triton is there."""
+@dataclass(frozen=True)
+class Served:
+    """What step 4 serves: the repository, the Triton runtime folder (None: the installed wheel) and the python3
+    of the steps' environment (None: this interpreter's)."""
+
+    repository: Path
+    runtime: Path | None = None
+    steps_python: Path | None = None
+
+
+def _checkout() -> list[Path]:
+    """The source checkout holding ``triton_ner``, when the package runs from one (``[]`` when installed)."""
+    import triton_ner
+
+    root = Path(triton_ner.__file__).resolve().parents[1]
+    return [root] if (root / "pyproject.toml").is_file() else []
+
+
+def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None,
+                       log: Callable[[str], None]) -> Served | None:
+    """What to serve, or None when neither a pack nor the local Triton is there. Through a pack, the steps get an
+    environment of their own: this machine's packages behind the pack's numpy (below 2), so that a machine whose
+    Python has numpy 2 serves as it comes."""
     from triton_ner.loadtest import gpu_pack
+    from triton_ner.server import environment
 
     if pack is not None and pack.is_file():
         unpacked = gpu_pack.unpack(pack, work / "pack", plan.model, traced.torchscript)
-        log(f"serving through the pack {pack}")
-        return unpacked.repository, unpacked.runtime
+        started = time.monotonic()
+        python = environment.make(work / "steps-env", [unpacked.steps_packages], _checkout())
+        found = environment.probe(python)
+        log(f"serving through the pack {pack}; the steps' environment: numpy {found.numpy} over this Python's "
+            f"packages ({time.monotonic() - started:.1f} s)")
+        return Served(unpacked.repository, unpacked.runtime, python)
     if not local_triton():
         return None
     from triton_ner.export.repository import build
@@ -308,7 +336,7 @@ def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None
     repository = work / "model_repository"
     build(Checkpoint(traced.checkpoint, plan.model), repository, gpu_pack.export_plan(),
           log=lambda m: log(f"export {m}"))
-    return repository, None
+    return Served(repository)
 
 
 def _model_alone_reference(grid: list[dict], precision: str, batch: float | None, tokens: int) -> dict | None:
@@ -324,17 +352,28 @@ def _model_alone_reference(grid: list[dict], precision: str, batch: float | None
     return next(r for r in cells if r["length"] == length and r["batch"] == size)
 
 
+def _cpu_figures(before: dict[str, float], after: dict[str, float], load, texts: int) -> dict:
+    """CPU time per text served (user and system, from /proc): the server's by part (tritonserver, each step's
+    stubs) and in all, and the load generator's, with how busy its processes were (near 1: it is the limit)."""
+    if not texts:
+        return {}
+    parts = {part: (after[part] - before.get(part, 0.0)) * 1000 / texts for part in after}
+    return {"server_cpu_ms_per_text": sum(parts.values()), "server_cpu_ms_per_text_by_part": parts,
+            "generator_cpu_ms_per_text": load.generator_cpu_s * 1000 / texts,
+            "generator_processes": load.processes, "generator_busy": load.generator_busy}
+
+
 def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable[[str], None],
           pack: Path | None = None, grid: list[dict] | None = None) -> dict:
     """Step 4: serve the TorchScript repository and load it at each concurrency and texts per request."""
-    found = _served_repository(plan, traced, work, pack, log)
-    if found is None:
+    served = _served_repository(plan, traced, work, pack, log)
+    if served is None:
         return {"status": SKIPPED_NO_TRITON, "rows": []}
-    repository, runtime = found
     from triton_ner.core import names
     from triton_ner.export import corpus
-    from triton_ner.loadtest.http_load import average_batch, model_statistics, run_load
+    from triton_ner.loadtest.http_load import model_statistics, run_load, step_figures
     from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.processes import tree_cpu_seconds
 
     config_name = "cuda" if plan.device.startswith("cuda") else None
     precision = "fp16" if config_name else "fp32"  # what configs/cuda.pbtxt and config.pbtxt run
@@ -342,7 +381,8 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     texts = [corpus.sentence(rng).text for _ in range(SERVED_TEXTS)]
     tokens = int(np.median([len(traced.tokenizer(text)["input_ids"]) for text in texts]))
     rows: list[dict] = []
-    with TritonServer(repository, free_ports(), config_name=config_name, runtime=runtime) as server:
+    with TritonServer(served.repository, free_ports(), config_name=config_name, runtime=served.runtime,
+                      steps_python=served.steps_python) as server:
         log(f"Triton ready ({config_name or 'config'}.pbtxt)")
         run_load(server.http_url, texts, 8, 8, 1.0, processes=1)  # warmup: every step has run a few batches
         for concurrency in plan.concurrency:
@@ -351,13 +391,21 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                 if time.monotonic() > deadline:
                     rows.append(row | {"error": SKIPPED_BUDGET})
                     continue
-                before = model_statistics(server.http_url)
+                before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
                 load = run_load(server.http_url, texts, concurrency, per_request, plan.served_seconds)
-                after = model_statistics(server.http_url)
-                batch = average_batch(before, after, names.MODEL)
+                after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+                served_texts = load.requests * per_request
+                steps = step_figures(before, after, served_texts)
+                batch = steps[names.MODEL]["average_batch"]
                 row |= {"seconds": load.seconds, "requests": load.requests, "texts_per_s": load.texts_per_s,
                         "p50_ms": load.percentile(50), "p99_ms": load.percentile(99),
-                        "model_average_batch": batch, "errors": len(load.errors)}
+                        "model_average_batch": batch, "errors": len(load.errors),
+                        "steps": {m: steps[m] for m in (names.TEXT_STEP, names.MODEL)},
+                        **_cpu_figures(cpu_before, cpu_after, load, served_texts)}
+                if served_texts:
+                    # The text step's time less its wait at ner_model (queued or running): its own work.
+                    row["text_step_own_ms_per_text"] = (steps[names.TEXT_STEP]["compute_ms_per_text"]
+                                                        - steps[names.MODEL]["request_ms_per_text"])
                 reference = _model_alone_reference(grid or [], precision, batch, tokens)
                 if reference:
                     row |= {"model_alone": f"{precision} batch {reference['batch']} x {reference['length']} tokens",
@@ -370,7 +418,7 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                     f"{row['p50_ms'] or 0:.1f} ms, ner_model average batch {batch or 0:.1f}")
     model_step = f"TorchScript {precision} on {'cuda' if config_name else 'cpu'}"
     return {"status": "ok", "config_name": config_name or "config", "model_step": model_step,
-            "triton": "serving pack" if runtime else "nvidia-pytriton wheel", "median_tokens": tokens,
+            "triton": "serving pack" if served.runtime else "nvidia-pytriton wheel", "median_tokens": tokens,
             "rows": rows}
 
 
@@ -466,17 +514,27 @@ def markdown(results: dict) -> str:
     served = results.get("served", {"status": "not run", "rows": []})
     if served["rows"]:
         step = f"{served['config_name']}.pbtxt: {served['model_step']}, {served['triton']}"
-        lines += ["", f"| served ({step}) concurrency | texts/request | texts/s | p50 ms | p99 ms | "
-                      "ner_model average batch | model alone | × model alone |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"served ({step}); compute from Triton's statistics, CPU from /proc, per text served:", "",
+                  "| clients | texts/request | texts/s | p50 ms | p99 ms | ner_text ms/text | ner_text ms/execute | "
+                  "requests per ner_text execute | text step's own ms/text | ner_model ms/text | ner_model ms/execute "
+                  "| ner_model average batch | server CPU ms/text | load generator CPU ms/text (busy) | model alone | "
+                  "× model alone |", "|" + "---|" * 16]
         for r in served["rows"]:
-            if "texts_per_s" in r:
-                alone = (f"{r['model_alone']}: {r['model_alone_sequences_per_s']:,.0f}/s", 
-                         f"{r['ratio_to_model_alone']:.2f}") if "model_alone" in r else ("-", "-")
-                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['texts_per_s']:,.1f} | "
-                             f"{_number(r['p50_ms'], 1)} | {_number(r['p99_ms'], 1)} | "
-                             f"{_number(r['model_average_batch'], 1)} | {alone[0]} | {alone[1]} |")
-            else:
-                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} | | | | | |")
+            if "texts_per_s" not in r:
+                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} |" + " |" * 13)
+                continue
+            text, model = (r.get("steps", {}).get(name, {}) for name in ("ner_text", "ner_model"))
+            alone = (f"{r['model_alone']}: {r['model_alone_sequences_per_s']:,.0f}/s",
+                     f"{r['ratio_to_model_alone']:.2f}") if "model_alone" in r else ("-", "-")
+            generator = (f"{_number(r.get('generator_cpu_ms_per_text'), 3)} ({r['generator_busy']:.0%} of "
+                         f"{r['generator_processes']})") if "generator_busy" in r else "-"
+            lines.append(" | ".join([
+                f"| {r['concurrency']}", str(r["texts_per_request"]), f"{r['texts_per_s']:,.1f}",
+                _number(r["p50_ms"], 1), _number(r["p99_ms"], 1), _number(text.get("compute_ms_per_text"), 3),
+                _number(text.get("compute_ms_per_execute"), 2), _number(text.get("average_batch"), 1),
+                _number(r.get("text_step_own_ms_per_text"), 3), _number(model.get("compute_ms_per_text"), 3),
+                _number(model.get("compute_ms_per_execute"), 2), _number(r["model_average_batch"], 1),
+                _number(r.get("server_cpu_ms_per_text"), 3), generator, alone[0], f"{alone[1]} |"]))
     else:
         lines += ["", f"served: {served['status']}"]
     if results["failures"]:

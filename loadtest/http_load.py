@@ -26,8 +26,10 @@ def request_body(texts: list[str]) -> bytes:
                        "outputs": [{"name": names.ENTITIES}]}).encode()
 
 
-def _users(address: str, bodies: list[bytes], users: int, start_at: float, seconds: float) -> tuple[list, list]:
-    """``users`` threads sending ``bodies`` in turn from ``start_at`` for ``seconds``: (latencies s, errors)."""
+def _users(address: str, bodies: list[bytes], users: int, start_at: float, seconds: float
+           ) -> tuple[list, list, float]:
+    """``users`` threads sending ``bodies`` in turn from ``start_at`` for ``seconds``: (latencies s, errors, CPU
+    seconds this process spent meanwhile)."""
     host, port = address.rsplit(":", 1)
     path = f"/v2/models/{names.ENSEMBLE}/infer"
     latencies: list[float] = []
@@ -58,11 +60,12 @@ def _users(address: str, bodies: list[bytes], users: int, start_at: float, secon
         connection.close()
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
+    cpu = time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, errors
+    return latencies, errors, time.process_time() - cpu
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ class LoadResult:
     requests: int
     errors: list[str]
     latencies_ms: list[float]
+    processes: int  # of the load generator
+    generator_cpu_s: float  # CPU time of the load generator's processes over the run
+
+    @property
+    def generator_busy(self) -> float:
+        """The load generator's CPU time over what its processes could spend: near 1, it is what limits."""
+        return self.generator_cpu_s / (self.processes * self.seconds)
 
     @property
     def texts_per_s(self) -> float:
@@ -96,13 +106,14 @@ def run_load(address: str, texts: list[str], concurrency: int, texts_per_request
     else:
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             parts = pool.starmap(_users, jobs)
-    latencies = [latency * 1000 for part, _ in parts for latency in part]
-    return LoadResult(concurrency, texts_per_request, seconds, len(latencies), [e for _, part in parts for e in part],
-                      latencies)
+    latencies = [latency * 1000 for part, _, _ in parts for latency in part]
+    return LoadResult(concurrency, texts_per_request, seconds, len(latencies),
+                      [e for _, part, _ in parts for e in part], latencies, processes, sum(cpu for *_, cpu in parts))
 
 
 def model_statistics(address: str) -> dict[str, dict]:
-    """Each model's counters from ``/v2/models/stats``: requests, executions, and compute ns per phase."""
+    """Each model's counters from ``/v2/models/stats``: requests, executions, the compute ns of its executions
+    (each once, however many requests it ran), and the ns its requests spent queued or in an execution."""
     host, port = address.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
@@ -114,10 +125,15 @@ def model_statistics(address: str) -> dict[str, dict]:
     found = {}
     for model in stats.get("model_stats", []):
         inference = model.get("inference_stats", {})
+        batches = model.get("batch_stats") or []
+        # A model without batching reports its executions in the request statistics only.
+        executions = (sum(int(b.get("compute_infer", {}).get("ns", 0)) for b in batches) if batches
+                      else int(inference.get("compute_infer", {}).get("ns", 0)))
         found[model["name"]] = {"inference_count": int(model.get("inference_count", 0)),
                                 "execution_count": int(model.get("execution_count", 0)),
-                                "compute_ns": sum(int(inference.get(phase, {}).get("ns", 0))
-                                                  for phase in ("compute_input", "compute_infer", "compute_output"))}
+                                "execution_compute_ns": executions,
+                                "request_ns": sum(int(inference.get(phase, {}).get("ns", 0)) for phase in
+                                                  ("queue", "compute_input", "compute_infer", "compute_output"))}
     return found
 
 
@@ -125,3 +141,20 @@ def average_batch(before: dict[str, dict], after: dict[str, dict], model: str) -
     """Requests per execution of ``model`` between two :func:`model_statistics`: the batch its scheduler formed."""
     executions = after[model]["execution_count"] - before[model]["execution_count"]
     return (after[model]["inference_count"] - before[model]["inference_count"]) / executions if executions else None
+
+
+def step_figures(before: dict[str, dict], after: dict[str, dict], texts: int) -> dict[str, dict]:
+    """Each model's figures between two :func:`model_statistics` over ``texts`` texts served: the compute of its
+    executions per text and per execution, its average batch, and the time its requests spent queued or running
+    per text (what a caller of the model waited)."""
+    figures = {}
+    for model in after:
+        delta = {key: after[model][key] - before.get(model, {}).get(key, 0) for key in after[model]}
+        executions = delta["execution_count"]
+        compute_ms = delta["execution_compute_ns"] / 1e6
+        figures[model] = {"executions": executions,
+                          "average_batch": delta["inference_count"] / executions if executions else None,
+                          "compute_ms_per_text": compute_ms / texts if texts else None,
+                          "compute_ms_per_execute": compute_ms / executions if executions else None,
+                          "request_ms_per_text": delta["request_ns"] / 1e6 / texts if texts else None}
+    return figures

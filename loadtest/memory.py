@@ -1,5 +1,5 @@
-"""Resident memory and CPU time of a served tree: tritonserver and every process under it (its Python-backend
-stubs)."""
+"""Resident memory of a served tree: tritonserver and every process under it (its Python-backend stubs); their CPU
+time is :func:`triton_ner.server.processes.tree_cpu_seconds`."""
 
 from __future__ import annotations
 
@@ -45,18 +45,3 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def tree_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time so far (user and system, seconds) of the served tree of ``pid``, by part: ``tritonserver``, and
-    each model's Python-backend stubs together under the model's name."""
-    from triton_ner.server import stub_processes
-
-    seconds: dict[str, float] = {}
-    for process, part in {pid: "tritonserver", **stub_processes(pid)}.items():
-        try:
-            times = psutil.Process(process).cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        seconds[part] = seconds.get(part, 0.0) + times.user + times.system
-    return seconds

@@ -1,8 +1,6 @@
-"""``make gpu-check`` rehearsed on CPU: the dry run of every step, served with the installed local Triton and
-through a serving pack (``make gpu-check-pack``) in the environment of a bare GPU machine.
-
-A bare GPU machine has torch, transformers, tokenizers and numpy but none of tritonclient, nvidia-pytriton, grpc,
-protobuf or onnx: those runs hide them and must still prove, measure and, with a pack, serve.
+"""``make gpu-check`` rehearsed on CPU: the dry run of every step, served with the installed local Triton, and on a
+bare GPU machine's Python: numpy 2 (with scipy and scikit-learn built for it), PyTorch, transformers and
+tokenizers, and nothing of Triton, served through a serving pack (``make gpu-check-pack``).
 """
 
 import json
@@ -16,10 +14,8 @@ import pytest
 from triton_ner.loadtest import gpu_check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PROOFS = {"device_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement", "bf16_agreement"}
-# What a bare GPU machine does not have.
-ABSENT_ON_GPU_MACHINE = ("tritonclient", "pytriton", "grpc", "google.protobuf", "onnx", "typer", "rich", "locust",
-                         "psutil", "matplotlib", "orjson")
+PROOFS = {"device_constants", "half_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement",
+          "bf16_agreement"}
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +23,15 @@ def serving_pack(tmp_path_factory):
     """A serving pack with the fixture model's repository, as ``make gpu-check-pack --model fixture`` writes it."""
     from triton_ner.loadtest import gpu_pack
 
-    return gpu_pack.pack(tmp_path_factory.mktemp("pack") / "serving-pack.tar.gz", ("fixture",), log=lambda _: None)
+    return gpu_pack.pack(tmp_path_factory.mktemp("pack") / "serving-pack.tar.xz", ("fixture",), log=lambda _: None)
 
 
-def _dry_run(output: Path, hide: tuple[str, ...] = (), pack: Path | None = None
+def _dry_run(output: Path, python: Path | None = None, pack: Path | None = None
              ) -> tuple[subprocess.CompletedProcess, dict]:
-    code = (f"import runpy, sys\nfor name in {hide!r}:\n    sys.modules[name] = None\n"
-            "sys.argv[0] = 'gpu_check'\nrunpy.run_module('loadtest.gpu_check', run_name='__main__')\n")
-    pack = pack or output / "no-pack.tar.gz"
-    done = subprocess.run([sys.executable, "-c", code, "--dry-run", "--output", str(output), "--pack", str(pack)],
+    """``make gpu-check``'s command with ``python`` (default: this one) from the checkout, as on a GPU machine."""
+    pack = pack or output / "no-pack.tar.xz"
+    done = subprocess.run([str(python or sys.executable), "-m", "triton_ner.loadtest.gpu_check", "--dry-run",
+                           "--output", str(output), "--pack", str(pack)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, json.loads((output / "gpu_check.json").read_text())
@@ -73,7 +69,19 @@ def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str)
         assert row["p50_ms"] <= row["p99_ms"]
         assert row["model_average_batch"] >= 1  # windows per execution of ner_model, from Triton's statistics
         assert row["ratio_to_model_alone"] > 0 and row["model_alone"].startswith("fp32 batch ")
-    assert f"| served (config.pbtxt: TorchScript fp32 on cpu, {triton}) concurrency | texts/request |" in done.stdout
+        # What limits the row: each step's compute per text and per execute, the server's and the load
+        # generator's CPU per text, from Triton's statistics and /proc.
+        for step in ("ner_text", "ner_model"):
+            figures = row["steps"][step]
+            assert figures["executions"] > 0 and figures["compute_ms_per_text"] > 0, (step, figures)
+            assert figures["compute_ms_per_execute"] >= figures["compute_ms_per_text"]  # an execute serves >= 1 text
+        assert row["steps"]["ner_model"]["average_batch"] == row["model_average_batch"]
+        assert row["server_cpu_ms_per_text"] > 0 and set(row["server_cpu_ms_per_text_by_part"]) == {
+            "tritonserver", "ner_text", "ner_model"}
+        assert row["generator_cpu_ms_per_text"] > 0 and 0 < row["generator_busy"] <= 1.5
+        assert math.isfinite(row["text_step_own_ms_per_text"])
+    assert f"served (config.pbtxt: TorchScript fp32 on cpu, {triton}); compute from Triton's statistics" in done.stdout
+    assert "| server CPU ms/text | load generator CPU ms/text (busy) |" in done.stdout
 
 
 def test_dry_run_proves_measures_and_serves_with_the_local_triton(tmp_path):
@@ -82,16 +90,28 @@ def test_dry_run_proves_measures_and_serves_with_the_local_triton(tmp_path):
     _check_served(results, done, "nvidia-pytriton wheel")
 
 
-def test_dry_run_serves_through_the_pack_without_triton_installed(tmp_path, serving_pack):
-    """What a bare GPU machine does: unpack, put the traced model in, serve with the packed Triton."""
-    done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE, serving_pack)
+def test_dry_run_on_a_numpy2_machine_serves_through_the_pack(tmp_path, serving_pack, bare_gpu_python):
+    """What a bare GPU machine does: its Python has numpy 2, which this Triton's Python backend cannot run; the
+    check unpacks, puts the traced model in, makes the steps an environment with the pack's numpy 1 in front of
+    the machine's packages, and serves with the packed Triton."""
+    done, results = _dry_run(tmp_path, bare_gpu_python, serving_pack)
+    assert results["environment"]["numpy"].startswith("2.")
     _check_results(results, done)
     _check_served(results, done, "serving pack")
-    assert "serving through the pack" in done.stderr
+    assert "the steps' environment: numpy 1." in done.stderr
 
 
-def test_dry_run_without_a_pack_or_triton_skips_serving(tmp_path):
-    done, results = _dry_run(tmp_path, ABSENT_ON_GPU_MACHINE)
+def test_the_tree_and_the_pack_travel_in_60_mib(serving_pack):
+    """What travels to a GPU machine: the source tree and the pack (the benchmark model's repository adds configs
+    and the tokenizer, no weights)."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
+    tree = sum((PROJECT_ROOT / name).stat().st_size for name in tracked.decode().split("\0")
+               if name and (PROJECT_ROOT / name).is_file())
+    assert tree + serving_pack.stat().st_size < 58 * 2**20, (tree / 2**20, serving_pack.stat().st_size / 2**20)
+
+
+def test_dry_run_without_a_pack_or_triton_skips_serving(tmp_path, bare_gpu_python):
+    done, results = _dry_run(tmp_path, bare_gpu_python)
     _check_results(results, done)
     assert results["served"] == {"status": gpu_check.SKIPPED_NO_TRITON, "rows": []}
     assert f"served: {gpu_check.SKIPPED_NO_TRITON}" in done.stdout

@@ -1,4 +1,4 @@
-"""The server's stub processes, from /proc, and a kill that cannot hit a reused process number."""
+"""The server's stub processes and their CPU time, from /proc, and a kill that cannot hit a reused process number."""
 
 from __future__ import annotations
 
@@ -38,6 +38,25 @@ def stubs_among(children: list[tuple[int, str, list[str]]]) -> dict[int, str]:
 def stub_processes(server_pid: int) -> dict[int, str]:
     """The live Python-backend stubs of the server ``server_pid``: process id -> model name."""
     return stubs_among(child_processes(server_pid))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time so far (user and system, seconds) of ``pid``, from /proc; None when it is gone."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far (user and system, seconds) of the served tree of ``pid``, by part: ``tritonserver``, and
+    each model's Python-backend stubs together under the model's name."""
+    seconds: dict[str, float] = {}
+    for process, part in {pid: "tritonserver", **stub_processes(pid)}.items():
+        if (spent := cpu_seconds(process)) is not None:
+            seconds[part] = seconds.get(part, 0.0) + spent
+    return seconds
 
 
 def kill_stub(server_pid: int, pid: int) -> bool:
