@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup demo test export serve loadtest bench configs clean backends
 
 setup: $(STAMP)
+	$(PY) -m triton_ner.server.wakeup || echo "setup: the scheduler wake-up fix is not built (no C compiler?): the server runs without it"
 	@if command -v cmake >/dev/null && command -v $${CXX:-c++} >/dev/null; then \
 		for backend in onnxruntime pytorch openvino; do PY=$(abspath $(PY)) backends/build-$$backend.sh || echo "setup: NVIDIA's $$backend backend is not built (see above); the Python-backend configs work without it"; done; \
 	else echo "setup: no C++ compiler or cmake: skipping NVIDIA's onnxruntime, pytorch and openvino backends (make backends builds them)"; fi

@@ -7,7 +7,9 @@ of the same release are added when ``make backends`` has built them. One job per
 
 - :mod:`.launcher`: :class:`TritonServer`, the server's lifecycle (start, wait for readiness, drain, stop);
 - :mod:`.preflight`: the export complete and the backends it needs built, before a start;
-- :mod:`.runtime`: where Triton and NVIDIA's backends come from, the backend folder, the stubs' environment;
+- :mod:`.runtime`: where Triton and NVIDIA's backends come from, the backend folder, the stubs' PATH and libraries;
+- :mod:`.environment`: the steps' Python, probed and refused in one line where the stub cannot run it;
+- :mod:`.wakeup`: the scheduler wake-up fix loaded into tritonserver (a lost wake-up costs 2 ms, not 500);
 - :mod:`.arguments`: ports, the admin key of the restricted APIs, gRPC TLS;
 - :mod:`.repository`: Triton's model repository API (reload, drain, unload);
 - :mod:`.processes`: the stub processes, from /proc;

@@ -15,7 +15,7 @@ from pathlib import Path
 from threading import Event, Thread
 
 from triton_ner.health import wait_ready
-from triton_ner.server import environment, runtime
+from triton_ner.server import environment, runtime, wakeup
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
 from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
@@ -153,6 +153,9 @@ class TritonServer:
                            else runtime.server_environment(self.runtime, python))
             if self.tritonserver and self.steps_python:
                 environment["PATH"] = os.pathsep.join([str(Path(self.steps_python).parent), environment["PATH"]])
+            environment = wakeup.preload(environment)
+            if wakeup.library() is None:
+                print(f"server: {wakeup.MISSING}", file=sys.stderr, flush=True)
             self._log_file = open(self.log, "w") if self.log else None  # noqa: SIM115 (closed in stop)
             out = self._log_file or subprocess.PIPE
             # A session of its own: stop() and the watchdog reach every stub process through the process group,
