@@ -23,7 +23,9 @@ FP32 and OpenVINO rows with their targets.
 Last, the serving path's own ceiling (:mod:`triton_ner.loadtest.ceiling`, ``--only ceiling`` alone): the fixture
 model, whose compute is small, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
 clients with 1 and 8 texts per request, and the full-size model in the GPU config at 64 clients; it writes
-``ceiling.md``, ``ceiling.json`` and ``ceiling.png``.
+``ceiling.md``, ``ceiling.json`` and ``ceiling.png``. Then the tail over windows (:mod:`triton_ner.loadtest.tail`,
+``--only tail`` alone): p50, p99, p99.9 and the maximum of each 5 s from a fresh server's ready, over gRPC and
+HTTP, with their targets; ``tail.md`` and ``tail.json``.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class Rows(str, enum.Enum):
     BF16 = "bf16"  # served FP32 (ONNX Runtime) and BF16 (TorchScript cast at load), in process and served
     OPENVINO = "openvino"  # served FP32 (ONNX Runtime) and OpenVINO's FP32, BF16 and INT8, with their targets
     CEILING = "ceiling"  # the serving path around a small model (loadtest/ceiling.py)
+    TAIL = "tail"  # tail latency over windows from ready, both protocols (loadtest/tail.py)
 
 
 def ort_row_name(threads: int) -> str:
@@ -417,6 +420,25 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
     say(f"wrote {docs / 'ceiling.md'} and {docs / 'ceiling.png'}")
 
 
+def tail_section(repository: Path, output: Path, docs: Path, say) -> None:
+    """Tail latency over windows (:mod:`triton_ner.loadtest.tail`) on the fixture export: table, targets, JSON and
+    the docs page (``docs/tail.md``)."""
+    from triton_ner.loadtest import ceiling, tail
+
+    fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
+                                         lambda m: say(f"export: {m}"))
+    found = tail.measure(fixture, say)
+    checks = [c.summary() for c in tail.targets(found)]
+    table = tail.markdown(found) + "\n\n" + checks_table(checks)
+    print(table)
+    (output / "tail.json").write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "windows": [asdict(w) for w in found],
+        "targets": checks}, indent=2) + "\n")
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "tail.md").write_text(tail.page(table, f"{time.strftime('%Y-%m-%d')}, {machine()}"))
+    say(f"wrote {output / 'tail.json'} and {docs / 'tail.md'}")
+
+
 @app.command()
 def main(
     texts: Annotated[int, typer.Option(min=32, help="Texts of the corpus per measurement.")] = 384,
@@ -430,7 +452,8 @@ def main(
                                             "Python-backend runner and NVIDIA's onnxruntime backend; bf16: FP32 "
                                             "and BF16 in process and served (no targets, no plot); openvino: FP32 "
                                             "and OpenVINO's FP32, BF16 and INT8, with their targets (no plot); "
-                                            "ceiling: the serving path around the fixture model.")]
+                                            "ceiling: the serving path around the fixture model; tail: tail "
+                                            "latency over windows from ready, gRPC and HTTP.")]
     = Rows.ALL,
 ) -> None:
     """Benchmark the served ensemble against the transformers pipeline and the in-process ceiling."""
@@ -448,6 +471,9 @@ def main(
     if only is Rows.ONNXRUNTIME_BACKEND and onnxruntime_backend() is None:
         raise cli.fail("bench", "NVIDIA's onnxruntime backend is not built: run `make backends`")
     output.mkdir(parents=True, exist_ok=True)
+    if only is Rows.TAIL:
+        tail_section(repository, output, docs, say)
+        return
     repo = prepare_repository(repository, lambda m: say(f"export: {m}"))
     tokenizer_dir = repo / names.TEXT_STEP / "1" / names.TOKENIZER_DIR
     corpus = benchmark_corpus(texts, seed)
@@ -532,6 +558,7 @@ def main(
 
     if everything:
         ceiling_section(repo, repository, output, docs, say)
+        tail_section(repository, output, docs, say)
 
     checks = targets(rows) if everything else []
     if openvino:

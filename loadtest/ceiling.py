@@ -60,7 +60,8 @@ class Point:
     def summary(self) -> dict:
         data = asdict(self)
         del data["latencies_ms"]
-        return data | {"texts_per_s": self.texts_per_s, "p50_ms": self.percentile(50), "p99_ms": self.percentile(99)}
+        return data | {"texts_per_s": self.texts_per_s, "p50_ms": self.percentile(50), "p99_ms": self.percentile(99),
+                       "p999_ms": self.percentile(99.9), "max_ms": max(self.latencies_ms, default=float("nan"))}
 
 
 def _totals(client_stats) -> dict[str, tuple[int, int, int, int]]:
@@ -129,13 +130,14 @@ def measure(url: str, variant: str, concurrency: int, texts_per_request: int, se
 
 
 def markdown(points: list[Point]) -> str:
-    lines = ["| variant | clients | texts/request | texts/s | p50 ms | p99 ms | ner_text ms/text | ner_model ms/text | "
-             "text step's own ms/text | ner_text CPU ms/text | server CPU ms/text | requests per ner_text execute | "
-             "ner_model average batch | server RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | clients | texts/request | texts/s | p50 ms | p99 ms | p99.9 ms | max ms | ner_text ms/text | "
+             "ner_model ms/text | text step's own ms/text | ner_text CPU ms/text | server CPU ms/text | requests per "
+             "ner_text execute | ner_model average batch | server RSS MB |", "|---" * 16 + "|"]
     for p in points:
         step = [f"{p.step_ms_per_text.get(m, float('nan')):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
-                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {' | '.join(step)} | {text_step_ms(p):.3f} | "
+                     f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {p.percentile(99.9):.1f} | "
+                     f"{max(p.latencies_ms, default=float('nan')):.1f} | {' | '.join(step)} | {text_step_ms(p):.3f} | "
                      f"{text_cpu_ms(p):.3f} | {p.server_cpu_ms_per_text:.3f} | "
                      f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} | "
                      f"{f'{p.server_rss_mb:.0f}' if p.server_rss_mb else '-'} |")

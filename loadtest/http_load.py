@@ -28,11 +28,11 @@ def request_body(texts: list[str]) -> bytes:
 
 def _users(address: str, bodies: list[bytes], users: int, start_at: float, seconds: float
            ) -> tuple[list, list, float]:
-    """``users`` threads sending ``bodies`` in turn from ``start_at`` for ``seconds``: (latencies s, errors, CPU
-    seconds this process spent meanwhile)."""
+    """``users`` threads sending ``bodies`` in turn from ``start_at`` for ``seconds``: ((completion time, latency
+    s) of each request, errors, CPU seconds this process spent meanwhile)."""
     host, port = address.rsplit(":", 1)
     path = f"/v2/models/{names.ENSEMBLE}/infer"
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     errors: list[str] = []
 
     def user(offset: int) -> None:
@@ -56,7 +56,7 @@ def _users(address: str, bodies: list[bytes], users: int, start_at: float, secon
             if response.status != 200:
                 errors.append(f"HTTP {response.status}: {answer[:200].decode(errors='replace')}")
                 continue
-            latencies.append(time.perf_counter() - started)
+            latencies.append((time.time(), time.perf_counter() - started))
         connection.close()
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
@@ -76,6 +76,7 @@ class LoadResult:
     requests: int
     errors: list[str]
     latencies_ms: list[float]
+    completions: list[tuple[float, float]]  # (time.time() at completion, latency ms) of each request
     processes: int  # of the load generator
     generator_cpu_s: float  # CPU time of the load generator's processes over the run
 
@@ -106,9 +107,10 @@ def run_load(address: str, texts: list[str], concurrency: int, texts_per_request
     else:
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             parts = pool.starmap(_users, jobs)
-    latencies = [latency * 1000 for part, _, _ in parts for latency in part]
-    return LoadResult(concurrency, texts_per_request, seconds, len(latencies),
-                      [e for _, part, _ in parts for e in part], latencies, processes, sum(cpu for *_, cpu in parts))
+    completions = sorted((at, latency * 1000) for part, _, _ in parts for at, latency in part)
+    return LoadResult(concurrency, texts_per_request, seconds, len(completions),
+                      [e for _, part, _ in parts for e in part], [ms for _, ms in completions], completions, processes,
+                      sum(cpu for *_, cpu in parts))
 
 
 def model_statistics(address: str) -> dict[str, dict]:

@@ -15,6 +15,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.health import is_ready
+from triton_ner.loadtest.tail import locust_tail
 from triton_ner.server import Ports, ServerError, TritonServer
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -71,6 +72,12 @@ def main(
         command = locust_command(results, users, spawn_rate, run_time, protocol, scenario, texts_per_request,
                                  strategy, ports, max_failure_ratio, max_p95_ms)
         code = subprocess.run(command).returncode
+    stats, history = results / "locust_stats.csv", results / "locust_stats_history.csv"
+    if stats.exists() and history.exists():
+        found = locust_tail(stats, history)
+        cli.say("loadtest", f"latency p50 {found['p50_ms']:.0f} ms, p99 {found['p99_ms']:.0f}, p99.9 "
+                f"{found['p999_ms']:.0f}, max {found['max_ms']:.0f}; worst window p99 "
+                f"{found['worst_window_p99_ms']:.0f} ms, max {found['worst_window_max_ms']:.0f}")
     cli.say("loadtest", f"reports in {results}/ (locust.html, locust_stats.csv); exit code {code}")
     raise typer.Exit(code)
 

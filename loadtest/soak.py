@@ -10,6 +10,7 @@ by default), writes ``memory.csv``, Locust's CSVs (``locust_stats_history.csv`` 
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.loadtest.run import locust_command
+from triton_ner.loadtest.tail import locust_tail
 from triton_ner.server import ServerError, TritonServer, free_ports, stub_processes
 
 app = cli.command()
@@ -135,6 +137,7 @@ def plot(rows: list[tuple[float, str, float]], history: Path, output: Path, warm
 def main(
     minutes: Annotated[float, typer.Option(min=0.5, help="Length of the run.")] = 10,
     users: Annotated[int, typer.Option(min=1, help="Concurrent Locust users.")] = 32,
+    protocol: Annotated[str, typer.Option(help="grpc or http.")] = "grpc",
     warmup_minutes: Annotated[float | None, typer.Option(
         help="Minutes before memory and latency count; default: a fifth of the run.")] = None,
     max_growth_mb: Annotated[float, typer.Option(help="Most a process may grow after warm-up.")] = 50,
@@ -143,6 +146,8 @@ def main(
     model_repository: Annotated[Path, typer.Option(help="Exported repository to serve.")] = cli.REPOSITORY,
 ) -> None:
     """Steady load on a server of its own; fails on a failed request or a process growing after warm-up."""
+    if protocol not in ("grpc", "http"):
+        raise cli.fail("soak", f"--protocol {protocol!r} is not one of: grpc, http", cli.USAGE)
     warmup_s = 60 * (minutes / 5 if warmup_minutes is None else warmup_minutes)
     results.mkdir(parents=True, exist_ok=True)
     ports = free_ports()
@@ -151,7 +156,7 @@ def main(
         stop = threading.Event()
         sampler = threading.Thread(target=sample_memory, args=(server.process.pid, sample_seconds, stop, rows))
         sampler.start()
-        command = locust_command(results, users, users, f"{round(minutes * 60)}s", "grpc", None, 1, "simple",
+        command = locust_command(results, users, users, f"{round(minutes * 60)}s", protocol, None, 1, "simple",
                                  ports, None, None) + ["--csv-full-history"]
         try:
             code = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
@@ -167,8 +172,13 @@ def main(
     first, last = p99_drift(history, warmup_s, minutes * 60)
     growth = growth_after_warmup(rows, warmup_s)
     plot(rows, history, results / "soak.png", warmup_s, minutes * 60)
-    print(f"soak: {minutes:g} min, {users} users, {requests:,} requests, {failed} failed; p99 {first:.0f} ms in "
-          f"the first quarter after warm-up, {last:.0f} ms in the last")
+    tail = locust_tail(results / "locust_stats.csv", history)
+    (results / "tail.json").write_text(json.dumps(tail, indent=2) + "\n")
+    print(f"soak: {minutes:g} min, {users} users over {protocol}, {requests:,} requests, {failed} failed; p99 "
+          f"{first:.0f} ms in the first quarter after warm-up, {last:.0f} ms in the last")
+    print(f"soak: latency p50 {tail['p50_ms']:.0f} ms, p99 {tail['p99_ms']:.0f}, p99.9 {tail['p999_ms']:.0f}, max "
+          f"{tail['max_ms']:.0f}; worst window p99 {tail['worst_window_p99_ms']:.0f} ms, max "
+          f"{tail['worst_window_max_ms']:.0f} ({results / 'tail.json'})")
     for name, mb in growth.items():
         print(f"soak: {name}: {mb:+.1f} MB after warm-up")
     grown = {name: mb for name, mb in growth.items() if mb > max_growth_mb}

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from triton_ner.loadtest.tail import locust_tail
+
 LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
 
 
@@ -29,6 +31,9 @@ def test_a_short_run_over_grpc_and_http_makes_requests_and_fails_none(triton, tm
     assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
     with open(tmp_path / "run_stats.csv") as f:
         assert {"grpc", "http"} <= {row["Type"] for row in csv.DictReader(f)}
+    found = locust_tail(tmp_path / "run_stats.csv", tmp_path / "run_stats_history.csv")
+    assert 0 < found["p50_ms"] <= found["p99_ms"] <= found["p999_ms"] <= found["max_ms"], found
+    assert 0 < found["worst_window_p99_ms"] <= found["worst_window_max_ms"] <= found["max_ms"] * 1.5, found
 
 
 def test_a_broken_threshold_gives_exit_code_1(triton, tmp_path):
@@ -59,3 +64,16 @@ def test_the_benchmark_load_generator_and_memory_sampler_against_the_server(trit
         seconds, latencies = served_run(triton.grpc_url, ["My name is Wolfgang and I live in Berlin"] * 12, 4)
     assert len(latencies) == 12 and seconds > 0
     assert memory.peak_mb > 100  # tritonserver and its Python stubs
+
+
+def test_the_tail_windows_start_at_ready_on_both_protocols(repository):
+    """make bench's tail rows, small: a fresh server per protocol, windows from the moment it is ready."""
+    from triton_ner.loadtest import tail
+
+    found = tail.measure(repository, lambda _: None, loads=((4, 2),), window_s=1.0)
+    assert [(w.protocol, w.clients) for w in found] == [("grpc", 4)] * 2 + [("http", 4)] * 2
+    for protocol in tail.PROTOCOLS:
+        first = next(w for w in found if w.protocol == protocol)
+        assert 0 <= first.start_s < 1.0  # the first window is the server's first second
+    assert all(w.requests > 0 and w.p50_ms <= w.p99_ms <= w.p999_ms <= w.max_ms for w in found)
+    assert "| grpc | 4 | 0 |" in tail.markdown(found)

@@ -201,3 +201,25 @@ def test_runs_are_the_same_whether_the_buckets_come_together_or_apart(lengths, b
         members = np.flatnonzero(widths == width)
         apart |= {tuple(sorted(members[r].tolist())) for r in plan_runs(lengths[members], budget)}
     assert together == apart
+
+
+def test_warm_up_runs_every_padded_length_twice_with_real_token_ids():
+    from triton_ner.core.runtime import warm_up
+
+    calls = []
+    warm_up(lambda ids, mask: calls.append((ids.shape, int(ids.min()), int(ids.max()), int(mask.min()))),
+            (16, 64, 512), token=7)
+    assert calls == [((1, n), 7, 7, 1) for n in (16, 64, 512) for _ in range(2)]
+
+
+def test_the_text_steps_warm_up_groups_an_entity_without_the_model_step():
+    from triton_ner.core.parameters import parse
+    from triton_ner.core.text_step import Limits, entities_of_requests, warm_up_logits
+    from triton_ner.core.tokenization import load_vocabulary
+    from triton_ner.export.fixture import fixture_model
+
+    vocab = load_vocabulary(fixture_model())
+    (found,) = entities_of_requests(vocab, warm_up_logits(len(vocab.id2label)),
+                                    [(["Angela Merkel visited Paris."], parse({}))], Limits(8, 4096, (16,), 8, None))
+    last = vocab.id2label[len(vocab.id2label) - 1]
+    assert [e["entity_group"] for e in found[0]] == [last.split("-")[-1]]

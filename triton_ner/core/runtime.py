@@ -133,3 +133,13 @@ def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
                              f"{precision.value})")
         return openvino_runner(path, threads, precision)
     raise ValueError(f"{path}: unknown model format (expected .onnx, .pt or .xml)")
+
+
+def warm_up(run: Runner, lengths: tuple[int, ...], token: int, calls: int = 2) -> None:
+    """Run one window of each padded length ``calls`` times, so that the first requests after ready find every
+    runtime's per-shape work done: ONNX Runtime's and OpenVINO's buffers and kernels, TorchScript's profiling
+    runs (two) and CUDA's kernels. ``token``: a token id of the vocabulary; the outputs are not looked at."""
+    for length in lengths:
+        ids = np.full((1, length), token, dtype=np.int64)
+        for _ in range(calls):
+            run(ids, np.ones_like(ids))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from triton_ner.core.aggregation import Windows, aggregate_requests
 from triton_ner.core.batching import PAD_LENGTHS, run_requests_in_buckets
 from triton_ner.core.parameters import RequestOptions
@@ -92,3 +94,15 @@ def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Ex
             except Exception as error:  # noqa: BLE001
                 found.append(error)
         return found
+
+
+def warm_up_logits(labels: int) -> Runner:
+    """A model that finds the last label everywhere: for warming up the text step, entity grouping included,
+    without the model step."""
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        logits = np.zeros((*input_ids.shape, labels), dtype=np.float32)
+        logits[..., -1] = 1.0
+        return logits
+
+    return run

@@ -11,8 +11,8 @@ import time
 from triton_ner.core import names
 from triton_ner.backend import (StopCheck, config_parameter, error_response, input_array, instance_device,
                                 instance_threads, repository_path, response)
-from triton_ner.core.batching import check_rows, run_requests
-from triton_ner.core.runtime import load_runner
+from triton_ner.core.batching import PAD_LENGTHS, check_rows, run_requests
+from triton_ner.core.runtime import load_runner, warm_up
 from triton_ner.core.tokenization import checkpoint_config
 
 
@@ -25,6 +25,8 @@ class TritonPythonModel:
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
         self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
+        # Every length the text step pads to, before the model reports ready: no first request pays for a shape.
+        warm_up(self.run, tuple(n for n in PAD_LENGTHS if n <= self.max_length), token=min(100, self.vocab_size - 1))
 
     def _inputs(self, request):
         try:

@@ -19,7 +19,7 @@ from triton_ner.backend import (StopCheck, config_parameter, error_response, inp
                                 repository_path, request_parameters, response)
 from triton_ner.core.aggregation import to_json
 from triton_ner.core.parameters import parse
-from triton_ner.core.text_step import Limits, entities_of_requests
+from triton_ner.core.text_step import Limits, entities_of_requests, warm_up_logits
 from triton_ner.core.tokenization import load_vocabulary
 
 
@@ -39,6 +39,10 @@ class TritonPythonModel:
                              int(config_parameter(args, "max_rows_per_call")),
                              int(config_parameter(args, "max_tokens_per_call")) or None)
         self.lanes = ThreadPoolExecutor(len(buckets), thread_name_prefix="model-call")
+        # Tokenization, aggregation and the entities' JSON once before ready (the model step is not called: it may
+        # not be loaded yet), so that the first request pays for none of their first calls.
+        to_json(entities_of_requests(self.vocab, warm_up_logits(len(self.vocab.id2label)),
+                                     [(["Angela Merkel visited Paris."], parse({}))], self.limits)[0][0])
 
     def _read(self, request):
         try:
