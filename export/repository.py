@@ -295,15 +295,15 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
                               f"> {convert.TOLERANCE:g}")
         return {"max_abs_logit_diff": proof.max_abs_diff, "tolerance": convert.TOLERANCE}
 
-    reference: dict[str, set] = {}
+    reference: dict[Path, set] = {}  # the entities of each FP32 file, found once
 
     def agree(path: Path, fp32: Path, precision: Precision = Precision.FP32) -> None:
         """Entities of ``path`` (run in ``precision``: a TorchScript file cast to it, OpenVINO in it) against
-        the FP32 ONNX/TorchScript."""
+        those of ``fp32``, the FP32 file of its own format."""
         device = "cuda" if precision is Precision.FP16 and path.suffix == ".pt" and _has_cuda() else "cpu"
-        if "fp32" not in reference:
-            reference["fp32"] = convert.corpus_entities(fp32, tokenizer_dir)
-        result = convert.entity_agreement(reference["fp32"], convert.corpus_entities(
+        if fp32 not in reference:
+            reference[fp32] = convert.corpus_entities(fp32, tokenizer_dir)
+        result = convert.entity_agreement(reference[fp32], convert.corpus_entities(
             path, tokenizer_dir, "fp32" if path.suffix == ".onnx" else precision.value, device), plan.min_agreement)
         label = (path.name if path.suffix == ".onnx" or precision is Precision.FP32
                  else f"{path.name} in {precision.value.upper()} on {device}")

@@ -93,6 +93,22 @@ def test_full_export_proves_every_artifact(full_export):
                                         "openvino_int8", "openvino_bf16_backend", "gpu", "gpu_torchscript", "cuda"]
 
 
+def test_each_lower_precision_is_held_against_the_fp32_file_of_its_own_format(checkpoint, tmp_path, monkeypatch):
+    """ONNX INT8 against ONNX FP32, OpenVINO INT8 against the OpenVINO IR: each FP32 file's entities are found once
+    and used for its own format only."""
+    from triton_ner.export import convert
+    from triton_ner.export.repository import ExportPlan
+
+    found = []
+    original = convert.corpus_entities
+    monkeypatch.setattr(convert, "corpus_entities", lambda path, *args: found.append(path.name) or original(
+        path, *args))
+    build(Checkpoint(checkpoint, "fixture"), tmp_path / "repo",
+          ExportPlan(frozenset({Format.ONNX, Format.OPENVINO}), frozenset({Precision.FP32, Precision.INT8})),
+          log=lambda _: None)
+    assert sorted(found) == ["model.onnx", "model.xml", "model_int8.onnx", "model_int8.xml"]
+
+
 def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_path):
     """transformers' mask code traced as it is leaves prim::Constant[value="cpu"] in the graph (the mask would stay
     on the CPU of a GPU server); the exported file has none, and the inspection does see one in such a graph."""
