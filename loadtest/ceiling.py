@@ -78,12 +78,15 @@ def _totals(client_stats) -> dict[str, tuple[int, int, int, int]]:
     return totals
 
 
-async def _load(url: str, concurrency: int, texts: list[str], seconds: float) -> tuple[int, float, list[float]]:
+async def grpc_closed_loop(url: str, concurrency: int, texts: list[str], seconds: float
+                           ) -> tuple[float, list[tuple[float, float]]]:
+    """``concurrency`` asynchronous gRPC clients, each sending ``texts`` as one request after the other for
+    ``seconds``: the elapsed seconds, and (``time.time()`` at completion, latency ms) of each request."""
     import tritonclient.grpc.aio as grpcaio
 
     client = grpcaio.InferenceServerClient(url)
     data = np.array([t.encode() for t in texts], dtype=np.object_)
-    latencies: list[float] = []
+    samples: list[tuple[float, float]] = []
     stop = time.perf_counter() + seconds
 
     async def user() -> None:
@@ -92,12 +95,12 @@ async def _load(url: str, concurrency: int, texts: list[str], seconds: float) ->
             tensor.set_data_from_numpy(data)
             started = time.perf_counter()
             await client.infer(names.ENSEMBLE, [tensor])
-            latencies.append((time.perf_counter() - started) * 1000)
+            samples.append((time.time(), (time.perf_counter() - started) * 1000))
 
     try:
         begun = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
-        return len(latencies), time.perf_counter() - begun, latencies
+        return time.perf_counter() - begun, samples
     finally:
         await client.close()
 
@@ -112,10 +115,11 @@ def measure(url: str, variant: str, concurrency: int, texts_per_request: int, se
 
     stats = grpcclient.InferenceServerClient(url)
     texts = [SENTENCE] * texts_per_request
-    asyncio.run(_load(url, min(concurrency, 8), texts, 1.0))  # warm-up
+    asyncio.run(grpc_closed_loop(url, min(concurrency, 8), texts, 1.0))  # warm-up
     before = _totals(stats.get_inference_statistics())
     cpu_before = tree_cpu_seconds(server_pid) if server_pid else {}
-    requests, elapsed, latencies = asyncio.run(_load(url, concurrency, texts, seconds))
+    elapsed, samples = asyncio.run(grpc_closed_loop(url, concurrency, texts, seconds))
+    requests, latencies = len(samples), [ms for _, ms in samples]
     cpu_after = tree_cpu_seconds(server_pid) if server_pid else {}
     after = _totals(stats.get_inference_statistics())
     stats.close()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_ner.core import names
 from triton_ner.loadtest.checks import Check
 
 WINDOW_S = 5.0
@@ -65,33 +64,12 @@ def windows(protocol: str, clients: int, samples: list[tuple[float, float]], sta
     return found
 
 
-async def _grpc_samples(url: str, clients: int, seconds: float) -> list[tuple[float, float]]:
-    import tritonclient.grpc.aio as grpcaio
-
-    client = grpcaio.InferenceServerClient(url)
-    data = np.array([SENTENCE.encode()], dtype=np.object_)
-    samples: list[tuple[float, float]] = []
-    stop = time.time() + seconds
-
-    async def user() -> None:
-        while time.time() < stop:
-            tensor = grpcaio.InferInput(names.TEXT, [1], "BYTES")
-            tensor.set_data_from_numpy(data)
-            started = time.perf_counter()
-            await client.infer(names.ENSEMBLE, [tensor])
-            samples.append((time.time(), (time.perf_counter() - started) * 1000))
-
-    try:
-        await asyncio.gather(*(user() for _ in range(clients)))
-    finally:
-        await client.close()
-    return samples
-
-
 def samples_of(protocol: str, server, clients: int, seconds: float) -> list[tuple[float, float]]:
     """(completion time, latency ms) of every request of ``clients`` closed-loop clients for ``seconds``."""
     if protocol == "grpc":
-        return asyncio.run(_grpc_samples(server.grpc_url, clients, seconds))
+        from triton_ner.loadtest.ceiling import grpc_closed_loop
+
+        return asyncio.run(grpc_closed_loop(server.grpc_url, clients, [SENTENCE], seconds))[1]
     from triton_ner.loadtest.http_load import run_load
 
     load = run_load(server.http_url, [SENTENCE], clients, 1, seconds, processes=1)
