@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_ner.core import names
+from triton_ner.core.cuda_graphs import GraphRunner, Shapes
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> float32 logits
 
@@ -47,7 +48,9 @@ def onnx_runner(path: Path, threads: int = 0) -> Runner:
 
 
 def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
-                       precision: RunPrecision = RunPrecision.FP32) -> Runner:
+                       precision: RunPrecision = RunPrecision.FP32, shapes: Shapes | None = None) -> Runner:
+    """The TorchScript file cast to ``precision`` on ``device``; with ``shapes``, run at those fixed shapes only
+    (:class:`~triton_ner.core.cuda_graphs.GraphRunner`: CUDA graphs on a GPU)."""
     import warnings
 
     import torch
@@ -60,6 +63,8 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet it is what we serve
         module = torch.jit.load(str(path), map_location=device).eval()
     module.to(dtype)
+    if shapes is not None:
+        return GraphRunner(module, shapes, device)
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -109,7 +114,7 @@ def openvino_runner(path: Path, threads: int = 0, precision: RunPrecision = RunP
 
 
 def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
-                precision: RunPrecision | str = RunPrecision.FP32) -> Runner:
+                precision: RunPrecision | str = RunPrecision.FP32, shapes: Shapes | None = None) -> Runner:
     """A function from token tensors to float32 logits for the model file at ``path``.
 
     Args:
@@ -118,6 +123,7 @@ def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
         device: ``cpu`` or ``cuda``/``cuda:N`` (TorchScript only).
         precision: ``fp32``, ``bf16`` or ``fp16``: what a TorchScript model is cast to, or the precision OpenVINO
             runs in (``fp32`` or ``bf16``; ONNX files: ``fp32`` only).
+        shapes: TorchScript only: pad every call to one of these shapes (CUDA graphs on a GPU).
     """
     path, precision = Path(path), RunPrecision(precision)
     if path.suffix == ".onnx":
@@ -126,7 +132,9 @@ def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
                              f"(asked for {device}, {precision.value})")
         return onnx_runner(path, threads)
     if path.suffix == ".pt":
-        return torchscript_runner(path, threads, device, precision)
+        return torchscript_runner(path, threads, device, precision, shapes)
+    if shapes is not None:
+        raise ValueError(f"{path.name}: fixed shapes are for TorchScript files")
     if path.suffix == ".xml":
         if device != "cpu" or precision not in _OPENVINO_PRECISIONS:
             raise ValueError(f"{path.name}: OpenVINO runs on cpu in fp32 or bf16 (asked for {device}, "
