@@ -126,15 +126,32 @@ def export_onnx(model, tokenizer, output: Path) -> Path:
     return output
 
 
-def export_torchscript(model, tokenizer, output: Path) -> Path:
-    """Trace the model to TorchScript; any batch size and length up to 512 (the proof checks other shapes)."""
+def export_torchscript(model, tokenizer, output: Path, attention: str = "sdpa") -> Path:
+    """Trace the model to TorchScript; any batch size and length up to 512 (the proof checks other shapes).
+
+    ``attention``: transformers' attention implementation in the traced graph. ``sdpa`` (PyTorch's
+    ``scaled_dot_product_attention``, one call per layer, fused kernels on a GPU) by default; ``eager`` is its
+    matrix products and softmax written out. The model is put back to its own afterwards.
+    """
     # TorchScript is deprecated in PyTorch in favour of torch.export, but it is what NVIDIA's pytorch backend
     # runs; _quiet() hides the deprecation notices.
+    own = model.config._attn_implementation
     with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(PortableLogits(model).eval(), _example(tokenizer))
+        model.set_attn_implementation(attention)
+        try:
+            traced = torch.jit.trace(PortableLogits(model).eval(), _example(tokenizer))
+        finally:
+            model.set_attn_implementation(own)
         torch.jit.save(traced, str(output))
     model.eval()
     return output
+
+
+def torchscript_attention(path: Path) -> str:
+    """``sdpa`` when the traced file calls ``scaled_dot_product_attention``, else ``eager``."""
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return "sdpa" if "aten::scaled_dot_product_attention" in str(module.inlined_graph) else "eager"
 
 
 def torchscript_constants(path: Path) -> list[str]:

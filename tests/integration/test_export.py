@@ -77,6 +77,26 @@ def test_torchscript_runs_shapes_other_than_the_tracing_example(checkpoint, tmp_
         assert abs(run(ids.numpy(), mask.numpy()) - want).max() <= 1e-4, (batch, length)
 
 
+def test_torchscript_is_traced_with_fused_attention(checkpoint, full_export, tmp_path):
+    """The exported file calls PyTorch's scaled_dot_product_attention (fused kernels on a GPU) and gives the
+    logits of a trace with transformers' eager attention; the model keeps its own attention for the ONNX export."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from triton_ner.export import convert
+
+    assert convert.torchscript_attention(full_export[0] / names.MODEL / "1" / "model.pt") == "sdpa"
+    model, tokenizer = load_model(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    eager = convert.export_torchscript(model, tokenizer, tmp_path / "eager.pt", attention="eager")
+    assert convert.torchscript_attention(eager) == "eager" and model.config._attn_implementation == "eager"
+    ids = torch.randint(5, len(tokenizer), (4, 40))
+    mask = torch.ones_like(ids)
+    mask[1:, 20:] = 0
+    sdpa = load_runner(full_export[0] / names.MODEL / "1" / "model.pt")(ids.numpy(), mask.numpy())
+    want = load_runner(eager)(ids.numpy(), mask.numpy())
+    assert abs(sdpa - want)[mask.numpy().astype(bool)].max() <= 1e-4
+
+
 def test_full_export_proves_every_artifact(full_export):
     manifest = json.loads((full_export[0] / "manifest.json").read_text())
     proofs = manifest["proofs"]
