@@ -66,6 +66,8 @@ def main(
                                                                  "(a request's own timeout overrides it).")]
     = ServingOptions.queue_timeout_s,
     tensorrt: Annotated[bool, typer.Option(help="GPU: run the ONNX graph with TensorRT in FP16.")] = False,
+    cuda_graphs: Annotated[bool, typer.Option(help="cuda: replay a CUDA graph captured at load for each padded "
+                                                   "shape.")] = ServingOptions.cuda_graphs,
     optimize: Annotated[bool, typer.Option(help="Fuse the ONNX graph with ONNX Runtime's transformer "
                                                 "optimizer (kept only if proven equal).")] = True,
     min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="FP16/INT8: least share of entities "
@@ -85,7 +87,8 @@ def main(
                              text_instances=text_instances, text_batch_size=text_batch_size,
                              max_text_bytes=max_text_bytes, max_tokens_per_request=max_tokens_per_request,
                              max_queue_size=max_queue_size, text_queue_size=text_queue_size,
-                             queue_timeout_s=queue_timeout, tensorrt=tensorrt)
+                             queue_timeout_s=queue_timeout, tensorrt=tensorrt,
+                             cuda_graphs=cuda_graphs)
     plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
                       optimize, min_agreement)
     with cli.one_line_errors("export", ExportError):

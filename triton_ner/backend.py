@@ -28,6 +28,11 @@ def config_parameter(args: dict, key: str) -> str:
     return config_parameters(args)[key]
 
 
+def log_info(message: str) -> None:
+    """A line in the server's log."""
+    pb_utils.Logger.log_info(message)
+
+
 def repository_path(args: dict, relative: str) -> Path:
     """A path given relative to the model repository's root."""
     return Path(args["model_repository"]).parent / relative

@@ -93,7 +93,8 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
         assert text.parameters["model_output"].string_value == model.output[0].name
         assert text.parameters["max_tokens_per_call"].string_value == "0"  # a call of max_rows_per_call rows
     for name in ("gpu", "gpu_torchscript", "cuda"):
-        assert files[f"{names.TEXT_STEP}/configs/{name}.pbtxt"].instance_group[0].count == 4, name
+        assert files[f"{names.TEXT_STEP}/configs/{name}.pbtxt"].instance_group[0].count == 8, name
+        assert files[f"{names.MODEL}/configs/{name}.pbtxt"].instance_group[0].count == 2, name
 
 
 def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_text_step():
@@ -135,6 +136,12 @@ def test_cuda_variant_runs_the_torchscript_model_on_the_gpu_in_the_python_runner
     assert (cuda.backend, cuda.instance_group[0].kind) == ("python", mc.ModelInstanceGroup.KIND_GPU)
     assert cuda.parameters["model_file"].string_value == "model.pt"
     assert cuda.parameters["precision"].string_value == "fp16"
+    # A CUDA graph per padded shape of at most gpu_max_batch_size rows; no wait for a batch: the text step pools.
+    assert cuda.parameters["max_rows_per_graph"].string_value == str(ServingOptions().gpu_max_batch_size)
+    assert not cuda.dynamic_batching.max_queue_delay_microseconds
+    no_graphs = repository_configs(ALL, ServingOptions(cuda_graphs=False))["ner_model/configs/cuda.pbtxt"]
+    assert no_graphs.parameters["max_rows_per_graph"].string_value == "0"
+    assert repository_configs(ALL)["ner_model/config.pbtxt"].parameters["max_rows_per_graph"].string_value == "0"
     bf16 = repository_configs(ALL)["ner_model/configs/bf16.pbtxt"]
     assert (bf16.instance_group[0].kind, bf16.parameters["precision"].string_value) == (
         mc.ModelInstanceGroup.KIND_CPU, "bf16")

@@ -36,6 +36,8 @@ def split_like(batch: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
 
 # The padded lengths the tokenizer groups windows by (configs' ``pad_to_lengths``): powers of two up to 512.
 PAD_LENGTHS = (16, 32, 64, 128, 256, 512)
+MAX_TOKENS_PER_RUN = 16384  # most padded tokens in one call of the project's runner (ServingOptions' default)
+GPU_MAX_ROWS = 128  # most windows in one run of a GPU model step (ServingOptions' default)
 
 
 def bucket_widths(lengths: np.ndarray, buckets: tuple[int, ...] = PAD_LENGTHS) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from triton_ner.core.aggregation import aggregate_texts
-from triton_ner.core.batching import run_in_groups
+from triton_ner.core.batching import MAX_TOKENS_PER_RUN, run_in_groups
 from triton_ner.core.parameters import RequestOptions, Strategy
 from triton_ner.core.runtime import load_runner
 from triton_ner.core.tokenization import load_vocabulary, prepare
@@ -27,7 +27,7 @@ class LocalNer:
     """
 
     def __init__(self, model_file: str | Path, tokenizer_dir: str | Path, threads: int = 0,
-                 max_tokens_per_run: int = 16384, precision: str = "fp32", device: str = "cpu"):
+                 max_tokens_per_run: int = MAX_TOKENS_PER_RUN, precision: str = "fp32", device: str = "cpu"):
         self.vocab = load_vocabulary(tokenizer_dir)
         self.run = load_runner(model_file, threads, device, precision)
         self.max_tokens = max_tokens_per_run

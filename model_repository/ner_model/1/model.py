@@ -3,15 +3,17 @@
 Each request brings ``[windows, tokens]`` of its own length. All rows are pooled, sorted by length and run
 in groups of at most ``max_tokens_per_run`` padded tokens; each request gets back its own rows, or its own
 error. A request cancelled or past its timeout stops between runs. On ``KIND_GPU`` the TorchScript model runs
-on the instance's GPU, in the configured precision.
+on the instance's GPU, in the configured precision, replaying a CUDA graph per padded shape when
+``max_rows_per_graph`` is above 0.
 """
 
 import time
 
 from triton_ner.core import names
-from triton_ner.backend import (StopCheck, config_parameter, error_response, input_array, instance_device,
-                                instance_threads, repository_path, response)
+from triton_ner.backend import (StopCheck, config_parameter, config_parameters, error_response, input_array,
+                                instance_device, instance_threads, log_info, repository_path, response)
 from triton_ner.core.batching import PAD_LENGTHS, check_rows, run_requests
+from triton_ner.core.cuda_graphs import Shapes
 from triton_ner.core.runtime import load_runner, warm_up
 from triton_ner.core.tokenization import checkpoint_config
 
@@ -21,12 +23,20 @@ class TritonPythonModel:
         path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
         threads = instance_threads(args, int(config_parameter(args, "intra_op_threads")),
                                    spinning=path.endswith(".pt"))
-        self.run = load_runner(path, threads, instance_device(args), config_parameter(args, "precision"))
         self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
         self.max_length = int(config_parameter(args, "max_sequence_length"))
+        lengths = tuple(n for n in PAD_LENGTHS if n <= self.max_length)
+        graph_rows = int(config_parameters(args).get("max_rows_per_graph", 0))
+        shapes = Shapes(lengths, graph_rows, self.max_tokens) if graph_rows else None
+        started = time.monotonic()
+        self.run = load_runner(path, threads, instance_device(args), config_parameter(args, "precision"), shapes)
+        if shapes is not None:
+            log_info(f"{args['model_name']}: {len(shapes.all())} fixed shapes (up to {graph_rows} rows of "
+                     f"{lengths[0]}-{lengths[-1]} tokens) ready in {time.monotonic() - started:.1f} s; "
+                     f"{self.run.memory_bytes() / 2**30:.2f} GiB of {instance_device(args)} memory held")
         self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
         # Every length the text step pads to, before the model reports ready: no first request pays for a shape.
-        warm_up(self.run, tuple(n for n in PAD_LENGTHS if n <= self.max_length), token=min(100, self.vocab_size - 1))
+        warm_up(self.run, lengths, token=min(100, self.vocab_size - 1))
 
     def _inputs(self, request):
         try:
