@@ -35,6 +35,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import platform
 import random
 import statistics
@@ -43,7 +44,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ import numpy as np
 from triton_ner import cli
 from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16")  # proven
 FP32_TOLERANCE = 1e-3
 # Entity agreement with CPU FP32 on the agreement corpus. The benchmark model has random weights, so many tokens
 # are near-ties between labels that rounding flips; on CPU (torch 2.13) FP16 agreed 99.8% and BF16 (8 bits of
@@ -64,6 +65,35 @@ SKIPPED_BUDGET = "skipped: time budget spent"
 DEFAULT_OUTPUT = Path("results/gpu-check")
 DEFAULT_BUDGET_S = 300.0
 GRID_SHARE = 0.7  # the model-alone grid stops at this share of the budget, leaving the rest to the served step
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One way of running the traced model alone: its precision, the attention traced into the file (``sdpa`` or
+    ``eager``) and whether calls replay CUDA graphs of fixed shapes (the cuda variant's runner) or launch each
+    kernel."""
+
+    precision: str
+    attention: str = "sdpa"
+    graphs: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.precision} {self.attention}{' graphs' if self.graphs else ''}"
+
+
+SERVED_RUNNER = Runner("fp16")  # what configs/cuda.pbtxt runs
+# The served runner first, then each means taken away in turn (graphs, fused attention), then the other precisions.
+GPU_RUNNERS = (SERVED_RUNNER, Runner("fp16", graphs=False), Runner("fp16", "eager", graphs=False),
+               Runner("fp16", "eager"), Runner("bf16"), Runner("fp32"))
+
+
+def served_shapes():
+    """The fixed shapes of the cuda variant's runner, from the export's defaults."""
+    from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGTHS
+    from triton_ner.core.cuda_graphs import Shapes
+
+    return Shapes(PAD_LENGTHS, GPU_MAX_ROWS, MAX_TOKENS_PER_RUN)
 
 
 @dataclass(frozen=True)
@@ -80,12 +110,17 @@ class Plan:
     concurrency: tuple[int, ...]
     texts_per_request: tuple[int, ...]
     served_seconds: float  # of load per served cell
+    runners: tuple[Runner, ...]  # measured alone
+    served: Runner  # what the served step runs
 
 
 FULL = Plan(False, "cuda", "benchmark", (1, 8, 32, 128, 256), (16, 64, 128, 512), warmup=3, repeats=10,
-            concurrency=(1, 16, 64, 256), texts_per_request=(1, 8), served_seconds=5.0)
+            concurrency=(1, 16, 64, 256), texts_per_request=(1, 8), served_seconds=5.0, runners=GPU_RUNNERS,
+            served=SERVED_RUNNER)
 DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, concurrency=(1, 16),
-               texts_per_request=(1, 8), served_seconds=1.5)
+               texts_per_request=(1, 8), served_seconds=1.5,
+               runners=(Runner("fp32", graphs=False), Runner("fp32"), Runner("fp32", "eager", graphs=False)),
+               served=Runner("fp32", graphs=False))  # config.pbtxt on CPU
 SERVED_TEXTS = 512  # short sentences, sent in turn
 
 
@@ -139,16 +174,21 @@ def _environment(device: str) -> dict:
 
 @dataclass
 class Traced:
-    """Step 1's result: the checkpoint, its eager PyTorch model and tokenizer, and the traced file."""
+    """Step 1's result: the checkpoint, its eager PyTorch model and tokenizer, and the traced files: the export's
+    (fused attention) and one with transformers' eager attention, measured beside it."""
 
     checkpoint: Path
     model: object
     tokenizer: object
     torchscript: Path
+    torchscript_eager: Path
+
+    def file(self, runner: Runner) -> Path:
+        return self.torchscript if runner.attention == "sdpa" else self.torchscript_eager
 
 
 def trace(plan: Plan, work: Path) -> Traced:
-    """Step 1: build (or reuse) the plan's model and trace it with the project's exporter."""
+    """Step 1: build (or reuse) the plan's model and trace it with the project's exporter, twice."""
     from transformers import AutoTokenizer
 
     from triton_ner.export import convert
@@ -157,11 +197,13 @@ def trace(plan: Plan, work: Path) -> Traced:
     checkpoint = benchmark_model() if plan.model == "benchmark" else fixture_model()
     model = convert.load_model(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    return Traced(checkpoint, model, tokenizer, convert.export_torchscript(model, tokenizer, work / "model.pt"))
+    return Traced(checkpoint, model, tokenizer, convert.export_torchscript(model, tokenizer, work / "model.pt"),
+                  convert.export_torchscript(model, tokenizer, work / "model_eager.pt", attention="eager"))
 
 
 def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[Proof], list[dict]]:
-    """Step 2: every precision on the plan's device against CPU FP32; the proofs and each precision's figures."""
+    """Step 2: every precision on the plan's device, in the cuda variant's runner (fixed shapes, CUDA graphs on a
+    GPU), against CPU FP32; the proofs and each precision's figures."""
     from triton_ner.export import convert
     from triton_ner.core.aggregation import aggregate_texts
     from triton_ner.core.batching import run_in_groups
@@ -194,7 +236,7 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
     for precision in PRECISIONS:
         where = f"{plan.device} {precision}"
         try:
-            run = load_runner(traced.torchscript, device=plan.device, precision=precision)
+            run = load_runner(traced.torchscript, device=plan.device, precision=precision, shapes=served_shapes())
             logits, found = run_corpus(run)
             delta = float(np.abs(logits - reference_logits)[real].max())
             agreement = convert.entity_agreement(reference, found, MIN_AGREEMENT.get(precision, 1.0))
@@ -248,8 +290,18 @@ def time_run(run, input_ids: np.ndarray, attention_mask: np.ndarray, sync: Calla
     return times
 
 
-def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], None]) -> list[dict]:
-    """Step 3: the project's runner alone over the plan's grid of batch sizes and lengths, per precision."""
+def _gpu_memory_gib(device: str) -> float | None:
+    """GiB the caching allocator holds on ``device`` (None on CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.memory_reserved(device) / 2**30
+
+
+def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Step 3: each of the plan's runners alone over its grid of batch sizes and lengths; the grid's cells and each
+    runner's load (seconds, capture included, and GPU memory held)."""
     import torch
 
     from triton_ner.core.runtime import load_runner
@@ -257,16 +309,26 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
     sync = torch.cuda.synchronize if plan.device.startswith("cuda") else (lambda: None)
     vocab_size = traced.model.config.vocab_size
     rows: list[dict] = []
-    for precision in PRECISIONS:
-        try:
-            run = load_runner(traced.torchscript, device=plan.device, precision=precision)
-        except Exception as error:  # noqa: BLE001: recorded, the other precisions still run
-            rows.append({"precision": precision, "error": _one_line(error)})
+    loads: list[dict] = []
+    for runner in plan.runners:
+        precision = runner.precision
+        if time.monotonic() > deadline:
+            loads.append({"runner": runner.name, "error": SKIPPED_BUDGET})
             continue
+        started = time.monotonic()
+        try:
+            run = load_runner(traced.file(runner), device=plan.device, precision=precision,
+                              shapes=served_shapes() if runner.graphs else None)
+        except Exception as error:  # noqa: BLE001: recorded, the other runners still run
+            loads.append({"runner": runner.name, "error": _one_line(error)})
+            continue
+        loads.append({"runner": runner.name, "load_s": time.monotonic() - started,
+                      "gpu_memory_gib": _gpu_memory_gib(plan.device)})
+        log(f"{runner.name}: loaded in {loads[-1]['load_s']:.1f} s")
         rng = np.random.default_rng(0)
         for batch in plan.batches:
             for length in plan.lengths:
-                row = {"precision": precision, "batch": batch, "length": length}
+                row = {"runner": runner.name, "precision": precision, "batch": batch, "length": length}
                 if time.monotonic() > deadline:
                     rows.append(row | {"error": SKIPPED_BUDGET})
                     continue
@@ -281,12 +343,12 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
                 median = statistics.median(times)
                 rows.append(row | {"runs": len(times), "latency_ms": median * 1000, "min_ms": min(times) * 1000,
                                    "sequences_per_s": batch / median, "tokens_per_s": batch * length / median})
-            log(f"model alone {precision} batch {batch}: " + ", ".join(
+            log(f"model alone {runner.name} batch {batch}: " + ", ".join(
                 f"{r['length']} tokens {r['latency_ms']:.2f} ms" if "latency_ms" in r else f"{r['length']} tokens -"
-                for r in rows if r.get("batch") == batch and r["precision"] == precision))
+                for r in rows if r.get("batch") == batch and r["runner"] == runner.name))
         del run
         _release(plan.device)
-    return rows
+    return rows, loads
 
 
 def local_triton() -> bool:
@@ -339,10 +401,10 @@ def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None
     return Served(repository)
 
 
-def _model_alone_reference(grid: list[dict], precision: str, batch: float | None, tokens: int) -> dict | None:
-    """The model-alone cell to hold a served row against: the served precision, the smallest grid batch at least
+def _model_alone_reference(grid: list[dict], runner: Runner, batch: float | None, tokens: int) -> dict | None:
+    """The model-alone cell to hold a served row against: the served runner, the smallest grid batch at least
     ``batch`` (else the largest), at the smallest grid length at least ``tokens`` (else the longest)."""
-    cells = [r for r in grid if r.get("precision") == precision and "sequences_per_s" in r]
+    cells = [r for r in grid if r.get("runner") == runner.name and "sequences_per_s" in r]
     if not cells or batch is None:
         return None
     lengths = sorted({r["length"] for r in cells})
@@ -350,6 +412,30 @@ def _model_alone_reference(grid: list[dict], precision: str, batch: float | None
     batches = sorted({r["batch"] for r in cells if r["length"] == length})
     size = next((b for b in batches if b >= batch), batches[-1])
     return next(r for r in cells if r["length"] == length and r["batch"] == size)
+
+
+BUSY = 0.8  # a part busier than this share of its time is what limits a row
+
+
+def _limit(row: dict, instances: dict[str, int]) -> dict:
+    """How busy each part was over a served row, as a share of its time (its instances or processes together),
+    and what limits the row: the busiest of the load generator, the host's cores (server and generator), the
+    model step's executes (GPU work and the host work around it) and the text step's own work (tokenization,
+    aggregation) when one is above :data:`BUSY`; else the text step's instances when they are (busy waiting on
+    the model step: more of them would overlap that wait); else the clients, too few to keep any part busy."""
+    rate = row["texts_per_s"] / 1000  # texts per ms
+    text, model = row["steps"].get("ner_text", {}), row["steps"].get("ner_model", {})
+    cpu = row.get("server_cpu_ms_per_text"), row.get("generator_cpu_ms_per_text")
+    busy = {"load generator": row.get("generator_busy"),
+            "host cores": None if None in cpu else sum(cpu) * rate / (os.cpu_count() or 1),
+            "ner_model executes": (model.get("compute_ms_per_text") or 0) * rate / instances["ner_model"],
+            "ner_text own work": (row.get("text_step_own_ms_per_text") or 0) * rate / instances["ner_text"],
+            "ner_text instances": (text.get("compute_ms_per_text") or 0) * rate / instances["ner_text"]}
+    part, value = max(((p, v) for p, v in busy.items() if v is not None and p != "ner_text instances"),
+                      key=lambda item: item[1])
+    if value < BUSY:
+        part = "ner_text instances" if busy["ner_text instances"] >= BUSY else "clients"
+    return {"busy": busy, "limit": part}
 
 
 def _cpu_figures(before: dict[str, float], after: dict[str, float], load, texts: int) -> dict:
@@ -371,19 +457,26 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
         return {"status": SKIPPED_NO_TRITON, "rows": []}
     from triton_ner.core import names
     from triton_ner.export import corpus
-    from triton_ner.loadtest.http_load import model_statistics, run_load, step_figures
+    from triton_ner.loadtest.http_load import model_instances, model_statistics, run_load, step_figures
     from triton_ner.server import TritonServer, free_ports
     from triton_ner.server.processes import tree_cpu_seconds
 
     config_name = "cuda" if plan.device.startswith("cuda") else None
-    precision = "fp16" if config_name else "fp32"  # what configs/cuda.pbtxt and config.pbtxt run
+    precision = plan.served.precision  # what configs/cuda.pbtxt and config.pbtxt run
     rng = random.Random(0)
     texts = [corpus.sentence(rng).text for _ in range(SERVED_TEXTS)]
     tokens = int(np.median([len(traced.tokenizer(text)["input_ids"]) for text in texts]))
     rows: list[dict] = []
+    memory_before = _device_memory_used(plan.device)
+    started = time.monotonic()
     with TritonServer(served.repository, free_ports(), config_name=config_name, runtime=served.runtime,
                       steps_python=served.steps_python) as server:
-        log(f"Triton ready ({config_name or 'config'}.pbtxt)")
+        ready_s = time.monotonic() - started
+        memory = _device_memory_used(plan.device)
+        memory = None if memory is None else memory - memory_before
+        instances = {name: model_instances(server.http_url, name) for name in (names.TEXT_STEP, names.MODEL)}
+        log(f"Triton ready ({config_name or 'config'}.pbtxt) in {ready_s:.1f} s; instances {instances}"
+            + ("" if memory is None else f"; {memory:.2f} GiB of GPU memory taken by the server"))
         run_load(server.http_url, texts, 8, 8, 1.0, processes=1)  # warmup: every step has run a few batches
         for concurrency in plan.concurrency:
             for per_request in plan.texts_per_request:
@@ -406,9 +499,12 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                     # The text step's time less its wait at ner_model (queued or running): its own work.
                     row["text_step_own_ms_per_text"] = (steps[names.TEXT_STEP]["compute_ms_per_text"]
                                                         - steps[names.MODEL]["request_ms_per_text"])
-                reference = _model_alone_reference(grid or [], precision, batch, tokens)
+                if served_texts:
+                    row |= _limit(row, instances)
+                reference = _model_alone_reference(grid or [], plan.served, batch, tokens)
                 if reference:
-                    row |= {"model_alone": f"{precision} batch {reference['batch']} x {reference['length']} tokens",
+                    row |= {"model_alone": f"{plan.served.name} batch {reference['batch']} x {reference['length']} "
+                                           "tokens",
                             "model_alone_sequences_per_s": reference["sequences_per_s"],
                             "ratio_to_model_alone": load.texts_per_s / reference["sequences_per_s"]}
                 if load.errors:
@@ -416,10 +512,21 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                 rows.append(row)
                 log(f"served c={concurrency} x {per_request}: {load.texts_per_s:,.0f} texts/s, p50 "
                     f"{row['p50_ms'] or 0:.1f} ms, ner_model average batch {batch or 0:.1f}")
-    model_step = f"TorchScript {precision} on {'cuda' if config_name else 'cpu'}"
+    model_step = f"TorchScript {plan.served.name} on {'cuda' if config_name else 'cpu'}"
     return {"status": "ok", "config_name": config_name or "config", "model_step": model_step,
             "triton": "serving pack" if served.runtime else "nvidia-pytriton wheel", "median_tokens": tokens,
-            "rows": rows}
+            "ready_s": ready_s, "gpu_memory_gib": memory, "instances": instances, "rows": rows}
+
+
+def _device_memory_used(device: str) -> float | None:
+    """GiB in use on the GPU by every process (None on CPU): the served model step's share is the difference
+    while the server runs."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info(device)
+    return (total - free) / 2**30
 
 
 def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
@@ -440,7 +547,7 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
         dry_run = not torch.cuda.is_available()
     plan = DRY_RUN if dry_run else FULL
     if not plan.dry_run and not torch.cuda.is_available():
-        plan = Plan(**asdict(plan) | {"device": "cpu"})
+        plan = replace(plan, device="cpu")
 
     def say(message: str) -> None:
         log(f"[{time.monotonic() - started:6.1f} s] {message}")
@@ -468,10 +575,10 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
         results["proofs"] = [p.summary() for p in proofs]
         results["precisions"] = figures
         failures += [f"proof: {p.name}: {p.error or p.measured}" for p in proofs if not p.ok]
-        grid = measure(plan, traced, started + GRID_SHARE * budget_s, say)
-        results["model_alone"] = grid
-        failures += [f"model alone {r['precision']} {r.get('batch', '')}x{r.get('length', '')}: {r['error']}"
-                     for r in grid if r.get("error") and r["error"] != SKIPPED_BUDGET]
+        grid, loads = measure(plan, traced, started + GRID_SHARE * budget_s, say)
+        results["model_alone"], results["runners"] = grid, loads
+        failures += [f"model alone {r['runner']} {r.get('batch', '')}x{r.get('length', '')}: {r['error']}"
+                     for r in grid + loads if r.get("error") and r["error"] != SKIPPED_BUDGET]
         try:
             results["served"] = serve(plan, traced, work, started + budget_s, say, pack, grid)
         except Exception as error:  # noqa: BLE001: a failed served step is reported, the figures above stay
@@ -492,6 +599,15 @@ def _number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}e}" if 0 < abs(value) < 0.01 else f"{value:,.{digits}f}"
 
 
+def _limit_text(row: dict) -> str:
+    """The row's limit with the busy shares of the text step's own work and the model step's executes."""
+    busy = row.get("busy")
+    if not busy:
+        return "-"
+    shares = ", ".join(f"{part} {share:.0%}" for part, share in busy.items() if share is not None)
+    return f"{row['limit']} ({shares})"
+
+
 def markdown(results: dict) -> str:
     """The results as Markdown tables: proofs, model alone, served."""
     env = results["environment"]
@@ -504,24 +620,32 @@ def markdown(results: dict) -> str:
         measured = p["error"] or _number(p["measured"], 4)
         lines.append(f"| {p['name']} | {measured} | {'≥' if p['at_least'] else '≤'} {p['bound']:g} | "
                      f"{'yes' if p['ok'] else 'NO'} |")
+    lines += ["", "| runner | load s (capture included) | GPU memory GiB |", "|---|---|---|"]
+    for r in results.get("runners", []):
+        lines.append(f"| {r['runner']} | {r.get('error') or _number(r['load_s'], 1)} | "
+                     f"{_number(r.get('gpu_memory_gib'), 2)} |")
     lines += ["", "| model alone | batch | tokens | latency ms | sequences/s | tokens/s |", "|---|---|---|---|---|---|"]
     for r in results.get("model_alone", []):
         if "latency_ms" in r:
-            lines.append(f"| {r['precision']} | {r['batch']} | {r['length']} | {r['latency_ms']:.2f} | "
+            lines.append(f"| {r['runner']} | {r['batch']} | {r['length']} | {r['latency_ms']:.2f} | "
                          f"{r['sequences_per_s']:,.0f} | {r['tokens_per_s']:,.0f} |")
         else:
-            lines.append(f"| {r['precision']} | {r.get('batch', '-')} | {r.get('length', '-')} | {r['error']} | | |")
+            lines.append(f"| {r['runner']} | {r.get('batch', '-')} | {r.get('length', '-')} | {r['error']} | | |")
     served = results.get("served", {"status": "not run", "rows": []})
     if served["rows"]:
         step = f"{served['config_name']}.pbtxt: {served['model_step']}, {served['triton']}"
-        lines += ["", f"served ({step}); compute from Triton's statistics, CPU from /proc, per text served:", "",
+        memory = served.get("gpu_memory_gib")
+        lines += ["", f"served ({step}); ready in {_number(served.get('ready_s'), 1)} s; instances "
+                      f"{served.get('instances')}" + ("" if memory is None else f"; GPU memory {memory:.2f} GiB"),
+                  "compute from Triton's statistics, CPU from /proc, per text served; limit: the part busy more "
+                  f"than {BUSY:.0%} of its time (clients: none is)", "",
                   "| clients | texts/request | texts/s | p50 ms | p99 ms | ner_text ms/text | ner_text ms/execute | "
                   "requests per ner_text execute | text step's own ms/text | ner_model ms/text | ner_model ms/execute "
                   "| ner_model average batch | server CPU ms/text | load generator CPU ms/text (busy) | model alone | "
-                  "× model alone |", "|" + "---|" * 16]
+                  "× model alone | limit |", "|" + "---|" * 17]
         for r in served["rows"]:
             if "texts_per_s" not in r:
-                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} |" + " |" * 13)
+                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} |" + " |" * 14)
                 continue
             text, model = (r.get("steps", {}).get(name, {}) for name in ("ner_text", "ner_model"))
             alone = (f"{r['model_alone']}: {r['model_alone_sequences_per_s']:,.0f}/s",
@@ -534,7 +658,8 @@ def markdown(results: dict) -> str:
                 _number(text.get("compute_ms_per_execute"), 2), _number(text.get("average_batch"), 1),
                 _number(r.get("text_step_own_ms_per_text"), 3), _number(model.get("compute_ms_per_text"), 3),
                 _number(model.get("compute_ms_per_execute"), 2), _number(r["model_average_batch"], 1),
-                _number(r.get("server_cpu_ms_per_text"), 3), generator, alone[0], f"{alone[1]} |"]))
+                _number(r.get("server_cpu_ms_per_text"), 3), generator, alone[0], alone[1],
+                f"{_limit_text(r)} |"]))
     else:
         lines += ["", f"served: {served['status']}"]
     if results["failures"]:

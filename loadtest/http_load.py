@@ -113,17 +113,26 @@ def run_load(address: str, texts: list[str], concurrency: int, texts_per_request
                       sum(cpu for *_, cpu in parts))
 
 
-def model_statistics(address: str) -> dict[str, dict]:
-    """Each model's counters from ``/v2/models/stats``: requests, executions, the compute ns of its executions
-    (each once, however many requests it ran), and the ns its requests spent queued or in an execution."""
+def _get(address: str, path: str) -> dict:
     host, port = address.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        connection.request("GET", "/v2/models/stats")
-        response = connection.getresponse()
-        stats = json.loads(response.read())
+        connection.request("GET", path)
+        return json.loads(connection.getresponse().read())
     finally:
         connection.close()
+
+
+def model_instances(address: str, model: str) -> int:
+    """How many instances of ``model`` the server runs (its configuration's ``instance_group`` counts)."""
+    groups = _get(address, f"/v2/models/{model}/config").get("instance_group", [])
+    return sum(int(group.get("count", 1)) for group in groups) or 1
+
+
+def model_statistics(address: str) -> dict[str, dict]:
+    """Each model's counters from ``/v2/models/stats``: requests, executions, the compute ns of its executions
+    (each once, however many requests it ran), and the ns its requests spent queued or in an execution."""
+    stats = _get(address, "/v2/models/stats")
     found = {}
     for model in stats.get("model_stats", []):
         inference = model.get("inference_stats", {})

@@ -46,8 +46,12 @@ def _check_results(results: dict, done: subprocess.CompletedProcess) -> None:
         assert proof["measured"] <= proof["bound"] if not proof["at_least"] else proof["measured"] >= proof["bound"]
     assert [f["precision"] for f in results["precisions"]] == list(gpu_check.PRECISIONS)
     plan = results["plan"]
-    cells = [(r["precision"], r["batch"], r["length"]) for r in results["model_alone"]]
-    assert cells == [(p, b, n) for p in gpu_check.PRECISIONS for b in plan["batches"] for n in plan["lengths"]]
+    runners = [gpu_check.Runner(**r) for r in plan["runners"]]
+    assert {r.graphs for r in runners} == {True, False} and {r.attention for r in runners} == {"sdpa", "eager"}
+    cells = [(r["runner"], r["batch"], r["length"]) for r in results["model_alone"]]
+    assert cells == [(r.name, b, n) for r in runners for b in plan["batches"] for n in plan["lengths"]]
+    assert [r["runner"] for r in results["runners"]] == [r.name for r in runners]
+    assert all(r["load_s"] > 0 and r["gpu_memory_gib"] is None for r in results["runners"])
     for row in results["model_alone"]:
         assert row["latency_ms"] > 0 and row["runs"] >= 3, row
         assert math.isclose(row["tokens_per_s"], row["batch"] * row["length"] * 1000 / row["latency_ms"])
@@ -59,7 +63,8 @@ def _check_results(results: dict, done: subprocess.CompletedProcess) -> None:
 def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str) -> None:
     served, plan = results["served"], results["plan"]
     assert served["status"] == "ok" and served["config_name"] == "config" and served["triton"] == triton, served
-    assert served["model_step"] == "TorchScript fp32 on cpu"
+    assert served["model_step"] == "TorchScript fp32 sdpa on cpu"
+    assert served["instances"] == {"ner_text": 2, "ner_model": 2} and served["ready_s"] > 0
     assert [(r["concurrency"], r["texts_per_request"]) for r in served["rows"]] == [
         (c, n) for c in plan["concurrency"] for n in plan["texts_per_request"]]
     for row in served["rows"]:
@@ -68,7 +73,7 @@ def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str)
             "seconds"]
         assert row["p50_ms"] <= row["p99_ms"]
         assert row["model_average_batch"] >= 1  # windows per execution of ner_model, from Triton's statistics
-        assert row["ratio_to_model_alone"] > 0 and row["model_alone"].startswith("fp32 batch ")
+        assert row["ratio_to_model_alone"] > 0 and row["model_alone"].startswith("fp32 sdpa batch ")
         # What limits the row: each step's compute per text and per execute, the server's and the load
         # generator's CPU per text, from Triton's statistics and /proc.
         for step in ("ner_text", "ner_model"):
@@ -80,7 +85,14 @@ def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str)
             "tritonserver", "ner_text", "ner_model"}
         assert row["generator_cpu_ms_per_text"] > 0 and 0 < row["generator_busy"] <= 1.5
         assert math.isfinite(row["text_step_own_ms_per_text"])
-    assert f"served (config.pbtxt: TorchScript fp32 on cpu, {triton}); compute from Triton's statistics" in done.stdout
+        # The part that limits the row, from those figures: each part's busy share of its time.
+        assert set(row["busy"]) == {"load generator", "host cores", "ner_model executes", "ner_text own work",
+                                    "ner_text instances"}
+        assert all(0 < share < 2 for share in row["busy"].values()), row["busy"]
+        busiest = max((v, p) for p, v in row["busy"].items() if p != "ner_text instances")
+        assert row["limit"] == (busiest[1] if busiest[0] >= gpu_check.BUSY else row["limit"]), row
+        assert row["limit"] in {*row["busy"], "clients"}
+    assert f"served (config.pbtxt: TorchScript fp32 sdpa on cpu, {triton}); ready in " in done.stdout
     assert "| server CPU ms/text | load generator CPU ms/text (busy) |" in done.stdout
 
 
