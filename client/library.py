@@ -323,7 +323,7 @@ class NerClient(_BaseClient):
     def __enter__(self) -> NerClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         self.close()
 
 
@@ -417,5 +417,5 @@ class AsyncNerClient(_BaseClient):
     async def __aenter__(self) -> AsyncNerClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *_) -> None:
         await self.close()

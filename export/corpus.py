@@ -64,7 +64,6 @@ TEMPLATES = (
     "Hello {PER} , welcome to {LOC} !",
 )
 
-TAGS = {"PER", "LOC", "ORG", "MISC"}
 NO_SPACE_BEFORE = {".", ",", "!", "?"}
 
 

@@ -42,6 +42,6 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         self._stop.set()
         self._thread.join()

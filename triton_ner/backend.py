@@ -1,4 +1,5 @@
-"""Glue shared by the Python-backend models of the repository: the per-request loop and tensor reading.
+"""Glue shared by the Python-backend models of the repository: configuration parameters, tensors in and out,
+error responses, stop checks and calls to another model.
 
 Imported only inside Triton's Python backend, where ``triton_python_backend_utils`` exists.
 """
@@ -68,9 +69,9 @@ class StopCheck:
     counted here from ``started`` (``time.monotonic()`` when the step took the request), while Triton's queue
     policy refuses a request that waited longer than it in a queue. Cancellation is asked from the request's second
     call on: Triton's queue drops a request cancelled while it waited, and each question is a round trip to the
-    server (the Python backend's ``is_cancelled``), which asked before every call cost a sixth of the text step's
-    CPU time on short texts. Triton 2.51 does not pass a cancelled ensemble request on to the steps; a direct or
-    BLS call is.
+    server (the Python backend's ``is_cancelled``), which asked before every call costs a noticeable share of the
+    text step's CPU time on short texts. Triton 2.51 does not pass a cancelled ensemble request on to the steps; a
+    direct or BLS call is.
     """
 
     def __init__(self, requests: list, started: float):

@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 
 from concurrent.futures import ThreadPoolExecutor
 
-from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_in_buckets,
-                                      run_requests, run_requests_in_buckets, split_like)
+from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_requests,
+                                      run_requests_in_buckets, split_like)
 from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
@@ -71,7 +71,7 @@ def _fake_model(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.stack([ids * 1.0, mask * 2.0 + np.arange(ids.shape[1])], axis=-1).astype(np.float32)
 
 
-def test_run_in_buckets_gives_each_row_its_own_logits_and_calls_only_bucket_shapes():
+def test_bucket_runs_give_each_row_its_own_logits_and_calls_only_bucket_shapes():
     rng = np.random.default_rng(0)
     lengths = np.array([3, 40, 17, 16, 200, 1])
     ids = np.zeros((6, 200), dtype=np.int64)
@@ -84,7 +84,7 @@ def test_run_in_buckets_gives_each_row_its_own_logits_and_calls_only_bucket_shap
         shapes.append(i.shape)
         return _fake_model(i, m)
 
-    logits = run_in_buckets(model, ids, mask, BUCKETS, max_rows=2)
+    [logits] = run_requests_in_buckets(model, [(ids, mask)], BUCKETS, max_rows=2)
     assert sorted(shapes) == sorted([(2, 16), (1, 16), (1, 32), (1, 64), (1, 256)])
     for row, n in enumerate(lengths):
         np.testing.assert_array_equal(logits[row, :n], _fake_model(ids[row:row + 1, :n], mask[row:row + 1, :n])[0])
@@ -129,7 +129,7 @@ def test_a_stopped_request_stops_between_runs_and_the_others_finish():
     assert len(runs) == 2 and 0 in asked
 
 
-def test_run_in_buckets_stops_before_the_next_run():
+def test_bucket_runs_stop_before_the_next_run():
     ids, mask = np.ones((4, 16), dtype=np.int64), np.ones((4, 16), dtype=np.int64)
     calls = []
 
@@ -137,9 +137,9 @@ def test_run_in_buckets_stops_before_the_next_run():
         calls.append(i.shape)
         return _fake_model(i, m)
 
-    with pytest.raises(Stopped, match="cancelled"):
-        run_in_buckets(model, ids, mask, BUCKETS, max_rows=1,
-                       stopped=lambda: Stopped("cancelled") if len(calls) == 2 else None)
+    [result] = run_requests_in_buckets(model, [(ids, mask)], BUCKETS, max_rows=1,
+                                       stopped=lambda _: Stopped("cancelled") if len(calls) == 2 else None)
+    assert isinstance(result, Stopped) and str(result) == "cancelled"
     assert len(calls) == 2
 
 

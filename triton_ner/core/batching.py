@@ -119,18 +119,6 @@ def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
     return runs
 
 
-def run_in_buckets(run: Runner, input_ids: np.ndarray, attention_mask: np.ndarray, buckets: tuple[int, ...],
-                   max_rows: int, pad_id: int = 0, stopped: Callable[[], Exception | None] | None = None,
-                   max_tokens: int | None = None) -> np.ndarray:
-    """Logits ``[rows, tokens, labels]`` of one request's padded inputs (:func:`run_requests_in_buckets`); raises
-    the exception ``stopped()`` returns before a run (a :class:`Stopped`), or the run's own."""
-    result = run_requests_in_buckets(run, [(input_ids, attention_mask)], buckets, max_rows, pad_id,
-                                     None if stopped is None else lambda _: stopped(), max_tokens)[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
 def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], buckets: tuple[int, ...],
                             max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
                             max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:

@@ -19,9 +19,6 @@ ENTITIES = "ENTITIES"
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 LOGITS = "logits"
-OFFSETS = "offsets"
-SPECIAL_TOKENS_MASK = "special_tokens_mask"
-TEXT_INDEX = "text_index"  # the text each window belongs to (long texts have several windows)
 
 # Triton's default ports, which the launcher, the clients and the load tests take unless told otherwise.
 HTTP_PORT = 8000

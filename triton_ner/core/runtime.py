@@ -83,13 +83,6 @@ _OPENVINO_PRECISIONS = {RunPrecision.FP32: "f32", RunPrecision.BF16: "bf16"}
 OPENVINO_LENGTH_MULTIPLE = 16
 
 
-def cpu_has_bf16() -> bool:
-    """Whether OpenVINO finds native BF16 on this CPU (AVX-512 BF16 or AMX)."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def openvino_runner(path: Path, threads: int = 0, precision: RunPrecision = RunPrecision.FP32) -> Runner:
     import openvino as ov
 

@@ -126,7 +126,7 @@ class TritonServer:
             f"--exit-timeout-secs={self.exit_timeout}",
             "--metrics-config=summary_latencies=true",  # p50/p90/p99 per model on /metrics (the dashboards')
             # Triton's default quantiles add p95 and p99.9 and keep every one but p50 and p90 within 0.1%: each
-            # observation then costs enough that p99 at 16 clients climbed from 15 to 30 ms over the first 30 s.
+            # observation then costs enough to raise p99 under load (docs/operations.md).
             f"--metrics-config=summary_quantiles={SUMMARY_QUANTILES}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *([f"--model-config-name={self.config_name}"] if self.config_name else []),
@@ -328,5 +328,5 @@ class TritonServer:
     def __enter__(self) -> TritonServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         self.stop()
