@@ -77,7 +77,7 @@ def main(
         help="If the Hub cannot be reached, warn and export the fixture model.")] = False,
 ) -> None:
     """Export a token-classification checkpoint into a Triton model repository (ONNX and/or TorchScript)."""
-    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import resolve
 
     if format not in FORMATS:

@@ -20,7 +20,7 @@ import torch
 from triton_ner.export import corpus
 from triton_ner.export.source import ExportError
 from triton_ner.core import names
-from triton_ner.core.runtime import Runner
+from triton_ner.core.runners import Runner
 
 OPSET = 17
 TOLERANCE = 1e-4

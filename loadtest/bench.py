@@ -48,7 +48,7 @@ import typer
 from triton_ner import cli
 from triton_ner.loadtest import plots
 from triton_ner.loadtest.memory import MemorySampler
-from triton_ner.loadtest.repositories import cached_export
+from triton_ner.loadtest.exports import cached_export
 from triton_ner.loadtest.checks import Check, checks_table
 from triton_ner.loadtest.texts import benchmark_corpus, words_text
 
@@ -178,7 +178,7 @@ def prepare_repository(output: Path, log) -> Path:
     present."""
     from triton_ner.export.configs import Format, Precision, Target
     from triton_ner.export.fixture import benchmark_model
-    from triton_ner.export.repository import ExportPlan
+    from triton_ner.export.assemble import ExportPlan
 
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
     # 99% bar holds on the trained fixture model (tests/integration/test_export.py).

@@ -170,7 +170,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
 def fixture_repository(output, log):
     """The fixture model exported with its CPU and GPU configs, reused when present and of this code."""
     from triton_ner.export.fixture import fixture_model
-    from triton_ner.loadtest.repositories import cached_export
+    from triton_ner.loadtest.exports import cached_export
 
     return cached_export(fixture_model(), output, log=log)
 

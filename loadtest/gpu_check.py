@@ -208,7 +208,7 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
     from triton_ner.core.aggregation import aggregate_texts
     from triton_ner.core.batching import run_in_groups
     from triton_ner.core.parameters import RequestOptions
-    from triton_ner.core.runtime import load_runner
+    from triton_ner.core.runners import load_runner
     from triton_ner.core.tokenization import load_vocabulary, prepare
 
     vocab = load_vocabulary(traced.checkpoint)
@@ -304,7 +304,7 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
     runner's load (seconds, capture included, and GPU memory held)."""
     import torch
 
-    from triton_ner.core.runtime import load_runner
+    from triton_ner.core.runners import load_runner
 
     sync = torch.cuda.synchronize if plan.device.startswith("cuda") else (lambda: None)
     vocab_size = traced.model.config.vocab_size
@@ -392,7 +392,7 @@ def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None
         return Served(unpacked.repository, unpacked.runtime, python)
     if not local_triton():
         return None
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
 
     repository = work / "model_repository"

@@ -48,7 +48,7 @@ WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2
 def export_plan():
     """The served export: TorchScript in FP32 (``config.pbtxt``, CPU) and FP16 (``configs/cuda.pbtxt``, GPU)."""
     from triton_ner.export.configs import Format, Precision, Target
-    from triton_ner.export.repository import ExportPlan
+    from triton_ner.export.assemble import ExportPlan
     from triton_ner.loadtest.gpu_check import MIN_AGREEMENT  # the benchmark model's random weights have near-ties
 
     return ExportPlan(frozenset({Format.TORCHSCRIPT}), frozenset({Precision.FP32, Precision.FP16}), Target.BOTH,
@@ -88,7 +88,7 @@ def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, python: 
     """Write the archive: the installed wheel's Triton runtime with the stub of Python ``python`` (default: this
     one), the steps' numpy for it, and each model's repository without weights."""
     from triton_ner.export.fixture import benchmark_model, fixture_model
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
     from triton_ner.server import triton_dirs
 

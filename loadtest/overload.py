@@ -293,7 +293,7 @@ def main(
     """Measure a burst far above the queues' capacity, its retried twin, and optionally one heavy request."""
     from triton_ner.export.configs import ServingOptions
     from triton_ner.export.fixture import benchmark_model, fixture_model
-    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
     from triton_ner.server import ServerError, TritonServer, free_ports
 

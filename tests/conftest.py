@@ -63,7 +63,7 @@ def pipeline_of(checkpoint_of):
 @pytest.fixture(scope="session")
 def repository_of(checkpoint_of, tmp_path_factory):
     """``repository_of(label_set)``: a model repository exported from that checkpoint."""
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
 
     cache = {}

@@ -3,7 +3,7 @@
 One import name for everything installed:
 
 - :mod:`triton_ner.core`: names, tokenization, BIO aggregation, batching, model runners; no Triton import.
-- :mod:`triton_ner.backend`: the glue the Python-backend models (``model_repository/*/1/model.py``) use.
+- :mod:`triton_ner.python_backend`: the glue the Python-backend models (``model_repository/*/1/model.py``) use.
 - :mod:`triton_ner.server`: the local ``tritonserver`` launcher; :mod:`triton_ner.serve` and
   :mod:`triton_ner.demo` are its commands.
 - :mod:`triton_ner.client`, :mod:`triton_ner.export`, :mod:`triton_ner.loadtest`: the top-level folders

@@ -25,7 +25,7 @@ def main(
 ) -> None:
     """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
     from triton_ner.client import ClientError, NerClient
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import ExportError, resolve
     from triton_ner.server import ServerError, TritonServer, free_ports
 

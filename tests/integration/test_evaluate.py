@@ -14,7 +14,7 @@ from triton_ner.evaluate.scores import (Scheme, app, load_pipeline, parse_conll,
                                         predicted_tags, read_conll, score, to_iob1)
 from triton_ner.export import corpus
 from triton_ner.export.configs import Format, Precision, Target
-from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.server import TritonServer, free_ports

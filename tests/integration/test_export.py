@@ -10,10 +10,10 @@ import pytest
 
 from triton_ner.export.configs import MODEL_FILES, Format, Precision, ServingOptions, render, repository_configs
 from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
-from triton_ner.export.repository import build, check_config_against_model
+from triton_ner.export.assemble import build, check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
 from triton_ner.core import names
-from triton_ner.core.runtime import load_runner
+from triton_ner.core.runners import load_runner
 
 @pytest.fixture(scope="module")
 def full_export(checkpoint, tmp_path_factory):
@@ -117,7 +117,7 @@ def test_each_lower_precision_is_held_against_the_fp32_file_of_its_own_format(ch
     """ONNX INT8 against ONNX FP32, OpenVINO INT8 against the OpenVINO IR: each FP32 file's entities are found once
     and used for its own format only."""
     from triton_ner.export import convert
-    from triton_ner.export.repository import ExportPlan
+    from triton_ner.export.assemble import ExportPlan
 
     found = []
     original = convert.corpus_entities
@@ -293,9 +293,9 @@ def test_a_bad_serving_limit_is_a_usage_error_naming_the_option(option, value, m
     from typer.testing import CliRunner
 
     from triton_ner.export import __main__ as command
-    from triton_ner.export import repository
+    from triton_ner.export import assemble
 
-    monkeypatch.setattr(repository, "build", lambda *args, **kwargs: pytest.fail("exported despite a bad value"))
+    monkeypatch.setattr(assemble, "build", lambda *args, **kwargs: pytest.fail("exported despite a bad value"))
     result = CliRunner().invoke(command.app, ["--model", "fixture", option, value])
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.stderr
@@ -349,7 +349,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
 
 
 def test_a_cached_export_is_reused_while_current_and_redone_when_a_variant_is_missing(checkpoint, tmp_path):
-    from triton_ner.loadtest.repositories import cached_export
+    from triton_ner.loadtest.exports import cached_export
 
     output = tmp_path / "cache"
     cached_export(checkpoint, output, log=lambda _: None)

@@ -27,7 +27,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from triton_ner.client import NerClient
 from triton_ner.export.configs import Format, Precision, ServingOptions, Target, on_cpu, render
 from triton_ner.export.convert import agreement_corpus, entity_agreement
-from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer

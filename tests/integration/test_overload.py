@@ -27,7 +27,7 @@ REFUSALS = ("Exceeds maximum queue size", "Request timeout expired")
 @pytest.fixture(scope="module")
 def small_queues(checkpoint_of, tmp_path_factory):
     """A server of the fixture model exported with queues of 16 requests per step."""
-    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
     from triton_ner.server import TritonServer, free_ports
 

@@ -52,7 +52,7 @@ def test_a_request_at_the_default_token_limit_is_answered_and_one_more_token_is_
 @pytest.fixture(scope="module")
 def limited(checkpoint_of, tmp_path_factory):
     """A fixture-model server exported with a limit of 1,000 tokens per request."""
-    from triton_ner.export.repository import ExportPlan, build
+    from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
     from triton_ner.server import TritonServer, free_ports
 
@@ -79,7 +79,7 @@ def test_the_token_limit_is_a_configuration_parameter(protocol, limited, checkpo
 @pytest.fixture(scope="module")
 def full_size(checkpoint_of, tmp_path_factory):
     """A server of the full-size benchmark model in its default configuration, and its tokenizer."""
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
     from triton_ner.server import TritonServer, free_ports
 

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from triton_ner.client import NerClient
 from triton_ner.export.configs import Format, Precision, Target, on_cpu, render
-from triton_ner.export.repository import ExportPlan, build
+from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer

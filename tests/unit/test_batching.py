@@ -204,7 +204,7 @@ def test_runs_are_the_same_whether_the_buckets_come_together_or_apart(lengths, b
 
 
 def test_warm_up_runs_every_padded_length_twice_with_real_token_ids():
-    from triton_ner.core.runtime import warm_up
+    from triton_ner.core.runners import warm_up
 
     calls = []
     warm_up(lambda ids, mask: calls.append((ids.shape, int(ids.min()), int(ids.max()), int(mask.min()))),

@@ -47,7 +47,7 @@ def traced(checkpoint, tmp_path_factory):
 def test_fixed_shapes_give_the_plain_runners_logits(traced, precision):
     """Every call shape, in an order where a large call leaves its buffers full before smaller ones: the real
     tokens' logits are the plain runner's, whatever the padding around them or what an earlier call left there."""
-    from triton_ner.core.runtime import load_runner
+    from triton_ner.core.runners import load_runner
 
     plain = load_runner(traced, precision=precision)
     fixed = load_runner(traced, precision=precision, shapes=SHAPES)

@@ -7,7 +7,7 @@ import pytest
 
 from triton_ner.server import ServerError
 from triton_ner.server import environment as env
-from triton_ner.server import runtime
+from triton_ner.server import installation
 
 
 def _python(numpy: str | None = "1.26.4", imports_project: bool = True) -> env.StepsPython:
@@ -44,7 +44,7 @@ def test_an_environment_without_numpy_or_the_project_is_refused(tmp_path):
 
 def test_the_wheels_stubs_predate_numpy2():
     """Triton 2.51's Python backend (pybind11 2.10): what the refusal is for."""
-    assert env.NUMPY2_MARK not in runtime.stub().read_bytes()
+    assert env.NUMPY2_MARK not in installation.stub().read_bytes()
 
 
 def _distribution(site: Path, name: str, version: str, files: list[str], requires: list[str] = ()) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner.export.repository import PYTHON_MODELS, _copy_code
+from triton_ner.export.assemble import PYTHON_MODELS, _copy_code
 from triton_ner.export.source import ExportError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CORE = sorted(p.stem for p in (PROJECT_ROOT / "triton_ner" / "core").glob("*.py") if p.stem != "__init__")
 # What the core must not pull in when imported: Triton and its client, the launcher, command-line libraries and
 # the model libraries (imported inside the functions that need them, so the client installs without them).
-FORBIDDEN = ("triton_python_backend_utils", "tritonclient", "pytriton", "triton_ner.server", "triton_ner.backend",
+FORBIDDEN = ("triton_python_backend_utils", "tritonclient", "pytriton", "triton_ner.server", "triton_ner.python_backend",
              "triton_ner.cli", "triton_ner.client", "triton_ner.export", "typer", "click", "rich", "torch",
              "transformers", "onnxruntime", "tokenizers")
 
@@ -51,7 +51,7 @@ def test_a_missing_model_code_file_is_an_error_naming_it(tmp_path):
 
 
 def test_the_export_refuses_to_write_over_the_models_code(checkpoint):
-    from triton_ner.export.repository import build
+    from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
 
     with pytest.raises(ExportError, match="holds the models' code"):
@@ -67,7 +67,7 @@ def test_what_the_export_writes_by_default_is_ignored_by_git():
 
 
 def test_an_export_with_other_model_code_is_not_current(tmp_path):
-    from triton_ner.export.repository import code_is_current
+    from triton_ner.export.assemble import code_is_current
 
     _copy_code(tmp_path)
     assert code_is_current(tmp_path)

@@ -1,4 +1,4 @@
-"""When a request of a Python-backend step must stop (triton_ner.backend.StopCheck), on made-up requests: the
+"""When a request of a Python-backend step must stop (triton_ner.python_backend.StopCheck), on made-up requests: the
 Python backend's ``is_cancelled`` is a round trip to the server, so it is asked only from a request's second
 model call on; the timeout, which costs nothing to read, before every call."""
 
@@ -24,8 +24,8 @@ class Request:
 @pytest.fixture
 def stop_check(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    monkeypatch.delitem(sys.modules, "triton_ner.backend", raising=False)
-    from triton_ner.backend import StopCheck
+    monkeypatch.delitem(sys.modules, "triton_ner.python_backend", raising=False)
+    from triton_ner.python_backend import StopCheck
 
     return StopCheck
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from triton_ner.core.parameters import InvalidInput
-from triton_ner.core.runtime import Runner
+from triton_ner.core.runners import Runner
 
 
 class Stopped(Exception):

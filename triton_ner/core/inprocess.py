@@ -10,7 +10,7 @@ from pathlib import Path
 from triton_ner.core.aggregation import aggregate_texts
 from triton_ner.core.batching import MAX_TOKENS_PER_RUN, run_in_groups
 from triton_ner.core.parameters import RequestOptions, Strategy
-from triton_ner.core.runtime import load_runner
+from triton_ner.core.runners import load_runner
 from triton_ner.core.tokenization import load_vocabulary, prepare
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from triton_ner.core.aggregation import Windows, aggregate_requests
 from triton_ner.core.batching import PAD_LENGTHS, run_requests_in_buckets
 from triton_ner.core.parameters import RequestOptions
-from triton_ner.core.runtime import Runner
+from triton_ner.core.runners import Runner
 from triton_ner.core.tokenization import Batch, Vocabulary, prepare_requests
 
 Entities = list[list[dict]]  # per text of a request, the pipeline's records

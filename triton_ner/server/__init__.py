@@ -24,7 +24,7 @@ from triton_ner.server.launcher import EXIT_TIMEOUT, START_TIMEOUT, TritonServer
 from triton_ner.server.logs import ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
 from triton_ner.server.processes import SHM_DIR, SHM_PREFIX, child_processes, stub_processes
-from triton_ner.server.runtime import (BUILT_BACKENDS, backend_directory, built_backend, onnxruntime_backend,
+from triton_ner.server.installation import (BUILT_BACKENDS, backend_directory, built_backend, onnxruntime_backend,
                                        server_environment, triton_dirs)
 from triton_ner.server.supervisor import RELOAD_PARAMETER
 

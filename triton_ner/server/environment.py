@@ -2,7 +2,7 @@
 
 The Python backend's stub embeds libpython. The stubs of Python 3.11 and later start an isolated interpreter
 (``PYTHONPATH`` and the other ``PYTHON*`` variables are ignored), which finds its packages through the ``python3``
-first on ``PATH``: the launcher puts the steps' environment there (:func:`triton_ner.server.runtime.
+first on ``PATH``: the launcher puts the steps' environment there (:func:`triton_ner.server.installation.
 server_environment`). The stubs of Triton 2.51 are built with pybind11 2.10, from before numpy 2, and crash on the
 first request when that environment has numpy 2 (python_backend's pybind11 2.12, from Triton 2.52 on, handles
 both). So the launcher probes the environment (:func:`probe`) and refuses one the stub cannot run

@@ -15,12 +15,12 @@ from pathlib import Path
 from threading import Event, Thread
 
 from triton_ner.health import wait_ready
-from triton_ner.server import environment, runtime, wakeup
+from triton_ner.server import environment, installation, wakeup
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
 from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
 from triton_ner.server.processes import SHM_DIR, SHM_PREFIX
-from triton_ner.server.repository import RepositoryApi
+from triton_ner.server.repository_api import RepositoryApi
 from triton_ner.server.supervisor import supervise
 
 EXIT_TIMEOUT = 30  # seconds Triton waits for in-flight requests after SIGTERM (its default)
@@ -104,7 +104,7 @@ class TritonServer:
     def binary(self) -> Path:
         """The ``tritonserver`` to run: the one given (a path, or a name on PATH), else the wheel's."""
         if self.tritonserver is None:
-            binary = runtime.triton_dirs(self.runtime)[0] / "bin" / "tritonserver"
+            binary = installation.triton_dirs(self.runtime)[0] / "bin" / "tritonserver"
         else:
             found = shutil.which(self.tritonserver)
             binary = Path(found or self.tritonserver)
@@ -140,7 +140,7 @@ class TritonServer:
         check_repository(self.model_repository, self.config_name)
         self.binary()  # the wheel, or the binary given, is there
         if self.tritonserver is None and self.runtime is None:  # an installation has its own backends
-            built = {name: runtime.nvidia_backend(name) for name in runtime.NVIDIA_BACKENDS}
+            built = {name: installation.nvidia_backend(name) for name in installation.NVIDIA_BACKENDS}
             for path, backend in backends_needed(self.model_repository, self.config_name).items():
                 if backend in built and built[backend] is None:
                     raise ServerError(f"{path} needs NVIDIA's {backend} backend, which is not built: "
@@ -152,10 +152,10 @@ class TritonServer:
         python = self._check_steps_python()
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         try:
-            backends = None if self.tritonserver else runtime.backend_directory(Path(self._workdir.name) / "backends",
+            backends = None if self.tritonserver else installation.backend_directory(Path(self._workdir.name) / "backends",
                                                                         self.runtime, python)
             environment = (dict(os.environ) if self.tritonserver
-                           else runtime.server_environment(self.runtime, python))
+                           else installation.server_environment(self.runtime, python))
             if self.tritonserver and self.steps_python:
                 environment["PATH"] = os.pathsep.join([str(Path(self.steps_python).parent), environment["PATH"]])
             environment = wakeup.preload(environment)
@@ -186,10 +186,10 @@ class TritonServer:
         checked when its stub is in the backend folder it will use."""
         if self.tritonserver is None:
             python = environment.probe(self.steps_python)
-            environment.check(python, runtime.stub(self.runtime, python.version))
+            environment.check(python, installation.stub(self.runtime, python.version))
             return python
         folders = [a.split("=", 1)[1] for a in self.extra_args if a.startswith("--backend-directory=")]
-        stub = Path(folders[-1] if folders else runtime.INSTALLED_BACKENDS) / "python" / "triton_python_backend_stub"
+        stub = Path(folders[-1] if folders else installation.INSTALLED_BACKENDS) / "python" / "triton_python_backend_stub"
         found = self.steps_python or shutil.which("python3")
         if stub.is_file() and found:
             environment.check(environment.probe(Path(found)), stub)

@@ -10,11 +10,11 @@ on the instance's GPU, in the configured precision, replaying a CUDA graph per p
 import time
 
 from triton_ner.core import names
-from triton_ner.backend import (StopCheck, config_parameter, config_parameters, error_response, input_array,
+from triton_ner.python_backend import (StopCheck, config_parameter, config_parameters, error_response, input_array,
                                 instance_device, instance_threads, log_info, repository_path, response)
 from triton_ner.core.batching import PAD_LENGTHS, check_rows, run_requests
 from triton_ner.core.cuda_graphs import Shapes
-from triton_ner.core.runtime import load_runner, warm_up
+from triton_ner.core.runners import load_runner, warm_up
 from triton_ner.core.tokenization import checkpoint_config
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from triton_ner.core import names
-from triton_ner.backend import (StopCheck, config_parameter, error_response, input_texts, model_runner,
+from triton_ner.python_backend import (StopCheck, config_parameter, error_response, input_texts, model_runner,
                                 repository_path, request_parameters, response)
 from triton_ner.core.aggregation import to_json
 from triton_ner.core.parameters import parse

@@ -15,7 +15,7 @@ def cached_export(checkpoint: Path, output: Path, plan=None, variants: tuple[str
     manifest names that checkpoint, its models' code is this tree's, the model step has every config of
     ``variants`` and each config of the plan names the model file this version writes for it; exported again
     (``--force``) otherwise."""
-    from triton_ner.export.repository import ExportPlan, build, code_is_current
+    from triton_ner.export.assemble import ExportPlan, build, code_is_current
     from triton_ner.export.source import Checkpoint
 
     plan = plan or ExportPlan()

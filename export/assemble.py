@@ -21,7 +21,7 @@ from triton_ner.export import configs, convert
 from triton_ner.export.configs import Format, Precision, ServingOptions, Target, Variant
 from triton_ner.export.source import Checkpoint, ExportError
 from triton_ner.core import names
-from triton_ner.core.runtime import load_runner
+from triton_ner.core.runners import load_runner
 
 # The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
 # triton_ner.model_repository (the folder model_repository/ of a checkout).
