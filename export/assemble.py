@@ -18,7 +18,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_ner.export import configs, convert
-from triton_ner.export.configs import Format, Precision, ServingOptions, Target, Variant
+from triton_ner.export.configs import ServingOptions
+from triton_ner.core import variants
+from triton_ner.core.variants import MODEL_FILES, Format, Precision, Target, Variant
 from triton_ner.export.source import Checkpoint, ExportError
 from triton_ner.core import names
 from triton_ner.core.runners import load_runner
@@ -71,7 +73,7 @@ class ExportPlan:
 
     @property
     def variants(self) -> list[Variant]:
-        return configs.variants(set(self.formats), set(self.precisions), self.target, self.options.tensorrt)
+        return variants.exported(set(self.formats), set(self.precisions), self.target, self.options.tensorrt)
 
 
 def _sha256(path: Path) -> str:
@@ -317,7 +319,7 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
             "reference_entities": result.reference_entities, "variant_entities": result.variant_entities}
 
     if {Format.ONNX, Format.OPENVINO} & plan.formats:
-        fp32 = version_dir / configs.MODEL_FILES[Format.ONNX, Precision.FP32]
+        fp32 = version_dir / MODEL_FILES[Format.ONNX, Precision.FP32]
         plain = version_dir / ".plain.onnx"
         step("exporting ONNX")
         convert.export_onnx(model, tokenizer, plain)
@@ -342,15 +344,15 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
             plain.rename(fp32)
         if Precision.FP16 in plan.precisions and not plan.options.tensorrt:
             step("converting to FP16")
-            agree(convert.fp16_onnx(fp32, version_dir / configs.MODEL_FILES[Format.ONNX, Precision.FP16],
+            agree(convert.fp16_onnx(fp32, version_dir / MODEL_FILES[Format.ONNX, Precision.FP16],
                                     model.config), fp32)
         if Precision.INT8 in plan.precisions:
             step("quantizing to INT8")
-            agree(convert.int8_onnx(fp32, version_dir / configs.MODEL_FILES[Format.ONNX, Precision.INT8]), fp32)
+            agree(convert.int8_onnx(fp32, version_dir / MODEL_FILES[Format.ONNX, Precision.INT8]), fp32)
     if Format.TORCHSCRIPT in plan.formats:
         step("tracing TorchScript")
         traced = convert.export_torchscript(model, tokenizer,
-                                            version_dir / configs.MODEL_FILES[Format.TORCHSCRIPT, Precision.FP32])
+                                            version_dir / MODEL_FILES[Format.TORCHSCRIPT, Precision.FP32])
         devices = convert.torchscript_constants(traced)
         if devices:
             raise ExportError(f"{traced.name}: the traced graph holds device constants ({', '.join(devices)}): it "
@@ -370,15 +372,15 @@ def _export_openvino(plain: Path, version_dir: Path, plan: ExportPlan, tokenizer
                      step) -> None:
     """OpenVINO IR from the plain ONNX graph, proven on logits in FP32; its BF16 copy (FP16 weights) proven on
     entities; INT8 quantized by NNCF and proven on entities."""
-    ir = version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.FP32]
+    ir = version_dir / MODEL_FILES[Format.OPENVINO, Precision.FP32]
     step("converting to OpenVINO IR")
     proofs[ir.name] = prove(convert.openvino_ir(plain, ir))
     if Precision.BF16 in plan.precisions:
-        agree(convert.openvino_ir(plain, version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.BF16],
+        agree(convert.openvino_ir(plain, version_dir / MODEL_FILES[Format.OPENVINO, Precision.BF16],
                                   fp16_weights=True), ir, Precision.BF16)
     if Precision.INT8 in plan.precisions:
         step(f"quantizing the OpenVINO IR to INT8 (NNCF, {convert.CALIBRATION_TEXTS} calibration sentences)")
-        agree(convert.int8_openvino(ir, version_dir / configs.MODEL_FILES[Format.OPENVINO, Precision.INT8],
+        agree(convert.int8_openvino(ir, version_dir / MODEL_FILES[Format.OPENVINO, Precision.INT8],
                                     tokenizer), ir)
 
 

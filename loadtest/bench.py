@@ -46,6 +46,7 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
+from triton_ner.core import variants
 from triton_ner.loadtest import plots
 from triton_ner.loadtest.memory import MemorySampler
 from triton_ner.loadtest.exports import cached_export
@@ -58,19 +59,14 @@ SHORT_WORDS = 40  # the corpus' sentences (5 to 40 words), without its 600-word 
 BF16_GAIN = 1.3  # served BF16 (TorchScript, AVX-512 BF16) over served FP32 (ONNX Runtime, fused graph)
 # Served OpenVINO over served FP32 (config.pbtxt): BF16 at 32 clients and at 1, INT8 at 32.
 OPENVINO_GAINS = (("bf16", 32, 2.0), ("bf16", 1, 1.5), ("int8", 32, 3.0))
-# (row name, precision, model file, config, in-process runner precision): what is served, and measured in process.
-SERVED = (
-    ("served", "fp32", "model.onnx", None, "fp32"),
-    ("served", "int8", "model_int8.onnx", "int8", "fp32"),
-    ("served", "bf16", "model.pt", "bf16", "bf16"),
-    ("served openvino", "fp32", "model.xml", "openvino", "fp32"),
-    ("served openvino", "bf16", "model_bf16.xml", "openvino_bf16", "bf16"),
-    ("served openvino", "int8", "model_int8.xml", "openvino_int8", "fp32"),
-)
-OPENVINO_BACKEND = ("served openvino backend", "bf16", "openvino_bf16_backend")
+DEFAULT = variants.default(variants.Format.ONNX)
+# (row name, variant): what is served, and measured in process; the variant's precision names its rows.
+SERVED = (("served", DEFAULT), ("served", variants.INT8), ("served", variants.BF16),
+          ("served openvino", variants.OPENVINO), ("served openvino", variants.OPENVINO_BF16),
+          ("served openvino", variants.OPENVINO_INT8))
+OPENVINO_BACKEND = ("served openvino backend", variants.OPENVINO_BF16_BACKEND)
 # Served again on the short sentences alone, at SHORT_CONCURRENCY.
-SHORT = (("served", "fp32", None), ("served openvino", "bf16", "openvino_bf16"),
-         ("served openvino", "int8", "openvino_int8"))
+SHORT = (("served", DEFAULT), ("served openvino", variants.OPENVINO_BF16), ("served openvino", variants.OPENVINO_INT8))
 LENGTHS = (10, 50, 200, 500, 2000)
 IN_PROCESS_BATCHES = (1, 8, 32, 64)
 ORT_THREADS = (1, 2)  # intra_op_thread_count of NVIDIA's onnxruntime backend: on 2 cores both are worth a row
@@ -176,7 +172,7 @@ def prepare_repository(output: Path, log) -> Path:
     """The benchmark model exported with its FP32 and INT8 ONNX variants, the BF16 TorchScript variant and the
     OpenVINO variants for CPU and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when
     present."""
-    from triton_ner.export.configs import Format, Precision, Target
+    from triton_ner.core.variants import Format, Precision, Target
     from triton_ner.export.fixture import benchmark_model
     from triton_ner.export.assemble import ExportPlan
 
@@ -184,13 +180,13 @@ def prepare_repository(output: Path, log) -> Path:
     # 99% bar holds on the trained fixture model (tests/integration/test_export.py).
     plan = ExportPlan(frozenset({Format.ONNX, Format.TORCHSCRIPT, Format.OPENVINO}),
                       frozenset({Precision.FP32, Precision.INT8, Precision.BF16}), Target.BOTH, min_agreement=0.95)
-    return cached_export(benchmark_model(), output, plan, ("gpu", "bf16", *(v[3] for v in SERVED if v[3]),
-                                                           OPENVINO_BACKEND[2]), log)
+    wanted = (variants.GPU, *(variant for _, variant in SERVED if variant.config_name), OPENVINO_BACKEND[1])
+    return cached_export(benchmark_model(), output, plan, tuple(v.config_name for v in wanted), log)
 
 
 def onnxruntime_backend_repository(repository: Path, output: Path, threads: int) -> Path:
     """A copy of ``repository`` (hard links) whose model step's ``configs/gpu.pbtxt`` runs on CPU in NVIDIA's
-    onnxruntime backend with ``threads`` intra-op threads: serve it with ``config_name="gpu"``."""
+    onnxruntime backend with ``threads`` intra-op threads: serve it with ``variants.GPU.config_name``."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -401,9 +397,9 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
         say("NVIDIA's onnxruntime backend is not built (make backends): no GPU-config rows in the ceiling")
     else:
         switched = onnxruntime_backend_repository(fixture, repository.with_name(f"{repository.name}-fixture-gpu"), 1)
-        points += ceiling.serve_points(switched, ceiling.GPU_ON_CPU, say, config_name="gpu")
+        points += ceiling.serve_points(switched, ceiling.GPU_ON_CPU, say, config_name=variants.GPU.config_name)
         switched = onnxruntime_backend_repository(full_size, repository.with_name(f"{repository.name}-onnxruntime"), 1)
-        points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name="gpu", loads=((64, 1),),
+        points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name=variants.GPU.config_name, loads=((64, 1),),
                                        seconds=20.0)
     found = [c.summary() for c in ceiling.targets(points)]
     table = ceiling.markdown(points) + "\n\n" + checks_table(found)
@@ -507,14 +503,16 @@ def main(
 
     openvino = everything or only is Rows.OPENVINO
     short = [text for text in corpus if len(text.split()) <= SHORT_WORDS]
-    for name, precision, model_file, config_name, runner_precision in SERVED:
+    for name, variant in SERVED:
+        precision, config_name = variant.precision.value, variant.config_name or None
         wanted = (name == "served" and precision == "fp32") or everything or (
             only is Rows.BF16 and name == "served" and precision == "bf16") or (
             only is Rows.OPENVINO and name == "served openvino")
         if not wanted:
             continue
         if everything or only in (Rows.BF16, Rows.OPENVINO):
-            local = LocalNer(repo / names.MODEL / "1" / model_file, tokenizer_dir, precision=runner_precision)
+            local = LocalNer(repo / names.MODEL / "1" / variant.model_file, tokenizer_dir,
+                             precision=variant.run_precision.value)
             local.predict(corpus[:32])
             for batch in IN_PROCESS_BATCHES:
                 record(Row(f"{name.replace('served', 'in-process')} batch {batch}", precision, None, len(corpus),
@@ -522,7 +520,7 @@ def main(
             del local
         with TritonServer(repo, free_ports(), config_name=config_name) as server:
             served_rows(server, name, precision)
-            if openvino and (name, precision, config_name) in SHORT:
+            if openvino and (name, variant) in SHORT:
                 for concurrency in SHORT_CONCURRENCY:
                     with MemorySampler(server.process.pid) as memory:
                         seconds, latencies = served_run(server.grpc_url, short, concurrency)
@@ -538,7 +536,8 @@ def main(
                                tokens=tokens))
 
     if openvino:
-        name, precision, config_name = OPENVINO_BACKEND
+        name, variant = OPENVINO_BACKEND
+        precision, config_name = variant.precision.value, variant.config_name
         if built_backend("openvino") is None:
             say("NVIDIA's openvino backend is not built (make backends): no rows for it")
         else:
@@ -553,7 +552,7 @@ def main(
         for threads in ORT_THREADS:
             ort_repo = onnxruntime_backend_repository(repo, repository.with_name(f"{repository.name}-onnxruntime"),
                                                       threads)
-            with TritonServer(ort_repo, free_ports(), config_name="gpu") as server:
+            with TritonServer(ort_repo, free_ports(), config_name=variants.GPU.config_name) as server:
                 served_rows(server, ort_row_name(threads), "fp32")
 
     if everything:

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_ner import cli
+from triton_ner.core import variants
 from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # proven
@@ -461,7 +462,7 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     from triton_ner.server import TritonServer, free_ports
     from triton_ner.server.processes import tree_cpu_seconds
 
-    config_name = "cuda" if plan.device.startswith("cuda") else None
+    config_name = variants.CUDA.config_name if plan.device.startswith("cuda") else None
     precision = plan.served.precision  # what configs/cuda.pbtxt and config.pbtxt run
     rng = random.Random(0)
     texts = [corpus.sentence(rng).text for _ in range(SERVED_TEXTS)]

@@ -47,7 +47,7 @@ WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2
 
 def export_plan():
     """The served export: TorchScript in FP32 (``config.pbtxt``, CPU) and FP16 (``configs/cuda.pbtxt``, GPU)."""
-    from triton_ner.export.configs import Format, Precision, Target
+    from triton_ner.core.variants import Format, Precision, Target
     from triton_ner.export.assemble import ExportPlan
     from triton_ner.loadtest.gpu_check import MIN_AGREEMENT  # the benchmark model's random weights have near-ties
 

@@ -11,12 +11,11 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
-from triton_ner.core import names
+from triton_ner.core import names, variants
 from triton_ner.server import (EXIT_TIMEOUT, RESTRICTED_APIS, START_TIMEOUT, GrpcTls, Ports, ServerError,
                                TritonServer)
 
 AUTO = "auto"
-BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native BF16 matrix instructions
 
 
 class _Stop(Exception):
@@ -24,17 +23,10 @@ class _Stop(Exception):
 
 
 def auto_config_name(repository: Path, cuda: bool, cpu_flags: set[str]) -> str | None:
-    """The fastest exported variant this machine runs without changing the model's weights: ``cuda`` (the
-    TorchScript model on an NVIDIA GPU, FP16 if exported so) when PyTorch sees a GPU; on a CPU with native BF16
-    instructions ``openvino_bf16`` (OpenVINO on the BF16 units: in ``make bench`` faster than the TorchScript
-    ``bf16``), else ``bf16``; else ``config.pbtxt`` (``None``). Only variants the export wrote are chosen; INT8,
-    whose entities differ from FP32 by design, only when asked for by name."""
-    exported = {path.stem for path in (repository / names.MODEL / "configs").glob("*.pbtxt")}
-    if cuda and "cuda" in exported:
-        return "cuda"
-    if cpu_flags & BF16_FLAGS:
-        return next((name for name in ("openvino_bf16", "bf16") if name in exported), None)
-    return None
+    """The config name ``--config-name auto`` serves from what ``repository``'s export wrote
+    (:func:`triton_ner.core.variants.auto`); ``None``: ``config.pbtxt``."""
+    return variants.auto({path.stem for path in (repository / names.MODEL / "configs").glob("*.pbtxt")}, cuda,
+                         cpu_flags)
 
 
 def cpu_flags() -> set[str]:
@@ -63,12 +55,10 @@ def main(
     http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,
-    config_name: Annotated[str | None, typer.Option(help="Variant to serve, if exported: int8, torchscript, bf16, "
-                                                         "openvino, openvino_bf16, openvino_int8 (CPU), cuda (GPU, "
-                                                         "local PyTorch), gpu (NVIDIA's backends); 'auto': cuda on "
-                                                         "an NVIDIA GPU, openvino_bf16 (else bf16) on a CPU with "
-                                                         "BF16 instructions, else the default; default: "
-                                                         "config.pbtxt (ONNX FP32).")] = None,
+    config_name: Annotated[str | None, typer.Option(help=(
+        f"Variant to serve, if exported: {', '.join(variants.CONFIG_NAMES)}; 'auto': the first exported of "
+        f"{', '.join(v.config_name for v in variants.AUTO_ORDER)} that this machine has what it needs for; "
+        "default: config.pbtxt (ONNX FP32)."))] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
     admin_key: Annotated[str | None, typer.Option(
         envvar="NER_ADMIN_KEY", show_default=False,

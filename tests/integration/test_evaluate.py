@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from triton_ner.evaluate.scores import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
                                         predicted_tags, read_conll, score, to_iob1)
 from triton_ner.export import corpus
-from triton_ner.export.configs import Format, Precision, Target
+from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names

@@ -8,7 +8,8 @@ from hashlib import sha256
 
 import pytest
 
-from triton_ner.export.configs import MODEL_FILES, Format, Precision, ServingOptions, render, repository_configs
+from triton_ner.export.configs import ServingOptions, render, repository_configs
+from triton_ner.core.variants import MODEL_FILES, Format, Precision
 from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
 from triton_ner.export.assemble import build, check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve

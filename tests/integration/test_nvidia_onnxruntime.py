@@ -25,7 +25,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_ner.client import NerClient
-from triton_ner.export.configs import Format, Precision, ServingOptions, Target, on_cpu, render
+from triton_ner.export.configs import ServingOptions, on_cpu, render
+from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.convert import agreement_corpus, entity_agreement
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
@@ -166,7 +167,7 @@ def test_logits_dims_that_do_not_match_the_graph_are_refused_at_load(nvidia_onnx
 def test_a_config_needing_the_backend_is_refused_in_one_line_when_it_is_not_built(exports, monkeypatch):
     from triton_ner import server
 
-    monkeypatch.setattr(server.runtime, "onnxruntime_backend", lambda: None)
+    monkeypatch.setattr(server.installation, "onnxruntime_backend", lambda: None)
     with pytest.raises(ServerError, match=r"^ner_model/configs/gpu.pbtxt needs NVIDIA's onnxruntime backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(exports["full"], free_ports(), config_name="gpu").start()

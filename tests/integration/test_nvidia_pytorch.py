@@ -16,7 +16,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_ner.client import NerClient
-from triton_ner.export.configs import Format, Precision, Target, on_cpu, render
+from triton_ner.export.configs import on_cpu, render
+from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
@@ -65,7 +66,7 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
 def test_a_config_needing_the_pytorch_backend_is_refused_in_one_line_when_it_is_not_built(repository, monkeypatch):
     from triton_ner import server
 
-    monkeypatch.setattr(server.runtime, "built_backend", lambda name: None)
+    monkeypatch.setattr(server.installation, "built_backend", lambda name: None)
     with pytest.raises(ServerError, match=rf"^ner_model/configs/{CONFIG_NAME}.pbtxt needs NVIDIA's pytorch backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(repository, free_ports(), config_name=CONFIG_NAME).start()

@@ -141,7 +141,7 @@ def test_tls_without_its_files_is_one_line(repository, tmp_path):
 
 # The Python steps: what runs inside Triton on request content.
 
-STEP_CODE = sorted([*ROOT.glob("model_repository/*/1/model.py"), ROOT / "triton_ner" / "backend.py",
+STEP_CODE = sorted([*ROOT.glob("model_repository/*/1/model.py"), ROOT / "triton_ner" / "python_backend.py",
                     *(ROOT / "triton_ner" / "core").glob("*.py")])
 EVALUATING = {"eval", "exec", "compile", "__import__", "breakpoint"}
 UNSAFE_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib", "subprocess", "ctypes"}

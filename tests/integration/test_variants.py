@@ -15,7 +15,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from triton_ner.client import NerClient
-from triton_ner.export.configs import Format, Precision, Target, on_cpu, render
+from triton_ner.export.configs import on_cpu, render
+from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names

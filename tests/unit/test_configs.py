@@ -7,12 +7,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_ner.export.configs import (Format, Precision, ServingOptions, Target, model_config, on_cpu, render,
-                                       repository_configs, variants)
+from triton_ner.export.configs import ServingOptions, model_config, on_cpu, render, repository_configs
+from triton_ner.core.variants import Format, Precision, Target, exported
 from triton_ner.core import names
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
-ALL = variants(set(Format), set(Precision), Target.BOTH)
+ALL = exported(set(Format), set(Precision), Target.BOTH)
 NAMES = ["", "int8", "torchscript", "bf16", "openvino", "openvino_bf16", "openvino_int8", "openvino_bf16_backend",
          "gpu", "gpu_torchscript", "cuda"]
 
@@ -46,7 +46,7 @@ def test_every_variant_is_named_once():
 
 
 def test_an_openvino_only_export_serves_the_ir_by_default():
-    found = variants({Format.OPENVINO}, {Precision.FP32, Precision.BF16, Precision.INT8}, Target.BOTH)
+    found = exported({Format.OPENVINO}, {Precision.FP32, Precision.BF16, Precision.INT8}, Target.BOTH)
     assert [(v.config_name, v.model_file, v.run_precision.value) for v in found] == [
         ("", "model.xml", "fp32"), ("openvino_bf16", "model_bf16.xml", "bf16"),
         ("openvino_int8", "model_int8.xml", "fp32"), ("openvino_bf16_backend", "model_bf16.xml", "bf16")]
@@ -160,7 +160,7 @@ def test_tensorrt_fp16_accelerator_is_optional():
 
 def test_tensorrt_runs_the_plain_fp32_graph():
     """TensorRT does not run ONNX Runtime's fused operators; it makes its own FP16 engines from the FP32 graph."""
-    gpu, = [v for v in variants({Format.ONNX}, {Precision.FP16}, Target.GPU, tensorrt=True) if v.config_name == "gpu"]
+    gpu, = [v for v in exported({Format.ONNX}, {Precision.FP16}, Target.GPU, tensorrt=True) if v.config_name == "gpu"]
     assert gpu.model_file == "model.onnx"
 
 

@@ -9,7 +9,8 @@ from triton_ner.server import ServerError, TritonServer, free_ports
 
 
 def test_missing_binary_is_one_clear_error(repository, tmp_path, monkeypatch):
-    monkeypatch.setattr(server.runtime, "triton_dirs", lambda runtime=None: (tmp_path / "tritonserver", tmp_path / "libs"))
+    monkeypatch.setattr(server.installation, "triton_dirs",
+                        lambda runtime=None: (tmp_path / "tritonserver", tmp_path / "libs"))
     with pytest.raises(ServerError, match=f"^no tritonserver at {tmp_path / 'tritonserver' / 'bin'}/tritonserver$"):
         TritonServer(repository, free_ports()).start()
 

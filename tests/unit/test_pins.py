@@ -15,7 +15,7 @@ PINS = PROJECT_ROOT / "requirements" / "triton-24.10-py310.txt"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;#]+)\s*(?:#\s*(.*))?$")
 CONSTRAINTS = PROJECT_ROOT / "requirements" / "constraints.txt"
 # What the Python steps import: the core, the Triton glue and the models' adapters.
-BACKEND_CODE = sorted([*PROJECT_ROOT.glob("triton_ner/core/*.py"), PROJECT_ROOT / "triton_ner" / "backend.py",
+BACKEND_CODE = sorted([*PROJECT_ROOT.glob("triton_ner/core/*.py"), PROJECT_ROOT / "triton_ner" / "python_backend.py",
                        PROJECT_ROOT / "triton_ner" / "__init__.py",
                        *PROJECT_ROOT.glob("model_repository/*/1/model.py")])
 # ner-serve with --tritonserver, as docker/entrypoint-server.sh starts it in the image, and what it imports.
