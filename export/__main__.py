@@ -73,6 +73,9 @@ def main(
                                                 "optimizer (kept only if proven equal).")] = True,
     min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="FP16/INT8: least share of entities "
                                                                         "identical to FP32.")] = MIN_AGREEMENT,
+    keep_going: Annotated[bool, typer.Option(help="Leave out a lower precision whose file fails its proof (the "
+                                                  "manifest's 'refused' says why) instead of failing the export.")]
+    = False,
     force: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
     fallback_to_fixture: Annotated[bool, typer.Option(
         help="If the Hub cannot be reached, warn and export the fixture model.")] = False,
@@ -91,7 +94,7 @@ def main(
                              queue_timeout_s=queue_timeout, tensorrt=tensorrt,
                              cuda_graphs=cuda_graphs)
     plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
-                      optimize, min_agreement)
+                      optimize, min_agreement, keep_going)
     with cli.one_line_errors("export", ExportError):
         plan.check()
         checkpoint = resolve(model, revision, fallback_to_fixture)

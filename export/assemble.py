@@ -21,7 +21,7 @@ from triton_ner.export import configs, convert
 from triton_ner.export.configs import ServingOptions
 from triton_ner.core import variants
 from triton_ner.core.variants import MODEL_FILES, Format, Precision, Target, Variant
-from triton_ner.export.source import Checkpoint, ExportError
+from triton_ner.export.source import Checkpoint, EntitiesDisagree, ExportError, LogitsDiffer, UnsafeGraph
 from triton_ner.core import names
 from triton_ner.core.runners import load_runner
 
@@ -54,6 +54,7 @@ class ExportPlan:
     options: ServingOptions = field(default_factory=ServingOptions)
     optimize: bool = True
     min_agreement: float = convert.MIN_AGREEMENT
+    keep_going: bool = False  # a lower precision that fails its proof is left out (manifest "refused"), not fatal
 
     def check(self) -> None:
         """Refuse combinations that have no meaning, in one line."""
@@ -254,11 +255,15 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         tokenizer_dir = work / names.TEXT_STEP / "1" / names.TOKENIZER_DIR
         _save_tokenizer(tokenizer, model, tokenizer_dir)
         version_dir = work / names.MODEL / "1"
-        proofs = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)
+        proofs, refused = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)
+        kept = [v for v in plan.variants if proof_key(v) not in refused]
+        for key, entry in refused.items():
+            entry["config_names"] = [v.config_name for v in plan.variants if proof_key(v) == key]
+            step(f"left out {', '.join(entry['config_names'])}: {entry['error']}")
         options = replace(plan.options, num_labels=model.config.num_labels)
-        files = configs.repository_configs(plan.variants, options)
+        files = configs.repository_configs(kept, options)
         configs.write_configs(work, files)
-        for variant in plan.variants:
+        for variant in kept:
             check_config_against_model(files[configs.model_config_path(variant)], version_dir / variant.model_file)
         for path in files:  # every file parses back as a ModelConfig
             text_format.Parse((work / path).read_text(), mc.ModelConfig())
@@ -269,7 +274,8 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
             "formats": sorted(f.value for f in plan.formats),
             "precisions": sorted(p.value for p in plan.precisions | {Precision.FP32}),
             "onnx_opset": convert.OPSET if Format.ONNX in plan.formats else None,
-            "config_names": [v.config_name or "config" for v in plan.variants],
+            "config_names": [v.config_name or "config" for v in kept],
+            "refused": refused,  # artifacts that failed their proof under keep_going, and the variants left out
             "serving_options": asdict(options),  # the limits, queues and instances written into the configs
             "proofs": proofs,
             "libraries": _installed_versions(LIBRARIES),
@@ -284,18 +290,42 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, plan: ExportPlan, step) -> dict:
-    """Write and prove every model file of the plan; return the figures for the manifest."""
+def proof_key(variant: Variant) -> str:
+    """The manifest's key of the proof a variant is served on: its file, with the precision it runs in when that
+    is not the file's own (``model.pt:bf16``, ``model_bf16.xml:bf16``)."""
+    run = variant.run_precision
+    return variant.model_file if run is Precision.FP32 else f"{variant.model_file}:{run.value}"
+
+
+# Lower precisions whose agreement with FP32 depends on the CPU's matrix instructions (rounding and accumulation
+# differ between AVX2, AVX-512 VNNI/BF16 and AMX): a failed proof names the instructions it ran on.
+_CPU_DEPENDENT = {Precision.INT8, Precision.BF16}
+_MATRIX_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+
+
+def _cpu_note(precision: Precision) -> str:
+    if precision not in _CPU_DEPENDENT:
+        return ""
+    flags = ", ".join(sorted(variants.cpu_flags() & _MATRIX_FLAGS)) or "none of AVX2, AVX-512, AMX"
+    return f"; {precision.value.upper()} results depend on the CPU's matrix instructions (this one has: {flags})"
+
+
+def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, plan: ExportPlan, step
+                      ) -> tuple[dict, dict]:
+    """Write and prove every model file of the plan; return the proofs' figures for the manifest, each with the
+    reference it was held against, and the artifacts refused under ``keep_going`` (by proof key, with the error)."""
     proofs: dict[str, dict] = {}
+    refused: dict[str, dict] = {}
+    pytorch = "PyTorch (the checkpoint, FP32 on CPU)"
 
     def prove(path: Path, label: str = "") -> dict:
         proof = convert.prove_logits(model, tokenizer, load_runner(path))
         step(f"{label or path.name}: max |Δ logits| vs PyTorch = {proof.max_abs_diff:.2e} over {proof.batches} batches "
              f"(tolerance {convert.TOLERANCE:g})")
         if not proof.ok:
-            raise ExportError(f"{path.name}: logits differ from PyTorch by {proof.max_abs_diff:.2e} "
-                              f"> {convert.TOLERANCE:g}")
-        return {"max_abs_logit_diff": proof.max_abs_diff, "tolerance": convert.TOLERANCE}
+            raise LogitsDiffer(path.name, pytorch, f"max |Δ logits| {proof.max_abs_diff:.2e}",
+                               f"≤ {convert.TOLERANCE:g}")
+        return {"max_abs_logit_diff": proof.max_abs_diff, "tolerance": convert.TOLERANCE, "reference": pytorch}
 
     reference: dict[Path, set] = {}  # the entities of each FP32 file, found once
 
@@ -307,16 +337,26 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
             reference[fp32] = convert.corpus_entities(fp32, tokenizer_dir)
         result = convert.entity_agreement(reference[fp32], convert.corpus_entities(
             path, tokenizer_dir, "fp32" if path.suffix == ".onnx" else precision.value, device), plan.min_agreement)
-        label = (path.name if path.suffix == ".onnx" or precision is Precision.FP32
-                 else f"{path.name} in {precision.value.upper()} on {device}")
-        step(f"{label}: {result.agreement:.2%} of entities identical to FP32 ({result.variant_entities} vs "
+        own = path.suffix == ".onnx" or precision is Precision.FP32
+        label = path.name if own else f"{path.name} in {precision.value.upper()} on {device}"
+        step(f"{label}: {result.agreement:.2%} of entities identical to {fp32.name} ({result.variant_entities} vs "
              f"{result.reference_entities} entities; minimum {plan.min_agreement:.0%})")
-        if not result.ok:
-            raise ExportError(f"{label}: only {result.agreement:.2%} of entities agree with FP32 "
-                              f"(minimum {plan.min_agreement:.0%})")
-        proofs[path.name if path.suffix == ".onnx" or precision is Precision.FP32 else f"{path.name}:{precision.value}"] = {
-            "entity_agreement": result.agreement, "minimum": plan.min_agreement, "device": device,
-            "reference_entities": result.reference_entities, "variant_entities": result.variant_entities}
+        proof = {"entity_agreement": result.agreement, "minimum": plan.min_agreement, "device": device,
+                 "reference": fp32.name, "reference_entities": result.reference_entities,
+                 "variant_entities": result.variant_entities}
+        key = path.name if own else f"{path.name}:{precision.value}"
+        if result.ok:
+            proofs[key] = proof
+            return
+        kind = Precision.INT8 if "int8" in path.name else precision
+        error = EntitiesDisagree(label, f"the entities of {fp32.name}", f"{result.agreement:.2%} identical",
+                                 f"≥ {plan.min_agreement:.0%}", _cpu_note(kind) if device == "cpu" else "")
+        if not plan.keep_going:
+            raise error
+        refused[key] = proof | {"error": str(error)}
+        if path.suffix != ".pt":  # a file of its own (the TorchScript file is FP32's too)
+            path.unlink(missing_ok=True)
+            path.with_suffix(".bin").unlink(missing_ok=True)
 
     if {Format.ONNX, Format.OPENVINO} & plan.formats:
         fp32 = version_dir / MODEL_FILES[Format.ONNX, Precision.FP32]
@@ -355,17 +395,17 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
                                             version_dir / MODEL_FILES[Format.TORCHSCRIPT, Precision.FP32])
         devices = convert.torchscript_constants(traced)
         if devices:
-            raise ExportError(f"{traced.name}: the traced graph holds device constants ({', '.join(devices)}): it "
+            raise UnsafeGraph(f"{traced.name}: the traced graph holds device constants ({', '.join(devices)}): it "
                               "would run part of the model on the tracing device wherever it is loaded")
         overflowing = convert.torchscript_overflowing_constants(traced)
         if overflowing:
-            raise ExportError(f"{traced.name}: the traced graph holds constants that overflow in BF16 or FP16 "
+            raise UnsafeGraph(f"{traced.name}: the traced graph holds constants that overflow in BF16 or FP16 "
                               f"({', '.join(map(str, overflowing))}): cast to those precisions it would give NaN")
         proofs[traced.name] = prove(traced) | {"device_constants": devices, "overflowing_constants": overflowing}
         for precision in (Precision.BF16, Precision.FP16):
             if precision in plan.precisions:
                 agree(traced, traced, precision)
-    return proofs
+    return proofs, refused
 
 
 def _export_openvino(plain: Path, version_dir: Path, plan: ExportPlan, tokenizer, proofs: dict, prove, agree,

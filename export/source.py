@@ -20,6 +20,28 @@ class HubUnreachable(ExportError):
     """The Hub could not be reached and the model is not in the local cache."""
 
 
+class ProofFailed(ExportError):
+    """An artifact failed its proof against its reference: the message names the artifact, the figure and the
+    bound."""
+
+    def __init__(self, artifact: str, reference: str, figure: str, bound: str, note: str = ""):
+        self.artifact, self.reference, self.figure, self.bound = artifact, reference, figure, bound
+        super().__init__(f"{artifact}: {figure} against {reference} (bound: {bound}){note}")
+
+
+class LogitsDiffer(ProofFailed):
+    """A model file's logits differ from PyTorch's beyond the tolerance."""
+
+
+class EntitiesDisagree(ProofFailed):
+    """A lower-precision file finds too few of the entities of the FP32 file of its format."""
+
+
+class UnsafeGraph(ExportError):
+    """A traced graph holds constants that would break it elsewhere (a device, a value half precision cannot
+    hold)."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint folder on disk and where it came from (for the manifest)."""

@@ -29,15 +29,6 @@ def auto_config_name(repository: Path, cuda: bool, cpu_flags: set[str]) -> str |
                          cpu_flags)
 
 
-def cpu_flags() -> set[str]:
-    """The flags of this machine's CPU (``/proc/cpuinfo``; none where it cannot be read)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-
-
 def _cuda_available() -> bool:
     try:
         import torch
@@ -95,7 +86,7 @@ def main(
 ) -> None:
     """Start Triton on the repository, restore a model whose Python-backend stub died, and wait until stopped."""
     if config_name == AUTO:
-        config_name = auto_config_name(model_repository, _cuda_available(), cpu_flags())
+        config_name = auto_config_name(model_repository, _cuda_available(), variants.cpu_flags())
         cli.say("serve", f"auto: serving {config_name or 'config'}.pbtxt")
     tls = None
     if grpc_use_ssl or grpc_use_ssl_mutual:

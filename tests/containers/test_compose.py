@@ -28,7 +28,6 @@ import pytest
 
 from tests.containers import podman
 from tests.polling import wait_for
-from triton_ner import serve
 from triton_ner.core import variants
 from triton_ner.demo import SEED_SENTENCE
 from triton_ner.health import wait_ready
@@ -237,7 +236,7 @@ def test_the_cpu_image_serves_openvino_bf16_with_auto(stack):
             parameters = json.loads(response.read())["parameters"]
         served = parameters["model_file"]["string_value"], parameters["precision"]["string_value"]
         podman.log(f"auto in the CPU image: {served}")
-        native_bf16 = variants.machine_has(variants.Needs.CPU_BF16, False, serve.cpu_flags())
+        native_bf16 = variants.machine_has(variants.Needs.CPU_BF16, False, variants.cpu_flags())
         assert served == (("model_bf16.xml", "bf16") if native_bf16 else ("model.onnx", "fp32"))
         [entities] = _client(Stack(stack.project, stack.env, ports, stack.sizes), "grpc", SEED_SENTENCE)
         assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "Wolfgang"), ("LOC", "Berlin")]

@@ -128,6 +128,62 @@ def test_each_lower_precision_is_held_against_the_fp32_file_of_its_own_format(ch
           ExportPlan(frozenset({Format.ONNX, Format.OPENVINO}), frozenset({Precision.FP32, Precision.INT8})),
           log=lambda _: None)
     assert sorted(found) == ["model.onnx", "model.xml", "model_int8.onnx", "model_int8.xml"]
+    proofs = json.loads((tmp_path / "repo" / names.MANIFEST).read_text())["proofs"]
+    assert (proofs["model_int8.onnx"]["reference"], proofs["model_int8.xml"]["reference"]) == ("model.onnx",
+                                                                                              "model.xml")
+    assert proofs["model.onnx"]["reference"].startswith("PyTorch")
+
+
+def _halving_int8(monkeypatch):
+    """A broken INT8 quantization, as on a CPU where rounding flips many near-ties: its files find every other
+    entity of FP32's."""
+    from triton_ner.export import convert
+
+    original = convert.corpus_entities
+
+    def entities(path, *args):
+        found = original(path, *args)
+        return set(sorted(found)[::2]) if "int8" in path.name else found
+
+    monkeypatch.setattr(convert, "corpus_entities", entities)
+
+
+def test_a_failed_proof_names_the_artifact_its_reference_the_figure_and_the_bound(checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    from triton_ner.export.assemble import ExportPlan
+    from triton_ner.export.source import EntitiesDisagree
+
+    _halving_int8(monkeypatch)
+    with pytest.raises(EntitiesDisagree) as failed:
+        build(Checkpoint(checkpoint, "fixture"), tmp_path / "repo",
+              ExportPlan(frozenset({Format.ONNX}), frozenset({Precision.FP32, Precision.INT8})), log=lambda _: None)
+    error = failed.value
+    assert (error.artifact, error.reference, error.bound) == ("model_int8.onnx", "the entities of model.onnx", "≥ 99%")
+    assert error.figure.endswith("identical") and "matrix instructions" in str(error)
+    assert not (tmp_path / "repo").exists()  # nothing half-written
+
+
+def test_with_keep_going_a_failed_lower_precision_is_left_out_and_recorded(checkpoint, tmp_path, monkeypatch):
+    """What the benchmark exports with: the INT8 files that fail their proof are removed with their variants, the
+    manifest says why, and every other variant is written."""
+    from triton_ner.export.assemble import ExportPlan
+
+    _halving_int8(monkeypatch)
+    output = tmp_path / "repo"
+    manifest = build(Checkpoint(checkpoint, "fixture"), output,
+                     ExportPlan(frozenset({Format.ONNX, Format.OPENVINO}),
+                                frozenset({Precision.FP32, Precision.INT8, Precision.BF16}), keep_going=True),
+                     log=lambda _: None)
+    refused = manifest["refused"]
+    assert {key: entry["config_names"] for key, entry in refused.items()} == {
+        "model_int8.onnx": ["int8"], "model_int8.xml": ["openvino_int8"]}
+    assert all("identical against the entities of model" in entry["error"] for entry in refused.values())
+    assert "int8" not in manifest["config_names"] and "openvino_int8" not in manifest["config_names"]
+    assert "openvino_bf16" in manifest["config_names"]
+    version = output / names.MODEL / "1"
+    assert not (version / "model_int8.onnx").exists() and not (version / "model_int8.xml").exists()
+    assert not (version / "model_int8.bin").exists() and (version / "model_bf16.xml").exists()
+    assert not list(output.glob("*/configs/*int8.pbtxt"))
 
 
 def test_torchscript_file_has_no_device_constant(full_export, checkpoint, tmp_path):

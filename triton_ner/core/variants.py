@@ -158,6 +158,17 @@ def exported(formats: set[Format], precisions: set[Precision], target: Target,
     return found
 
 
+def cpu_flags() -> set[str]:
+    """The flags of this machine's CPU (``/proc/cpuinfo``; none where it cannot be read)."""
+    from pathlib import Path
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
 def machine_has(needs: Needs, cuda: bool, cpu_flags: set[str]) -> bool:
     """Whether a machine with (``cuda``: PyTorch sees an NVIDIA GPU) and ``cpu_flags`` (``/proc/cpuinfo``) has
     what ``needs`` names; NVIDIA's backends are taken to be in the server wherever there is a GPU."""
