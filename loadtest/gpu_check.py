@@ -207,7 +207,7 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
     GPU), against CPU FP32; the proofs and each precision's figures."""
     from triton_ner.export import convert
     from triton_ner.core.aggregation import aggregate_texts
-    from triton_ner.core.batching import run_in_groups
+    from triton_ner.core.model_runs import run_in_groups
     from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.runners import load_runner
     from triton_ner.core.tokenization import load_vocabulary, prepare

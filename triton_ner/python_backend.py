@@ -24,11 +24,6 @@ def config_parameters(args: dict) -> dict[str, str]:
     return {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
 
 
-def config_parameter(args: dict, key: str) -> str:
-    """A ``parameters`` value of the model's configuration."""
-    return config_parameters(args)[key]
-
-
 def log_info(message: str) -> None:
     """A line in the server's log."""
     pb_utils.Logger.log_info(message)

@@ -5,8 +5,9 @@ from hypothesis import strategies as st
 
 from concurrent.futures import ThreadPoolExecutor
 
-from triton_ner.core.batching import (Stopped, bucket_runs, check_rows, pad_stack, plan_runs, run_requests,
-                                      run_requests_in_buckets, split_like)
+from triton_ner.core.batching import Stopped, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.length_groups import bucket_runs, run_requests_in_buckets
+from triton_ner.core.model_runs import check_rows, plan_runs, run_requests
 from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
@@ -214,12 +215,33 @@ def test_warm_up_runs_every_padded_length_twice_with_real_token_ids():
 
 def test_the_text_steps_warm_up_groups_an_entity_without_the_model_step():
     from triton_ner.core.parameters import parse
-    from triton_ner.core.text_step import Limits, entities_of_requests, warm_up_logits
+    from triton_ner.core.settings import Limits
+    from triton_ner.core.text_step import entities_of_requests, warm_up_logits
     from triton_ner.core.tokenization import load_vocabulary
     from triton_ner.export.fixture import fixture_model
 
     vocab = load_vocabulary(fixture_model())
     (found,) = entities_of_requests(vocab, warm_up_logits(len(vocab.id2label)),
-                                    [(["Angela Merkel visited Paris."], parse({}))], Limits(8, 4096, (16,), 8, None))
+                                    [(["Angela Merkel visited Paris."], parse({}))], Limits(8, 4096, (16,), 8, 0))
     last = vocab.id2label[len(vocab.id2label) - 1]
     assert [e["entity_group"] for e in found[0]] == [last.split("-")[-1]]
+
+
+def test_each_alone_on_failure_runs_the_pool_once_or_each_member_alone():
+    calls = []
+
+    def run(members):
+        calls.append(list(members))
+        if 3 in members:
+            raise ValueError("3 is bad")
+        return [m * 10 for m in members]
+
+    assert each_alone_on_failure(run, [1, 2]) == [([1, 2], [10, 20])] and calls == [[1, 2]]
+    calls.clear()
+    found = each_alone_on_failure(run, [1, 3, 2])
+    assert [(members, r if not isinstance(r, Exception) else str(r)) for members, r in found] == [
+        ([1], [10]), ([3], "3 is bad"), ([2], [20])]
+    assert calls == [[1, 3, 2], [1], [3], [2]]
+    calls.clear()
+    [(members, error)] = each_alone_on_failure(run, [3])  # alone already: its error, not a second run
+    assert members == [3] and isinstance(error, ValueError) and calls == [[3]]

@@ -141,7 +141,8 @@ def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests,
     """Windows, model calls in length groups and aggregation of many requests at once: each request gets the
     entities it gets alone, or its own refusal; one whose aggregation fails fails alone."""
     from triton_ner.core.parameters import InvalidInput, RequestOptions
-    from triton_ner.core.text_step import Limits, entities_of_requests
+    from triton_ner.core.settings import Limits
+    from triton_ner.core.text_step import entities_of_requests
     from triton_ner.core.tokenization import prepare
 
     asked = [ValueError(r) if isinstance(r, str) else (r[0], RequestOptions(r[1], stride=r[2])) for r in requests]
@@ -172,7 +173,7 @@ def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests,
         assert answer == aggregate_texts(texts, alone.input_ids, alone.offsets, alone.special_tokens_mask, logits,
                                          alone.text_index, vocab, Strategy(options.aggregation_strategy),
                                          options.ignore_labels)
-    assert all(shape[1] in Limits(1, 1).buckets for shape in calls)  # one padded length per call
+    assert all(shape[1] in Limits(1, 1).pad_to_lengths for shape in calls)  # one padded length per call
 
 
 @settings(max_examples=100, deadline=None)

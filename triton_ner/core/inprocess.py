@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from triton_ner.core.aggregation import aggregate_texts
-from triton_ner.core.batching import MAX_TOKENS_PER_RUN, run_in_groups
+from triton_ner.core.batching import MAX_TOKENS_PER_RUN
+from triton_ner.core.model_runs import run_in_groups
 from triton_ner.core.parameters import RequestOptions, Strategy
 from triton_ner.core.runners import load_runner
 from triton_ner.core.tokenization import load_vocabulary, prepare

@@ -8,36 +8,18 @@ bad request fails alone. No Triton import: the Python-backend model ``ner_text``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from triton_ner.core.aggregation import Windows, aggregate_requests
-from triton_ner.core.batching import PAD_LENGTHS, run_requests_in_buckets
+from triton_ner.core.batching import each_alone_on_failure
+from triton_ner.core.length_groups import run_requests_in_buckets
 from triton_ner.core.parameters import RequestOptions
 from triton_ner.core.runners import Runner
+from triton_ner.core.settings import Limits
 from triton_ner.core.tokenization import Batch, Vocabulary, prepare_requests
 
 Entities = list[list[dict]]  # per text of a request, the pipeline's records
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may cost, and how the model step is called.
-
-    Attributes:
-        max_windows: Most windows one request may need.
-        max_tokens_per_request: Most tokens of one request's windows (special tokens and overlaps included).
-        buckets: The padded lengths windows are grouped by, each group one model call (or several).
-        max_rows_per_call: Most windows in one model call.
-        max_tokens_per_call: Most padded tokens in one model call (None: only ``max_rows_per_call``).
-    """
-
-    max_windows: int
-    max_tokens_per_request: int
-    buckets: tuple[int, ...] = PAD_LENGTHS
-    max_rows_per_call: int = 1024
-    max_tokens_per_call: int | None = None
 
 
 def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tuple[list[str], RequestOptions]
@@ -53,7 +35,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         limits: What one request may cost; how the model is called.
         stopped: ``stopped(i)`` returns an exception when request ``i`` must stop (cancelled, past its timeout);
             asked before each model call that holds its windows.
-        lanes: Runs the length groups (:func:`~triton_ner.core.batching.run_requests_in_buckets`): ``map`` one
+        lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_requests_in_buckets`): ``map`` one
             after the other, an executor's ``map`` at once.
     """
     answers: list = list(requests)
@@ -63,9 +45,9 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         answers[i] = batch
     tokenized = [i for i, answer in enumerate(answers) if isinstance(answer, Batch)]
     logits = run_requests_in_buckets(
-        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.buckets,
+        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.pad_to_lengths,
         limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
-        None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call,
+        None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call or None,
         lanes) if tokenized else []
     windows = {}
     for i, result in zip(tokenized, logits):
@@ -84,16 +66,13 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
 
 def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Exception]:
     """:func:`aggregate_requests` of all; if that fails, each request alone, so that only the one at fault fails."""
-    try:
-        return aggregate_requests(requests, vocab)
-    except Exception:  # noqa: BLE001: find the request at fault
-        found: list[Entities | Exception] = []
-        for request in requests:
-            try:
-                found.extend(aggregate_requests([request], vocab))
-            except Exception as error:  # noqa: BLE001
-                found.append(error)
-        return found
+    found: list[Entities | Exception] = [[] for _ in requests]
+    pooled = each_alone_on_failure(lambda members: aggregate_requests([requests[m] for m in members], vocab),
+                                   list(range(len(requests))))
+    for members, result in pooled:
+        for m, entities in zip(members, [result] * len(members) if isinstance(result, Exception) else result):
+            found[m] = entities
+    return found
 
 
 def warm_up_logits(labels: int) -> Runner:

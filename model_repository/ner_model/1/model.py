@@ -10,31 +10,32 @@ on the instance's GPU, in the configured precision, replaying a CUDA graph per p
 import time
 
 from triton_ner.core import names
-from triton_ner.python_backend import (StopCheck, config_parameter, config_parameters, error_response, input_array,
-                                instance_device, instance_threads, log_info, repository_path, response)
-from triton_ner.core.batching import PAD_LENGTHS, check_rows, run_requests
+from triton_ner.python_backend import (StopCheck, config_parameters, error_response, input_array, instance_device,
+                                       instance_threads, log_info, repository_path, response)
+from triton_ner.core.batching import PAD_LENGTHS
+from triton_ner.core.model_runs import check_rows, run_requests
 from triton_ner.core.cuda_graphs import Shapes
 from triton_ner.core.runners import load_runner, warm_up
+from triton_ner.core.settings import ModelStepSettings, from_parameters
 from triton_ner.core.tokenization import checkpoint_config
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        path = f"{args['model_repository']}/{args['model_version']}/{config_parameter(args, 'model_file')}"
-        threads = instance_threads(args, int(config_parameter(args, "intra_op_threads")),
-                                   spinning=path.endswith(".pt"))
-        self.max_tokens = int(config_parameter(args, "max_tokens_per_run"))
-        self.max_length = int(config_parameter(args, "max_sequence_length"))
+        settings = from_parameters(ModelStepSettings, config_parameters(args))
+        path = f"{args['model_repository']}/{args['model_version']}/{settings.model_file}"
+        threads = instance_threads(args, settings.intra_op_threads, spinning=path.endswith(".pt"))
+        self.max_tokens, self.max_length = settings.max_tokens_per_run, settings.max_sequence_length
         lengths = tuple(n for n in PAD_LENGTHS if n <= self.max_length)
-        graph_rows = int(config_parameters(args).get("max_rows_per_graph", 0))
-        shapes = Shapes(lengths, graph_rows, self.max_tokens) if graph_rows else None
+        rows = settings.max_rows_per_graph
+        shapes = Shapes(lengths, rows, self.max_tokens) if rows else None
         started = time.monotonic()
-        self.run = load_runner(path, threads, instance_device(args), config_parameter(args, "precision"), shapes)
+        self.run = load_runner(path, threads, instance_device(args), settings.precision, shapes)
         if shapes is not None:
-            log_info(f"{args['model_name']}: {len(shapes.all())} fixed shapes (up to {graph_rows} rows of "
+            log_info(f"{args['model_name']}: {len(shapes.all())} fixed shapes (up to {rows} rows of "
                      f"{lengths[0]}-{lengths[-1]} tokens) ready in {time.monotonic() - started:.1f} s; "
                      f"{self.run.memory_bytes() / 2**30:.2f} GiB of {instance_device(args)} memory held")
-        self.vocab_size = checkpoint_config(repository_path(args, config_parameter(args, "tokenizer_dir")))["vocab_size"]
+        self.vocab_size = checkpoint_config(repository_path(args, settings.tokenizer_dir))["vocab_size"]
         # Every length the text step pads to, before the model reports ready: no first request pays for a shape.
         warm_up(self.run, lengths, token=min(100, self.vocab_size - 1))
 

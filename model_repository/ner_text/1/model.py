@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from triton_ner.core import names
-from triton_ner.python_backend import (StopCheck, config_parameter, error_response, input_texts, model_runner,
-                                repository_path, request_parameters, response)
+from triton_ner.python_backend import (StopCheck, config_parameters, error_response, input_texts, model_runner,
+                                       repository_path, request_parameters, response)
 from triton_ner.core.aggregation import to_json
 from triton_ner.core.parameters import parse
-from triton_ner.core.text_step import Limits, entities_of_requests, warm_up_logits
+from triton_ner.core.settings import TextStepSettings, from_parameters
+from triton_ner.core.text_step import entities_of_requests, warm_up_logits
 from triton_ner.core.tokenization import load_vocabulary
 
 
@@ -28,17 +29,12 @@ class TritonPythonModel:
         # One tokenizer thread per instance: Triton scales this step by instances, and the Rust tokenizer's thread
         # pool only adds hand-offs on a busy host.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.vocab = load_vocabulary(repository_path(args, config_parameter(args, "tokenizer_dir")))
-        self.max_text_bytes = int(config_parameter(args, "max_text_bytes"))
-        self.run = model_runner(config_parameter(args, "model_name"),
-                                tuple(config_parameter(args, "model_inputs").split(",")),
-                                config_parameter(args, "model_output"))
-        buckets = tuple(int(n) for n in config_parameter(args, "pad_to_lengths").split(","))
-        self.limits = Limits(int(config_parameter(args, "max_windows")),
-                             int(config_parameter(args, "max_tokens_per_request")), buckets,
-                             int(config_parameter(args, "max_rows_per_call")),
-                             int(config_parameter(args, "max_tokens_per_call")) or None)
-        self.lanes = ThreadPoolExecutor(len(buckets), thread_name_prefix="model-call")
+        settings = from_parameters(TextStepSettings, config_parameters(args))
+        self.vocab = load_vocabulary(repository_path(args, settings.tokenizer_dir))
+        self.max_text_bytes = settings.max_text_bytes
+        self.run = model_runner(settings.model_name, settings.model_inputs, settings.model_output)
+        self.limits = settings.limits
+        self.lanes = ThreadPoolExecutor(len(self.limits.pad_to_lengths), thread_name_prefix="model-call")
         # Tokenization, aggregation and the entities' JSON once before ready (the model step is not called: it may
         # not be loaded yet), so that the first request pays for none of their first calls.
         to_json(entities_of_requests(self.vocab, warm_up_logits(len(self.vocab.id2label)),

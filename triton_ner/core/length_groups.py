@@ -1,0 +1,87 @@
+"""The text step's planner: the windows of every request of one ``execute`` pooled into groups of one padded
+length each, in calls of a few shapes, every length at once; each request gets back its own logits or its own
+error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from triton_ner.core.batching import bucket_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.runners import Runner
+
+
+def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
+                max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
+    """Rows grouped by the smallest of ``buckets`` that holds each one, in runs of at most ``max_rows`` rows and
+    ``max_tokens`` padded tokens (at least one row).
+
+    Returns ``(rows, width)`` pairs, shortest width first. Every run has one of a few shapes, so that backends
+    which batch equal shapes only (NVIDIA's onnxruntime and pytorch) batch the runs of many requests, and a short
+    window is padded to its own bucket, not to a long neighbour's length. A row longer than every bucket runs at
+    its own length.
+    """
+    widths = bucket_widths(lengths, buckets)
+    runs = []
+    for width in np.unique(widths):
+        rows = np.flatnonzero(widths == width)
+        step = max(1, min(max_rows, max_tokens // int(width))) if max_tokens else max_rows
+        runs.extend((rows[i:i + step], int(width)) for i in range(0, len(rows), step))
+    return runs
+
+
+def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], buckets: tuple[int, ...],
+                            max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
+                            max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:
+    """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
+    :func:`bucket_runs`.
+
+    The runs of one width form a lane and run one after the other; ``lanes(function, lanes)`` runs the lanes
+    (``map``, one after the other; an executor's ``map`` runs them at once, so that the model step sees every
+    width of the batch together). ``stopped(i)``, asked before each run that holds rows of request ``i``, returns
+    an exception (a :class:`Stopped`) when that request must stop: its remaining rows are left out and the
+    exception is its answer. When a run fails, each request with rows in it runs them alone, so that one bad
+    request fails alone.
+    """
+    lengths = np.concatenate([mask.sum(axis=1) for _, mask in inputs])
+    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
+    ids, masks = pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs])
+    failed: dict[int, Exception] = {}
+
+    def call(rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        padded_ids = np.full((len(rows), width), pad_id, dtype=ids.dtype)
+        padded_mask = np.zeros((len(rows), width), dtype=masks.dtype)
+        kept = min(width, ids.shape[1])
+        padded_ids[:, :kept], padded_mask[:, :kept] = ids[rows, :kept], masks[rows, :kept]
+        return rows, run(padded_ids, padded_mask)[:, :kept]
+
+    def lane(runs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        done = []
+        for rows, width in runs:
+            for i in np.unique(owners[rows]).tolist():
+                if i not in failed and stopped is not None and (reason := stopped(i)) is not None:
+                    failed[i] = reason
+            rows = rows[~np.isin(owners[rows], list(failed))]
+            if not len(rows):
+                continue
+            members = np.unique(owners[rows]).tolist()
+            for group, found in each_alone_on_failure(
+                    lambda ms, rows=rows, width=width: call(rows[np.isin(owners[rows], ms)], width), members):
+                if isinstance(found, Exception):
+                    failed.update(dict.fromkeys(group, found))
+                else:
+                    done.append(found)
+        return done
+
+    by_width: dict[int, list] = {}
+    for rows, width in bucket_runs(lengths, buckets, max_rows, max_tokens):
+        by_width.setdefault(width, []).append((rows, width))
+    run_lanes = lanes if len(by_width) > 1 else map  # one lane needs no other thread
+    finished = [piece for pieces in run_lanes(lane, list(by_width.values())) for piece in pieces]
+    labels = finished[0][1].shape[-1] if finished else 0
+    logits = np.zeros((*ids.shape, labels), dtype=np.float32)
+    for rows, out in finished:
+        logits[rows, :out.shape[1]] = out
+    pieces = split_like(logits, [i for i, _ in inputs])
+    return [failed.get(i, piece) for i, piece in enumerate(pieces)]

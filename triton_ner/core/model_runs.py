@@ -1,0 +1,111 @@
+"""The model step's planner: the windows of every request of a dynamic batch pooled, sorted by length and run in
+groups of at most a token budget; each request gets back its own rows or its own error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from triton_ner.core.batching import PAD_LENGTHS, bucket_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.parameters import InvalidInput
+
+
+def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,
+              buckets: tuple[int, ...] = PAD_LENGTHS) -> list[np.ndarray]:
+    """Group rows into model runs of similar lengths, each of at most ``max_tokens`` padded tokens.
+
+    Rows are sorted by length and a run takes rows down to ``1 / max_padding`` of its longest one, so a
+    sentence of 20 tokens is never padded to a 512-token window of the same batch: with attention's quadratic
+    cost, one long row padding 31 short ones made a batch of 32 slower than 32 runs of one. A row longer
+    than the budget runs alone. A run never mixes rows of two ``buckets`` (the lengths the text step calls the
+    model step with), so one request's runs are the same whether its length groups reach the runner together or
+    apart (in process, in one dynamic batch or in several): results that depend on the run's rows, as INT8's
+    dynamic activation scales do, do not depend on timing.
+    """
+    widths = bucket_widths(lengths, buckets)
+    runs: list[np.ndarray] = []
+    for width in sorted(np.unique(widths).tolist(), reverse=True):
+        members = np.flatnonzero(widths == width)
+        order = members[np.argsort(-lengths[members], kind="stable")]
+        start = 0
+        while start < len(order):
+            longest = max(int(lengths[order[start]]), 1)
+            end = start + 1
+            while (end < len(order) and (end - start + 1) * longest <= max_tokens
+                   and lengths[order[end]] * max_padding >= longest):
+                end += 1
+            runs.append(order[start:end])
+            start = end
+    return runs
+
+
+def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids: np.ndarray,
+                  attention_mask: np.ndarray, max_tokens: int,
+                  keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Logits ``[rows, tokens, labels]`` of padded inputs, computed in length-sorted groups (:func:`plan_runs`).
+
+    Each group is cut to its own longest row before it runs; positions past a row's length are zero.
+    ``keep(rows)``, asked before each run, says which of its rows are still wanted (a mask): so a request
+    cancelled or past its timeout stops between runs, and rows left out stay zero.
+    """
+    lengths = attention_mask.sum(axis=1)
+    logits = None
+    for rows in plan_runs(lengths, max_tokens):
+        if keep is not None:
+            rows = rows[keep(rows)]
+            if not len(rows):
+                continue
+        width = max(int(lengths[rows].max()), 1)
+        out = run(np.ascontiguousarray(input_ids[rows, :width]), np.ascontiguousarray(attention_mask[rows, :width]))
+        if logits is None:
+            logits = np.zeros((*input_ids.shape, out.shape[-1]), dtype=np.float32)
+        logits[rows, :width] = out
+    return logits if logits is not None else np.zeros((*input_ids.shape, 0), dtype=np.float32)
+
+
+def check_rows(input_ids: np.ndarray, attention_mask: np.ndarray, max_length: int, vocab_size: int) -> None:
+    """Refuse model-step inputs the model cannot run, naming the problem (:class:`InvalidInput`)."""
+    if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+        raise InvalidInput(f"input_ids {list(input_ids.shape)} and attention_mask {list(attention_mask.shape)} "
+                           "must both be [windows, tokens]")
+    if input_ids.shape[1] > max_length:
+        raise InvalidInput(f"windows of {input_ids.shape[1]} tokens; the model takes at most {max_length}")
+    if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise InvalidInput(f"input_ids holds {input_ids.max() if input_ids.max() >= vocab_size else input_ids.min()}"
+                           f"; token ids are 0 to {vocab_size - 1}")
+
+
+def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 inputs: list[tuple[np.ndarray, np.ndarray] | Exception],
+                 max_tokens: int, stopped: Callable[[int], Exception | None] | None = None,
+                 ) -> list[np.ndarray | Exception]:
+    """Logits of each request of a dynamic batch, its rows pooled with the others' (:func:`run_in_groups`).
+
+    An input already refused (an exception) keeps its error. If the pooled run fails, each request runs
+    alone, so that one bad request fails itself and no other request of the batch. ``stopped(i)``, asked
+    before each run that holds rows of request ``i``, returns an exception (a :class:`Stopped`) when that
+    request must stop: its remaining rows are left out and the exception is its answer.
+    """
+    results: list[np.ndarray | Exception | None] = [x if isinstance(x, Exception) else None for x in inputs]
+    valid = [i for i, x in enumerate(inputs) if not isinstance(x, Exception)]
+    halted: dict[int, Exception] = {}
+
+    def pooled(indices: list[int]) -> list[np.ndarray]:
+        ids, masks = [inputs[i][0] for i in indices], [inputs[i][1] for i in indices]
+        owners = np.repeat(indices, [len(a) for a in ids])
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            for i in np.unique(owners[rows]).tolist():
+                if i not in halted and (reason := stopped(i)) is not None:
+                    halted[i] = reason
+            return ~np.isin(owners[rows], list(halted))
+
+        logits = run_in_groups(run, pad_stack(ids), pad_stack(masks), max_tokens,
+                               keep if stopped is not None else None)
+        return split_like(logits, ids)
+
+    for group, found in each_alone_on_failure(pooled, valid) if valid else []:
+        for i, logits in zip(group, found if not isinstance(found, Exception) else [found] * len(group)):
+            results[i] = logits
+    return [halted.get(i, result) for i, result in enumerate(results)]
