@@ -10,8 +10,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from typer.testing import CliRunner
 
-from triton_ner.evaluate.scores import (Scheme, app, load_pipeline, parse_conll, predict_in_process, predict_served,
-                                        predicted_tags, read_conll, score, to_iob1)
+from triton_ner.evaluate.conll import Scheme, parse_conll, read_conll, to_iob1
+from triton_ner.evaluate.scores import (app, load_pipeline, predict_in_process, predict_served, predicted_tags,
+                                        score)
 from triton_ner.export import corpus
 from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build

@@ -11,7 +11,8 @@ import pytest
 from triton_ner.export.configs import ServingOptions, render, repository_configs
 from triton_ner.core.variants import MODEL_FILES, Format, Precision
 from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
-from triton_ner.export.assemble import build, check_config_against_model
+from triton_ner.export.assemble import build
+from triton_ner.export.model_io import check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
 from triton_ner.core import names
 from triton_ner.core.runners import load_runner

@@ -2,8 +2,9 @@
 
 import pytest
 
-from triton_ner.loadtest.bench import (ORT_THREADS, Row, length_sample, markdown, ort_row_name, plot, results_page,
-                                       run_results, targets, timed_calls, write_docs)
+from triton_ner.loadtest.bench import length_sample, timed_calls
+from triton_ner.loadtest.bench_report import (ORT_THREADS, Row, markdown, ort_row_name, plot, results_page,
+                                              run_results, targets, write_docs)
 
 CORPUS = {"texts": 100, "seed": 0, "words": "5-40"}
 

@@ -7,9 +7,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from triton_ner.evaluate.scores import (DataError, Figures, Scheme, Scores, Side, app, check_scheme, detect_scheme,
-                                        failures, parse_conll, predicted_tags, read_conll, report, score, table,
-                                        tags_from_entities, to_iob1, token_spans)
+from triton_ner.evaluate.conll import (DataError, Scheme, check_scheme, detect_scheme, parse_conll, read_conll,
+                                       tags_from_entities, to_iob1, token_spans)
+from triton_ner.evaluate.scores import Figures, Scores, Side, app, failures, predicted_tags, report, score, table
 from triton_ner.server import free_ports
 
 IOB2_FILE = """\
@@ -338,7 +338,7 @@ def test_conll2003_rows_become_sentences_with_tag_names(monkeypatch):
     datasets = pytest.importorskip("datasets")
     from huggingface_hub import constants
 
-    from triton_ner.evaluate.scores import CONLL2003_TAGS, load_conll2003
+    from triton_ner.evaluate.conll import CONLL2003_TAGS, load_conll2003
 
     features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                   "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(CONLL2003_TAGS)))})
