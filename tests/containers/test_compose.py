@@ -320,11 +320,21 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
 
 
 # Run in the server container (whose image has the project): SIGKILL one Python-backend stub of the model step,
-# as the OOM killer or a crash would end it, and print its process id. tritonserver is a child of ner-serve (pid 1).
+# as the OOM killer or a crash would end it, and print its process id. PID 1 is tini, whose child is ner-serve,
+# whose child is tritonserver.
 KILL_A_STUB = """
 import os, signal
+from pathlib import Path
 from triton_ner.server import child_processes, stub_processes
-[server] = [pid for pid, _, args in child_processes(1) if args[0].endswith('tritonserver')]
+assert Path('/proc/1/comm').read_text().strip() == 'tini', Path('/proc/1/comm').read_text()
+try:
+    import triton_ner.loadtest
+except ImportError:
+    pass
+else:
+    raise AssertionError('the serving image carries triton_ner.loadtest')
+[ner_serve] = [pid for pid, _, args in child_processes(1) if 'ner-serve' in ' '.join(args)]
+[server] = [pid for pid, _, args in child_processes(ner_serve) if args[0].endswith('tritonserver')]
 stub = min(pid for pid, model in stub_processes(server).items() if model == 'ner_model')
 os.kill(stub, signal.SIGKILL)
 print(stub)
