@@ -238,7 +238,7 @@ def main(
     from triton_ner.core import names
     from triton_ner.core.inprocess import LocalNer
     from triton_ner.server import TritonServer, built_backend, free_ports, onnxruntime_backend
-    from triton_ner.core.tokenization import load_vocabulary
+    from triton_ner.core.vocabulary import load_vocabulary
 
     def say(message: str) -> None:
         cli.say("bench", message)

@@ -62,7 +62,8 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
     from triton_ner.core.model_runs import run_in_groups
     from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.runners import load_runner
-    from triton_ner.core.tokenization import load_vocabulary, prepare
+    from triton_ner.core.tokenization import prepare
+    from triton_ner.core.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(traced.checkpoint)
     texts = convert.agreement_corpus()

@@ -3,7 +3,8 @@
 import pytest
 
 from triton_ner.client import NerClient
-from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, load_vocabulary
+from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows
+from triton_ner.core.vocabulary import load_vocabulary
 from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases
 
 

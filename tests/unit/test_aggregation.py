@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from triton_ner.core.aggregation import _group_scores, aggregate_texts, softmax, to_python
 from triton_ner.core.parameters import Strategy
-from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, encode, load_vocabulary
+from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, encode
+from triton_ner.core.vocabulary import load_vocabulary
 from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
 
 

@@ -217,7 +217,7 @@ def test_the_text_steps_warm_up_groups_an_entity_without_the_model_step():
     from triton_ner.core.parameters import parse
     from triton_ner.core.settings import Limits
     from triton_ner.core.text_step import entities_of_requests, warm_up_logits
-    from triton_ner.core.tokenization import load_vocabulary
+    from triton_ner.core.vocabulary import load_vocabulary
     from triton_ner.export.fixture import fixture_model
 
     vocab = load_vocabulary(fixture_model())

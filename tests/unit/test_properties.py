@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from triton_ner.core.aggregation import aggregate_texts
 from triton_ner.core.parameters import Strategy
-from triton_ner.core.tokenization import check_stride, encode, load_vocabulary, window_tokens
+from triton_ner.core.tokenization import check_stride, encode, window_tokens
+from triton_ner.core.vocabulary import load_vocabulary
 
 # Any code point but lone surrogates (not encodable); weighted towards what the tokenizer splits on.
 ANY_CHAR = st.characters(exclude_categories=("Cs",))
@@ -188,3 +189,15 @@ def test_windows_are_those_of_transformers_tokenizer_call(vocab, texts, stride):
                          ("offsets", "offset_mapping"), ("special_tokens_mask", "special_tokens_mask"),
                          ("text_index", "overflow_to_sample_mapping")):
         np.testing.assert_array_equal(getattr(batch, ours), np.asarray(called[theirs]), err_msg=ours)
+
+
+def test_windowing_leaves_the_shared_tokenizer_as_it_was(checkpoint):
+    """encode() runs its own copy of the Rust tokenizer, configured once per stride: the tokenizer the text step
+    shares (and aggregation decodes with) keeps its own truncation and padding."""
+    vocab = load_vocabulary(checkpoint)
+    backend = vocab.tokenizer.backend_tokenizer
+    before = (backend.truncation, backend.padding)
+    for stride in (16, 32):
+        encode(vocab.tokenizer, ["Angela Merkel visited Paris.", "word " * 900], stride=stride)
+    assert (backend.truncation, backend.padding) == before
+    assert vocab.lexicon is vocab.lexicon  # built once, kept with the vocabulary

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
 from triton_ner.core.parameters import Strategy
-from triton_ner.core.tokenization import Vocabulary
+from triton_ner.core.vocabulary import Lexicon, Vocabulary
 
 try:
     import orjson
@@ -48,61 +48,6 @@ class Windows:
     text_index: np.ndarray
     strategy: Strategy = Strategy.SIMPLE
     ignore_labels: tuple[str, ...] = ("O",)
-
-
-class Lexicon:
-    """What aggregation looks up per token and per label, built once per vocabulary: token strings, their lengths,
-    and each label's BIO prefix, type and group name."""
-
-    def __init__(self, vocab: Vocabulary):
-        tokenizer = vocab.tokenizer
-        backend = tokenizer.backend_tokenizer
-        self.pieces = [backend.id_to_token(i) for i in range(backend.get_vocab_size(with_added_tokens=True))]
-        self.piece_lengths = np.array([len(p or "") for p in self.pieces], dtype=np.int64)
-        self.unk_id = tokenizer.unk_token_id
-        self.word_aware = vocab.word_aware
-        decoder = backend.decoder
-        decode = decoder.decode if decoder is not None else " ".join  # convert_tokens_to_string
-
-        # The same words and entities come back again and again; the decoder is a call into Rust per entity.
-        @lru_cache(maxsize=1 << 16)
-        def join(pieces: tuple[str, ...]) -> str:
-            return decode(list(pieces))
-
-        self.join = join
-        self.labels = [vocab.id2label[i] for i in range(len(vocab.id2label))]
-        tags = [_tag(label) for label in self.labels]
-        types = {t: k for k, t in enumerate(dict.fromkeys(tag for _, tag in tags))}
-        self.opens = np.array([bi == "B" for bi, _ in tags])
-        self.types = np.array([types[tag] for _, tag in tags])
-        self.groups = [label.split("-", 1)[-1] for label in self.labels]
-        self._dropped: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-
-    def dropped(self, ignore_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Per label: whether ``ignore_labels`` drops a token record of it, and a group it opens."""
-        if ignore_labels not in self._dropped:
-            ignored = set(ignore_labels)
-            self._dropped[ignore_labels] = (np.array([label in ignored for label in self.labels]),
-                                            np.array([group in ignored for group in self.groups]))
-        return self._dropped[ignore_labels]
-
-
-def lexicon(vocab: Vocabulary) -> Lexicon:
-    """The vocabulary's :class:`Lexicon`, built on first use and kept with it."""
-    found = vocab.__dict__.get("_lexicon")
-    if found is None:
-        found = Lexicon(vocab)
-        object.__setattr__(vocab, "_lexicon", found)
-    return found
-
-
-def _tag(label: str) -> tuple[str, str]:
-    """The pipeline's ``get_tag``: ``B-X`` is (B, X), ``I-X`` is (I, X), anything else (``O`` too) is (I, label)."""
-    if label.startswith("B-"):
-        return "B", label[2:]
-    if label.startswith("I-"):
-        return "I", label[2:]
-    return "I", label
 
 
 def _ends(first: np.ndarray, count: int) -> np.ndarray:
@@ -302,7 +247,7 @@ def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[l
     bounds = np.cumsum([0, *(r.logits.size // labels for r in requests)])
     scores = [scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape) for k, r in enumerate(requests)]
     results: list[list[list[dict]]] = [[[] for _ in r.texts] for r in requests]
-    lex = lexicon(vocab)
+    lex = vocab.lexicon
     for strategy in dict.fromkeys(Strategy(r.strategy) for r in requests):
         members = [k for k, r in enumerate(requests) if Strategy(r.strategy) is strategy]
         subset = [requests[k] for k in members]

@@ -12,7 +12,8 @@ from triton_ner.core.batching import MAX_TOKENS_PER_RUN
 from triton_ner.core.model_runs import run_in_groups
 from triton_ner.core.parameters import RequestOptions, Strategy
 from triton_ner.core.runners import load_runner
-from triton_ner.core.tokenization import load_vocabulary, prepare
+from triton_ner.core.tokenization import prepare
+from triton_ner.core.vocabulary import load_vocabulary
 
 
 class LocalNer:

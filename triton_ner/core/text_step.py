@@ -17,7 +17,8 @@ from triton_ner.core.length_groups import run_requests_in_buckets
 from triton_ner.core.parameters import RequestOptions
 from triton_ner.core.runners import Runner
 from triton_ner.core.settings import Limits
-from triton_ner.core.tokenization import Batch, Vocabulary, prepare_requests
+from triton_ner.core.tokenization import Batch, prepare_requests
+from triton_ner.core.vocabulary import Vocabulary
 
 Entities = list[list[dict]]  # per text of a request, the pipeline's records
 

@@ -17,7 +17,7 @@ from triton_ner.core.model_runs import check_rows, run_requests
 from triton_ner.core.cuda_graphs import Shapes
 from triton_ner.core.runners import load_runner, warm_up
 from triton_ner.core.settings import ModelStepSettings, from_parameters
-from triton_ner.core.tokenization import checkpoint_config
+from triton_ner.core.vocabulary import checkpoint_config
 
 
 class TritonPythonModel:

@@ -21,7 +21,7 @@ from triton_ner.core.aggregation import to_json
 from triton_ner.core.parameters import parse
 from triton_ner.core.settings import TextStepSettings, from_parameters
 from triton_ner.core.text_step import entities_of_requests, warm_up_logits
-from triton_ner.core.tokenization import load_vocabulary
+from triton_ner.core.vocabulary import load_vocabulary
 
 
 class TritonPythonModel:
