@@ -7,11 +7,10 @@ without that file falls back to its ``config.pbtxt``.
 
 In every variant the ensemble has one step, the text step, which tokenizes, calls the model step itself
 (business logic scripting) and aggregates: it batches requests (``max_batch_size`` above 0, ragged ``TEXT``, so
-the ensemble's ``TEXT [n]`` reaches it as ``[1, n]`` and its ``ENTITIES [1, n]`` leaves it as ``[n]``), and pools
-the windows of every request of one ``execute`` into groups of one padded length each (16 to 512 tokens), all
-lengths called at once, so that NVIDIA's backends, which batch equal shapes only, batch groups of many requests and
-no short window is padded to a long neighbour's length. One step instead of a tokenizer and an aggregation step
-saves the hand-off of every window's tensors between two processes and one scheduled step per request.
+the ensemble's ``TEXT [n]`` reaches it as ``[1, n]`` and its ``ENTITIES [1, n]`` leaves it as ``[n]``), and calls
+the model step in length groups (:mod:`triton_ner.core.length_groups`). One step instead of a tokenizer and an
+aggregation step saves the hand-off of every window's tensors between two processes and one scheduled step per
+request.
 
 The files written by a default export are committed under ``model_repository/``;
 ``tests/unit/test_configs.py`` regenerates them and fails on any difference.

@@ -179,8 +179,8 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
         switched = onnxruntime_backend_repository(fixture, repository.with_name(f"{repository.name}-fixture-gpu"), 1)
         points += ceiling.serve_points(switched, ceiling.GPU_ON_CPU, say, config_name=variants.GPU.config_name)
         switched = onnxruntime_backend_repository(full_size, repository.with_name(f"{repository.name}-onnxruntime"), 1)
-        points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name=variants.GPU.config_name, loads=((64, 1),),
-                                       seconds=20.0)
+        points += ceiling.serve_points(switched, ceiling.FULL_SIZE_GPU, say, config_name=variants.GPU.config_name,
+                                       loads=((64, 1),), seconds=20.0)
     found = [c.summary() for c in ceiling.targets(points)]
     table = ceiling.markdown(points) + "\n\n" + checks_table(found)
     print(table)

@@ -159,7 +159,8 @@ def test_a_failed_proof_names_the_artifact_its_reference_the_figure_and_the_boun
         build(Checkpoint(checkpoint, "fixture"), tmp_path / "repo",
               ExportPlan(frozenset({Format.ONNX}), frozenset({Precision.FP32, Precision.INT8})), log=lambda _: None)
     error = failed.value
-    assert (error.artifact, error.reference, error.bound) == ("model_int8.onnx", "the entities of model.onnx", "≥ 99%")
+    assert (error.artifact, error.reference, error.bound) == ("model_int8.onnx", "the entities of model.onnx",
+                                                             "≥ 99%")
     assert error.figure.endswith("identical") and "matrix instructions" in str(error)
     assert not (tmp_path / "repo").exists()  # nothing half-written
 

@@ -2,11 +2,11 @@
 
 Plain functions over numpy arrays and strings, so the Triton aggregation model, the benchmark and the tests
 run the same code. The semantics follow ``transformers/pipelines/token_classification.py`` step by step
-(its ``aggregate`` and ``group_entities``), but over arrays: the tokens of every window of every request are pooled, and the
-per-token work (softmax, argmax, sub-word marks, word and group boundaries, what ``ignore_labels`` drops) is
-numpy over all of them at once; Python runs once per entity returned, for its record and its ``word``. Where the
-pipeline's numpy calls decide float32 rounding (a group's mean score, a word's average), the same calls are made
-on the same values.
+(its ``aggregate`` and ``group_entities``), but over arrays: the tokens of every window of every request are
+pooled, and the per-token work (softmax, argmax, sub-word marks, word and group boundaries, what
+``ignore_labels`` drops) is numpy over all of them at once; Python runs once per entity returned, for its record
+and its ``word``. Where the pipeline's numpy calls decide float32 rounding (a group's mean score, a word's
+average), the same calls are made on the same values.
 """
 
 from __future__ import annotations

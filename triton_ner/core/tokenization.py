@@ -86,10 +86,8 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     """Tokenize ``texts`` into windows as the pipeline does with ``stride``, padded to the longest window.
 
     A text that fits in one window gives exactly the pipeline's tokens without ``stride``. The Rust tokenizer is
-    called directly (a copy configured once per stride), as transformers' ``tokenizer(texts, truncation=True, stride=stride,
-    return_overflowing_tokens=True, padding=True)`` configures it, and its encodings go straight into arrays:
-    the same windows (a test compares them) without transformers' per-window Python dictionaries, a quarter less
-    time on short sentences.
+    called directly (:func:`_windowing`), and its encodings go straight into arrays: the same windows (a test
+    compares them) without transformers' per-window Python dictionaries.
     """
     check_stride(tokenizer, stride)
     windows, text_index = [], []

@@ -10,7 +10,7 @@ server start with Triton's ``--model-config-name``. Adding a variant: an entry h
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 
 
 class Format(str, enum.Enum):
@@ -94,8 +94,9 @@ class Variant:
         """``config.pbtxt`` or ``configs/<name>.pbtxt``."""
         return f"configs/{self.config_name}.pbtxt" if self.config_name else "config.pbtxt"
 
-    def with_precision(self, precision: Precision) -> Variant:
-        return replace(self, precision=precision)
+    def but(self, **changes) -> Variant:
+        """This variant with some fields changed (a precision, a config name)."""
+        return Variant(**asdict(self) | changes)
 
 
 def default(format: Format) -> Variant:
@@ -149,12 +150,12 @@ def exported(formats: set[Format], precisions: set[Precision], target: Target,
         fp16 = Precision.FP16 in precisions
         if primary is Format.ONNX:
             # TensorRT builds its FP16 engines from the plain FP32 graph.
-            found.append(GPU.with_precision(Precision.FP16 if fp16 and not tensorrt else Precision.FP32))
+            found.append(GPU.but(precision=Precision.FP16 if fp16 and not tensorrt else Precision.FP32))
         if torchscript:
             # Exported without ONNX, NVIDIA's pytorch backend is the gpu variant.
             found.append(GPU_TORCHSCRIPT if primary is Format.ONNX
-                         else replace(GPU_TORCHSCRIPT, config_name=GPU.config_name))
-            found.append(CUDA.with_precision(Precision.FP16 if fp16 else Precision.FP32))
+                         else GPU_TORCHSCRIPT.but(config_name=GPU.config_name))
+            found.append(CUDA.but(precision=Precision.FP16 if fp16 else Precision.FP32))
     return found
 
 

@@ -152,8 +152,8 @@ class TritonServer:
         python = self._check_steps_python()
         self._workdir = tempfile.TemporaryDirectory(prefix="ner-triton-")
         try:
-            backends = None if self.tritonserver else installation.backend_directory(Path(self._workdir.name) / "backends",
-                                                                        self.runtime, python)
+            backends = None if self.tritonserver else installation.backend_directory(
+                Path(self._workdir.name) / "backends", self.runtime, python)
             environment = (dict(os.environ) if self.tritonserver
                            else installation.server_environment(self.runtime, python))
             if self.tritonserver and self.steps_python:
@@ -189,7 +189,8 @@ class TritonServer:
             environment.check(python, installation.stub(self.runtime, python.version))
             return python
         folders = [a.split("=", 1)[1] for a in self.extra_args if a.startswith("--backend-directory=")]
-        stub = Path(folders[-1] if folders else installation.INSTALLED_BACKENDS) / "python" / "triton_python_backend_stub"
+        backends = Path(folders[-1] if folders else installation.INSTALLED_BACKENDS)
+        stub = backends / "python" / "triton_python_backend_stub"
         found = self.steps_python or shutil.which("python3")
         if stub.is_file() and found:
             environment.check(environment.probe(Path(found)), stub)

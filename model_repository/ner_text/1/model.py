@@ -1,10 +1,9 @@
 """Text step: the texts of every queued request to entities, the model step called with their windows.
 
-One ``execute`` takes every request the scheduler has queued: their texts are tokenized in one call, and their
-windows are pooled into groups of one padded length each (16 to 512 tokens), which call the model step (business
-logic scripting) all at once, one group per length at a time: NVIDIA's backends, which batch equal shapes only,
-then batch the groups of many requests, and no short window is padded to a long neighbour's length. The logits of
-all requests are aggregated together (:mod:`triton_ner.core.text_step`), one JSON document per text. Each request
+One ``execute`` takes every request the scheduler has queued: their texts are tokenized in one call, their windows
+call the model step (business logic scripting) in length groups, every length at once
+(:mod:`triton_ner.core.length_groups`), and the logits of all requests are aggregated together
+(:mod:`triton_ner.core.text_step`), one JSON document per text. Each request
 keeps its own options, limits and error; one cancelled or past its timeout stops between model calls.
 """
 
