@@ -169,9 +169,9 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         _save_tokenizer(tokenizer, model, tokenizer_dir)
         version_dir = work / names.MODEL / "1"
         proofs, refused = _export_artifacts(model, tokenizer, tokenizer_dir, version_dir, plan, step)
-        kept = [v for v in plan.variants if proof_key(v) not in refused]
+        kept = [v for v in plan.variants if _variant_key(v) not in refused]
         for key, entry in refused.items():
-            entry["config_names"] = [v.config_name for v in plan.variants if proof_key(v) == key]
+            entry["config_names"] = [v.config_name for v in plan.variants if _variant_key(v) == key]
             step(f"left out {', '.join(entry['config_names'])}: {entry['error']}")
         options = replace(plan.options, num_labels=model.config.num_labels)
         files = configs.repository_configs(kept, options)
@@ -203,11 +203,14 @@ def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(),
         shutil.rmtree(work, ignore_errors=True)
 
 
-def proof_key(variant: Variant) -> str:
-    """The manifest's key of the proof a variant is served on: its file, with the precision it runs in when that
-    is not the file's own (``model.pt:bf16``, ``model_bf16.xml:bf16``)."""
-    run = variant.run_precision
-    return variant.model_file if run is Precision.FP32 else f"{variant.model_file}:{run.value}"
+def proof_key(model_file: str, run_precision: Precision) -> str:
+    """The manifest's key of a proof: the file, with the precision it is run in when it is cast or run in another
+    one than FP32 (``model.pt:bf16``, ``model_bf16.xml:bf16``)."""
+    return model_file if run_precision is Precision.FP32 else f"{model_file}:{run_precision.value}"
+
+
+def _variant_key(variant: Variant) -> str:
+    return proof_key(variant.model_file, variant.run_precision)
 
 
 # Lower precisions whose agreement with FP32 depends on the CPU's matrix instructions (rounding and accumulation
@@ -257,7 +260,7 @@ def _export_artifacts(model, tokenizer, tokenizer_dir: Path, version_dir: Path, 
         proof = {"entity_agreement": result.agreement, "minimum": plan.min_agreement, "device": device,
                  "reference": fp32.name, "reference_entities": result.reference_entities,
                  "variant_entities": result.variant_entities}
-        key = path.name if own else f"{path.name}:{precision.value}"
+        key = proof_key(path.name, precision)
         if result.ok:
             proofs[key] = proof
             return

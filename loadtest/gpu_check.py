@@ -48,9 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from triton_ner import cli
+from triton_ner.core.cuda_graphs import served_shapes
 from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
 from triton_ner.loadtest.gpu_plan import (DRY_RUN, FULL, GRID_SHARE, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan,
-                                          Runner, Traced, one_line, release, served_shapes)
+                                          Runner, Traced, one_line, release)
 from triton_ner.loadtest.gpu_proofs import FP32_TOLERANCE, MIN_AGREEMENT, PRECISIONS, Proof, prove
 from triton_ner.loadtest.gpu_report import markdown
 from triton_ner.loadtest.gpu_served import BUSY, serve

@@ -11,13 +11,10 @@ SKIPPED_NO_TRITON = ("skipped: no serving pack and no local tritonserver (make g
                      "nvidia-pytriton wheel is installed)")
 
 
-
 SKIPPED_BUDGET = "skipped: time budget spent"
 
 
-
 GRID_SHARE = 0.7  # the model-alone grid stops at this share of the budget, leaving the rest to the served step
-
 
 
 @dataclass(frozen=True)
@@ -35,24 +32,12 @@ class Runner:
         return f"{self.precision} {self.attention}{' graphs' if self.graphs else ''}"
 
 
-
 SERVED_RUNNER = Runner("fp16")  # what configs/cuda.pbtxt runs
-
 
 
 # The served runner first, then each means taken away in turn (graphs, fused attention), then the other precisions.
 GPU_RUNNERS = (SERVED_RUNNER, Runner("fp16", graphs=False), Runner("fp16", "eager", graphs=False),
                Runner("fp16", "eager"), Runner("bf16"), Runner("fp32"))
-
-
-
-def served_shapes():
-    """The fixed shapes of the cuda variant's runner, from the export's defaults."""
-    from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGTHS
-    from triton_ner.core.cuda_graphs import Shapes
-
-    return Shapes(PAD_LENGTHS, GPU_MAX_ROWS, MAX_TOKENS_PER_RUN)
-
 
 
 @dataclass(frozen=True)
@@ -73,11 +58,9 @@ class Plan:
     served: Runner  # what the served step runs
 
 
-
 FULL = Plan(False, "cuda", "benchmark", (1, 8, 32, 128, 256), (16, 64, 128, 512), warmup=3, repeats=10,
             concurrency=(1, 16, 64, 256), texts_per_request=(1, 8), served_seconds=5.0, runners=GPU_RUNNERS,
             served=SERVED_RUNNER)
-
 
 
 DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, concurrency=(1, 16),
@@ -86,15 +69,12 @@ DRY_RUN = Plan(True, "cpu", "fixture", (1, 8), (16, 64), warmup=2, repeats=3, co
                served=Runner("fp32", graphs=False))  # config.pbtxt on CPU
 
 
-
 SERVED_TEXTS = 512  # short sentences, sent in turn
-
 
 
 def one_line(error: BaseException) -> str:
     message = str(error).strip()
     return f"{type(error).__name__}: {message.splitlines()[0]}" if message else type(error).__name__
-
 
 
 @dataclass
@@ -110,7 +90,6 @@ class Traced:
 
     def file(self, runner: Runner) -> Path:
         return self.torchscript if runner.attention == "sdpa" else self.torchscript_eager
-
 
 
 def release(device: str) -> None:

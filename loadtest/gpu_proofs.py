@@ -9,15 +9,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from triton_ner.loadtest.gpu_plan import Plan, Traced, one_line, release, served_shapes
+from triton_ner.core.cuda_graphs import served_shapes
+from triton_ner.loadtest.gpu_plan import Plan, Traced, one_line, release
 
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # proven
 
 
-
 FP32_TOLERANCE = 1e-3
-
 
 
 # Entity agreement with CPU FP32 on the agreement corpus. The benchmark model has random weights, so many tokens
@@ -25,7 +24,6 @@ FP32_TOLERANCE = 1e-3
 # mantissa) 98.8% over 4,180 entities. The bounds leave room for the GPU's other summation order and still
 # catch a broken precision (overflow, NaN, a wrong mask), which agrees on next to nothing.
 MIN_AGREEMENT = {"fp16": 0.98, "bf16": 0.95}
-
 
 
 @dataclass
@@ -51,7 +49,6 @@ class Proof:
         if self.measured is not None and not math.isfinite(self.measured):
             data["measured"], data["detail"] = None, f"{self.measured} {self.detail}".strip()
         return data
-
 
 
 def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[Proof], list[dict]]:

@@ -8,10 +8,11 @@ path the tests run; only the capture and the replay need a GPU.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGTHS
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,12 @@ class Shapes:
         return next((r for r in buckets if r >= rows), buckets[-1]), bucket
 
 
+def served_shapes(max_rows: int = GPU_MAX_ROWS, max_tokens: int = MAX_TOKENS_PER_RUN,
+                  max_length: int = PAD_LENGTHS[-1]) -> Shapes:
+    """The shapes of the cuda variant's runner: the text step's padded lengths up to ``max_length``."""
+    return Shapes(tuple(n for n in PAD_LENGTHS if n <= max_length), max_rows, max_tokens)
+
+
 class GraphRunner:
     """``(input_ids, attention_mask) -> float32 logits`` over a TorchScript module at the fixed :class:`Shapes`.
 
@@ -61,7 +68,6 @@ class GraphRunner:
         self.torch, self.module, self.shapes, self.device = torch, module, shapes, torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.buffers: dict[tuple[int, int], tuple] = {}
-        self.capture_seconds = 0.0
         if self.cuda:
             self._capture()
 
@@ -80,7 +86,6 @@ class GraphRunner:
 
     def _capture(self) -> None:
         torch = self.torch
-        started = time.monotonic()
         pool = torch.cuda.graph_pool_handle()
         side = torch.cuda.Stream(self.device)
         with torch.inference_mode(), torch.cuda.device(self.device):
@@ -98,7 +103,6 @@ class GraphRunner:
                 out_host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
                 self.buffers[shape] = (host, tokens, graph, (out, out_host))
             torch.cuda.synchronize(self.device)
-        self.capture_seconds = time.monotonic() - started
 
     def memory_bytes(self) -> int:
         """GPU memory the caching allocator holds on this runner's device (weights, buffers, graph pool); 0 on CPU."""

@@ -14,7 +14,7 @@ from triton_ner.python_backend import (StopCheck, config_parameters, error_respo
                                        instance_threads, log_info, repository_path, response)
 from triton_ner.core.batching import PAD_LENGTHS
 from triton_ner.core.model_runs import check_rows, run_requests
-from triton_ner.core.cuda_graphs import Shapes
+from triton_ner.core.cuda_graphs import served_shapes
 from triton_ner.core.runners import load_runner, warm_up
 from triton_ner.core.settings import ModelStepSettings, from_parameters
 from triton_ner.core.vocabulary import checkpoint_config
@@ -28,7 +28,7 @@ class TritonPythonModel:
         self.max_tokens, self.max_length = settings.max_tokens_per_run, settings.max_sequence_length
         lengths = tuple(n for n in PAD_LENGTHS if n <= self.max_length)
         rows = settings.max_rows_per_graph
-        shapes = Shapes(lengths, rows, self.max_tokens) if rows else None
+        shapes = served_shapes(rows, self.max_tokens, self.max_length) if rows else None
         started = time.monotonic()
         self.run = load_runner(path, threads, instance_device(args), settings.precision, shapes)
         if shapes is not None:
