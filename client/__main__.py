@@ -22,7 +22,6 @@ from triton_ner.client import options
 from triton_ner.client.errors import ClientError
 from triton_ner.client.inputs import count_texts, read_texts
 from triton_ner.client.async_client import AsyncNerClient
-from triton_ner.client.library import Protocol
 from triton_ner.client.render import progress as progress_bar
 from triton_ner.core.parameters import Strategy
 
@@ -76,6 +75,7 @@ async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, 
 
 
 @app.command()
+@options.connection_options
 def main(
     texts: Annotated[list[str] | None, typer.Argument(
         help="Texts. With none and no --file, texts are read from stdin, one per line.", show_default=False)]
@@ -83,8 +83,6 @@ def main(
     file: Annotated[list[Path] | None, typer.Option(
         "--file", "-f", help="File of texts, repeatable: .jsonl (a \"text\" field per line) or any other (one "
                              "text per line); - is stdin.", show_default=False)] = None,
-    url: options.Url = None,
-    protocol: options.ProtocolOption = Protocol.GRPC,
     strategy: Annotated[Strategy | None, typer.Option(
         help="Aggregation strategy, as in the transformers pipeline (default: the server's, simple)",
         show_default=False)] = None,
@@ -96,20 +94,13 @@ def main(
         show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Texts per request (a request may hold at most 1,024 windows).")] = 64,
-    concurrency: options.Concurrency = 4,
-    timeout: options.Timeout = 60.0,
-    retries: options.Retries = 3,
-    ssl: options.Ssl = False,
-    root_cert: options.RootCert = None,
-    client_cert: options.ClientCert = None,
-    client_key: options.ClientKey = None,
-    header: options.Header = None,
     output: Annotated[Output, typer.Option(
         help="json: one JSON list of entities per line; pretty: texts with entities highlighted; auto: pretty "
              "when stdout is a terminal.")] = Output.AUTO,
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress bar (in a terminal) and a summary on stderr (default: "
                                          "when stderr is a terminal and stdout is not)", show_default=False)] = None,
+    connection: options.Connection = options.Connection(),
 ) -> None:
     """Find the entities of texts with the ner model served by Triton, over gRPC or HTTP.
 
@@ -128,8 +119,7 @@ def main(
         print("client: reading texts from stdin, one per line (Ctrl-D ends)", file=sys.stderr)
     started = time.monotonic()
     try:
-        client = AsyncNerClient(**options.client_settings(url, protocol, timeout, retries, batch_size, concurrency,
-                                                          ssl, root_cert, client_cert, client_key, header))
+        client = AsyncNerClient(**connection.client_settings(batch_size))
         total = count_texts(texts or [], file or [])
         count, found = asyncio.run(_run(client, read_texts(texts or [], file or [], sys.stdin), total, pretty,
                                         show_progress, aggregation_strategy=strategy,

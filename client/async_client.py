@@ -25,19 +25,16 @@ class AsyncNerClient(_BaseClient):
     def _open(self) -> None:
         self._clients: dict[str, Any] = {}  # one per server
 
+    _MODULES = {Protocol.GRPC: "tritonclient.grpc.aio", Protocol.HTTP: "tritonclient.http.aio"}
+
+    def _http_options(self) -> dict[str, Any]:
+        return {"conn_limit": self.concurrency, "conn_timeout": self.timeout}
+
     def _connection(self, address: str):
         self._check_open()
-        client = self._clients.get(address)
-        if client is None:
-            if self.protocol is Protocol.GRPC:
-                import tritonclient.grpc.aio as module
-                client = module.InferenceServerClient(address, **self._grpc_options())
-            else:
-                import tritonclient.http.aio as module
-                client = module.InferenceServerClient(address, conn_limit=self.concurrency,
-                                                      conn_timeout=self.timeout)
-            self._clients[address] = client
-        return client
+        if address not in self._clients:
+            self._clients[address] = self._new_connection(address)
+        return self._clients[address]
 
     async def _retrying(self, call: Callable[[Any], Any], first: int = 0) -> Any:
         """See :meth:`NerClient._retrying`."""

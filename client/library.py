@@ -4,6 +4,7 @@ errors; over several servers, round-robin with failover (:mod:`triton_ner.client
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import logging
@@ -120,8 +121,16 @@ class _BaseClient:
     def _open(self) -> None:
         """The client's own state (connections), once the settings are checked."""
 
-    def _grpc_options(self) -> dict[str, Any]:
-        return {"ssl": self.ssl, **self._tls}
+    # The tritonclient modules of this client's kind, and its HTTP client's connection settings.
+    _MODULES = {Protocol.GRPC: "tritonclient.grpc", Protocol.HTTP: "tritonclient.http"}
+
+    def _http_options(self) -> dict[str, Any]:
+        return {"connection_timeout": self.timeout, "network_timeout": self.timeout}
+
+    def _new_connection(self, address: str):
+        """A tritonclient ``InferenceServerClient`` of this client's protocol on ``address``."""
+        options = {"ssl": self.ssl, **self._tls} if self.protocol is Protocol.GRPC else self._http_options()
+        return importlib.import_module(self._MODULES[self.protocol]).InferenceServerClient(address, **options)
 
     def _call_options(self) -> dict[str, Any]:
         # gRPC takes the deadline per call; tritonclient's HTTP clients take it when connecting.
@@ -230,14 +239,7 @@ class NerClient(_BaseClient):
             connections = self._shared if self.protocol is Protocol.GRPC else vars(self._local)
             connection = connections.get(address)
             if connection is None:
-                if self.protocol is Protocol.GRPC:
-                    import tritonclient.grpc as module
-                    connection = module.InferenceServerClient(address, **self._grpc_options())
-                else:
-                    import tritonclient.http as module
-                    connection = module.InferenceServerClient(address, connection_timeout=self.timeout,
-                                                              network_timeout=self.timeout)
-                connections[address] = connection
+                connection = connections[address] = self._new_connection(address)
                 self._connections.append(connection)
         return connection
 

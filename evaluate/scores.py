@@ -30,7 +30,7 @@ import typer
 from triton_ner import cli
 from triton_ner.client.errors import ClientError
 from triton_ner.client import options
-from triton_ner.client.library import DEFAULT_PORTS, NerClient, Protocol
+from triton_ner.client.library import NerClient
 from triton_ner.client.render import progress as progress_bar
 from triton_ner.core.parameters import Strategy
 from triton_ner.evaluate.conll import (CONLL2003_DATASET, DataError, DataUnavailable, Scheme, Sentence, check_scheme,
@@ -230,6 +230,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 @app.command()
+@options.connection_options
 def main(
     data: Annotated[Path | None, typer.Argument(
         help="CoNLL-format file: one token per line, the token in the first column and its tag (IOB1 or IOB2) in "
@@ -246,20 +247,10 @@ def main(
         show_default=False)] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N sentences only.",
                                               show_default=False)] = None,
-    url: options.Url = None,
-    protocol: options.ProtocolOption = Protocol.GRPC,
     strategy: Annotated[Strategy, typer.Option(
         help="Aggregation strategy, the same on both sides (not none: it gives tokens, not entities).")]
     = Strategy.FIRST,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per request.")] = 64,
-    concurrency: options.Concurrency = 4,
-    timeout: options.Timeout = 60.0,
-    retries: options.Retries = 3,
-    ssl: options.Ssl = False,
-    root_cert: options.RootCert = None,
-    client_cert: options.ClientCert = None,
-    client_key: options.ClientKey = None,
-    header: options.Header = None,
     model: Annotated[str | None, typer.Option(
         help="The checkpoint the served repository was exported from, run in process with the transformers "
              "pipeline: Hub id, local folder, or 'fixture'. Needed unless --no-in-process: the repository holds "
@@ -276,6 +267,7 @@ def main(
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress bars on stderr (default: when stderr is a terminal).",
         show_default=False)] = None,
+    connection: options.Connection = options.Connection(),
 ) -> None:
     """Entity-level precision, recall and F1 (seqeval, per type and overall) and token accuracy of the model
     served by Triton on CoNLL-format data, beside the same checkpoint run in process by the transformers pipeline.
@@ -314,11 +306,9 @@ def main(
         pipe = load_pipeline(model, strategy.value) if in_process else None  # first: a bad --model fails fast
         started = time.monotonic()
         with progress_bar(show, "eval: served", "sentences", len(texts)) as advance:
-            entities = predict_served(texts, strategy.value, advance, **options.client_settings(
-                url, protocol, timeout, retries, batch_size, concurrency, ssl, root_cert, client_cert, client_key,
-                header))
-        client_url = url or f"localhost:{DEFAULT_PORTS[protocol]}"
-        served = Side(f"{protocol.value} {client_url}", score(gold, predicted_tags(sentences, entities, scheme)),
+            entities = predict_served(texts, strategy.value, advance, **connection.client_settings(batch_size))
+        served = Side(f"{connection.protocol.value} {connection.address}",
+                      score(gold, predicted_tags(sentences, entities, scheme)),
                       time.monotonic() - started)
         local = None
         if pipe is not None:

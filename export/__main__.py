@@ -20,6 +20,7 @@ FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {
 
 
 @app.command()
+@cli.dataclass_options(ServingOptions, "options")
 def main(
     model: Annotated[str, typer.Option(help=f"Hub id, local checkpoint folder, '{FIXTURE}' (the built-in test "
                                             f"model) or '{BENCHMARK}' (full-size DistilBERT, random weights).",
@@ -36,39 +37,6 @@ def main(
              "configs/openvino_int8.pbtxt). FP32 is always exported.")] = None,
     target: Annotated[Target, typer.Option(help="Write CPU configs, GPU configs (configs/gpu*.pbtxt) or both.")]
     = Target.BOTH,
-    max_batch_size: Annotated[int, typer.Option(min=1, help="CPU: most 512-token windows in one dynamic batch "
-                                                             "and one request.")] = ServingOptions.max_batch_size,
-    gpu_max_batch_size: Annotated[int, typer.Option(min=1, help="GPU: the same.")]
-    = ServingOptions.gpu_max_batch_size,
-    instances: Annotated[int, typer.Option(min=1, help="GPU: model-step instances on each GPU.")]
-    = ServingOptions.instances,
-    cpu_instances: Annotated[int, typer.Option(min=1, help="CPU: model-step processes (with two, a short request "
-                                                           "runs beside a long one).")] = ServingOptions.cpu_instances,
-    gpu_text_instances: Annotated[int, typer.Option(min=1, help="GPU: text-step processes (tokenization, model "
-                                                                "calls, aggregation).")]
-    = ServingOptions.gpu_text_instances,
-    text_instances: Annotated[int, typer.Option(min=1, help="CPU: text-step processes (with several, a short "
-                                                            "request is tokenized while a long one runs).")]
-    = ServingOptions.text_instances,
-    text_batch_size: Annotated[int, typer.Option(min=1, help="Most requests one execute of the text step takes.")]
-    = ServingOptions.text_batch_size,
-    max_text_bytes: Annotated[int, typer.Option(min=1, help="Largest text a request may hold (UTF-8 bytes); larger "
-                                                            "is refused, INVALID_ARGUMENT.")]
-    = ServingOptions.max_text_bytes,
-    max_tokens_per_request: Annotated[int, typer.Option(min=1, help="Most tokens one request may need (windows, "
-                                                                    "special tokens and overlaps included).")]
-    = ServingOptions.max_tokens_per_request,
-    max_queue_size: Annotated[int, typer.Option(min=1, help="Requests queued at the model step before new ones "
-                                                            "are refused, UNAVAILABLE.")]
-    = ServingOptions.max_queue_size,
-    text_queue_size: Annotated[int, typer.Option(min=1, help="The same at the text step.")]
-    = ServingOptions.text_queue_size,
-    queue_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds a request may wait in a step's queue "
-                                                                 "(a request's own timeout overrides it).")]
-    = ServingOptions.queue_timeout_s,
-    tensorrt: Annotated[bool, typer.Option(help="GPU: run the ONNX graph with TensorRT in FP16.")] = False,
-    cuda_graphs: Annotated[bool, typer.Option(help="cuda: replay a CUDA graph captured at load for each padded "
-                                                   "shape.")] = ServingOptions.cuda_graphs,
     optimize: Annotated[bool, typer.Option(help="Fuse the ONNX graph with ONNX Runtime's transformer "
                                                 "optimizer (kept only if proven equal).")] = True,
     min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="FP16/INT8: least share of entities "
@@ -79,6 +47,7 @@ def main(
     force: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
     fallback_to_fixture: Annotated[bool, typer.Option(
         help="If the Hub cannot be reached, warn and export the fixture model.")] = False,
+    options: ServingOptions = ServingOptions(),
 ) -> None:
     """Export a token-classification checkpoint into a Triton model repository (ONNX and/or TorchScript)."""
     from triton_ner.export.assemble import ExportPlan, build
@@ -86,13 +55,6 @@ def main(
 
     if format not in FORMATS:
         raise cli.fail("export", f"--format {format!r} is not one of: {', '.join(FORMATS)}", cli.USAGE)
-    options = ServingOptions(max_batch_size=max_batch_size, gpu_max_batch_size=gpu_max_batch_size,
-                             instances=instances, cpu_instances=cpu_instances, gpu_text_instances=gpu_text_instances,
-                             text_instances=text_instances, text_batch_size=text_batch_size,
-                             max_text_bytes=max_text_bytes, max_tokens_per_request=max_tokens_per_request,
-                             max_queue_size=max_queue_size, text_queue_size=text_queue_size,
-                             queue_timeout_s=queue_timeout, tensorrt=tensorrt,
-                             cuda_graphs=cuda_graphs)
     plan = ExportPlan(frozenset(FORMATS[format]), frozenset(precision or [Precision.FP32]), target, options,
                       optimize, min_agreement, keep_going)
     with cli.one_line_errors("export", ExportError):

@@ -8,12 +8,16 @@ scripts meant for bare machines (``make gpu-check``).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 if TYPE_CHECKING:
     import typer
@@ -73,3 +77,32 @@ def one_line_errors(prog: str, *errors: type[BaseException], code: int = FAILED)
         yield
     except errors as error:
         raise fail(prog, str(error), code) from None
+
+
+def dataclass_options(settings: type, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator: the command gets an option for each field of the dataclass ``settings`` whose metadata has a
+    ``help`` (the metadata are ``typer.Option``'s keywords, ``flags`` its names), after its own options, and
+    receives their values as one ``settings`` instance named ``name``."""
+    import typer
+
+    hints = typing.get_type_hints(settings)
+    options = {f.name: f for f in dataclasses.fields(settings) if "help" in f.metadata}
+
+    def add_options(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        added = [inspect.Parameter(
+            field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default,
+            annotation=Annotated[hints[field.name], typer.Option(
+                *field.metadata.get("flags", ()), **{k: v for k, v in field.metadata.items() if k != "flags"})])
+            for field in options.values()]
+
+        @functools.wraps(command)
+        def with_settings(**values) -> None:
+            given = settings(**{option: values.pop(option) for option in options})
+            return command(**values, **{name: given})
+
+        with_settings.__signature__ = own.replace(
+            parameters=[p for p in own.parameters.values() if p.name != name] + added)
+        return with_settings
+
+    return add_options

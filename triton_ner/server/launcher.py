@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Event, Thread
 
@@ -29,6 +30,7 @@ START_TIMEOUT = 180.0  # seconds the models may take to load before a start coun
 SUMMARY_QUANTILES = "0.5:0.05,0.9:0.01,0.99:0.005"
 
 
+@dataclass(eq=False, repr=False)
 class TritonServer:
     """A running ``tritonserver`` on a model repository; use as a context manager.
 
@@ -58,26 +60,24 @@ class TritonServer:
     is orphaned on its ports if the launcher dies.
     """
 
-    def __init__(self, model_repository: str | Path, ports: Ports = Ports(), log: Path | None = None,
-                 echo: bool = False, config_name: str | None = None, extra_args: tuple[str, ...] = (),
-                 admin_key: str | None = None, grpc_tls: GrpcTls | None = None, exit_timeout: int = EXIT_TIMEOUT,
-                 tritonserver: str | Path | None = None, runtime: Path | None = None,
-                 steps_python: Path | None = None):
-        self.model_repository = Path(model_repository).resolve()
-        self.config_name = config_name
-        self.ports = ports
-        self.log = log
-        self.echo = echo
-        self.extra_args = extra_args
-        self.admin_key = admin_key
-        self.grpc_tls = grpc_tls
-        self.exit_timeout = exit_timeout
-        self.tritonserver = tritonserver
-        self.runtime = runtime
-        self.steps_python = steps_python
+    model_repository: str | Path
+    ports: Ports = Ports()
+    log: Path | None = None
+    echo: bool = False
+    config_name: str | None = None
+    extra_args: tuple[str, ...] = ()
+    admin_key: str | None = None
+    grpc_tls: GrpcTls | None = None
+    exit_timeout: int = EXIT_TIMEOUT
+    tritonserver: str | Path | None = None
+    runtime: Path | None = None
+    steps_python: Path | None = None
+
+    def __post_init__(self):
+        self.model_repository = Path(self.model_repository).resolve()
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
-        self._repository_key = admin_key or secrets.token_urlsafe(16)
+        self._repository_key = self.admin_key or secrets.token_urlsafe(16)
         self.repository = RepositoryApi(self.http_url, self._repository_key)
         self.shm_prefix = f"{SHM_PREFIX}ner-{secrets.token_hex(4)}-"
         self.process: subprocess.Popen | None = None
