@@ -17,6 +17,7 @@ import numpy as np
 from triton_ner.core import names
 from triton_ner.loadtest import plots
 from triton_ner.loadtest.checks import Check
+from triton_ner.loadtest.http_load import model_statistics, step_figures, text_step_own_ms_per_text
 
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
@@ -37,14 +38,26 @@ class Point:
     requests: int
     seconds: float
     latencies_ms: list[float] = field(repr=False)
-    step_ms_per_text: dict[str, float]  # each step's compute time (all its executions) per text served
-    model_wait_ms_per_text: float  # time the text step's calls spent at ner_model, queued or running, per text
-    model_average_batch: float  # windows per execution of ner_model
-    text_average_batch: float  # requests per execution of the text step
+    steps: dict[str, dict]  # each step's figures from Triton's statistics (http_load.step_figures)
     server_rss_mb: float | None = None
     # CPU time per text served (user and system, from the OS) of tritonserver and of each model's stubs: what each
     # part costs, which the steps' compute times (wall time) only bound on cores shared with the load generator.
     cpu_ms_per_text: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_average_batch(self) -> float:
+        """Windows per execution of ner_model."""
+        return self.steps[names.MODEL]["average_batch"] or float("nan")
+
+    @property
+    def text_average_batch(self) -> float:
+        """Requests per execution of the text step."""
+        return self.steps[names.TEXT_STEP]["average_batch"] or float("nan")
+
+    def step_ms_per_text(self, step: str) -> float:
+        """The compute time of ``step``'s executions per text served."""
+        figure = self.steps.get(step, {}).get("compute_ms_per_text")
+        return float("nan") if figure is None else figure
 
     @property
     def server_cpu_ms_per_text(self) -> float:
@@ -62,20 +75,6 @@ class Point:
         del data["latencies_ms"]
         return data | {"texts_per_s": self.texts_per_s, "p50_ms": self.percentile(50), "p99_ms": self.percentile(99),
                        "p999_ms": self.percentile(99.9), "max_ms": max(self.latencies_ms, default=float("nan"))}
-
-
-def _totals(client_stats) -> dict[str, tuple[int, int, int, int]]:
-    """Per model: (inference_count, execution_count, compute ns of all executions, ns its requests spent queued or
-    in an execution, summed over requests)."""
-    totals = {}
-    for stats in client_stats.model_stats:
-        compute = sum(b.compute_infer.ns for b in stats.batch_stats)
-        if not stats.batch_stats:  # a model without batching reports its executions here only
-            compute = stats.inference_stats.compute_infer.ns
-        each = stats.inference_stats
-        spent = each.queue.ns + each.compute_input.ns + each.compute_infer.ns + each.compute_output.ns
-        totals[stats.name] = (stats.inference_count, stats.execution_count, compute, spent)
-    return totals
 
 
 async def grpc_closed_loop(url: str, concurrency: int, texts: list[str], seconds: float
@@ -105,30 +104,19 @@ async def grpc_closed_loop(url: str, concurrency: int, texts: list[str], seconds
         await client.close()
 
 
-def measure(url: str, variant: str, concurrency: int, texts_per_request: int, seconds: float = 8.0,
-            server_pid: int | None = None) -> Point:
-    """``concurrency`` clients sending ``texts_per_request`` short sentences per request for ``seconds``; with
-    ``server_pid``, the CPU time of the server's parts too."""
-    import tritonclient.grpc as grpcclient
-
+def measure(server, variant: str, concurrency: int, texts_per_request: int, seconds: float = 8.0) -> Point:
+    """``concurrency`` clients sending ``texts_per_request`` short sentences per request for ``seconds`` to
+    ``server`` (a running :class:`TritonServer`), with the CPU time of its parts."""
     from triton_ner.server.processes import tree_cpu_seconds
 
-    stats = grpcclient.InferenceServerClient(url)
     texts = [SENTENCE] * texts_per_request
-    asyncio.run(grpc_closed_loop(url, min(concurrency, 8), texts, 1.0))  # warm-up
-    before = _totals(stats.get_inference_statistics())
-    cpu_before = tree_cpu_seconds(server_pid) if server_pid else {}
-    elapsed, samples = asyncio.run(grpc_closed_loop(url, concurrency, texts, seconds))
-    requests, latencies = len(samples), [ms for _, ms in samples]
-    cpu_after = tree_cpu_seconds(server_pid) if server_pid else {}
-    after = _totals(stats.get_inference_statistics())
-    stats.close()
-    delta = {m: tuple(a - b for a, b in zip(after[m], before.get(m, (0, 0, 0, 0)))) for m in after}
-    served = requests * texts_per_request
-    return Point(variant, concurrency, texts_per_request, requests, elapsed, latencies,
-                 {m: delta[m][2] / 1e6 / served for m in STEPS if m in delta}, delta[names.MODEL][3] / 1e6 / served,
-                 delta[names.MODEL][0] / max(1, delta[names.MODEL][1]),
-                 delta[names.TEXT_STEP][0] / max(1, delta[names.TEXT_STEP][1]),
+    asyncio.run(grpc_closed_loop(server.grpc_url, min(concurrency, 8), texts, 1.0))  # warm-up
+    before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+    elapsed, samples = asyncio.run(grpc_closed_loop(server.grpc_url, concurrency, texts, seconds))
+    after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+    served = len(samples) * texts_per_request
+    return Point(variant, concurrency, texts_per_request, len(samples), elapsed, [ms for _, ms in samples],
+                 step_figures(before, after, served),
                  cpu_ms_per_text={part: (cpu_after[part] - cpu_before.get(part, 0.0)) * 1000 / served
                                   for part in cpu_after})
 
@@ -138,7 +126,7 @@ def markdown(points: list[Point]) -> str:
              "ner_model ms/text | text step's own ms/text | ner_text CPU ms/text | server CPU ms/text | requests per "
              "ner_text execute | ner_model average batch | server RSS MB |", "|---" * 16 + "|"]
     for p in points:
-        step = [f"{p.step_ms_per_text.get(m, float('nan')):.3f}" for m in STEPS]
+        step = [f"{p.step_ms_per_text(m):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
                      f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {p.percentile(99.9):.1f} | "
                      f"{max(p.latencies_ms, default=float('nan')):.1f} | {' | '.join(step)} | {text_step_ms(p):.3f} | "
@@ -159,7 +147,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
     with TritonServer(repository, free_ports(), config_name=config_name) as server:
         for concurrency, texts in loads:
             with MemorySampler(server.process.pid) as memory:
-                point = measure(server.grpc_url, variant, concurrency, texts, seconds, server.process.pid)
+                point = measure(server, variant, concurrency, texts, seconds)
             point.server_rss_mb = memory.peak_mb
             points.append(point)
             say(f"ceiling {variant} c={concurrency} x{texts}: {point.texts_per_s:.0f} texts/s, "
@@ -176,9 +164,9 @@ def fixture_repository(output, log):
 
 
 def text_step_ms(point: Point) -> float:
-    """The text step's own compute per text: its time less what its calls spent at the model step (queued or
-    running, from ner_model's statistics)."""
-    return point.step_ms_per_text[names.TEXT_STEP] - point.model_wait_ms_per_text
+    """The text step's own compute per text (:func:`text_step_own_ms_per_text`)."""
+    own = text_step_own_ms_per_text(point.steps)
+    return float("nan") if own is None else own
 
 
 def text_cpu_ms(point: Point) -> float:
@@ -198,7 +186,7 @@ def targets(points: list[Point]) -> list[Check]:
         checks += [("fixture model, config.pbtxt, 64 clients x 1 text: texts/s", cpu.texts_per_s, 1000.0, True),
                    ("  text step's own compute, ms per text (1 text per request)", text_step_ms(cpu), 0.5, False),
                    ("  text step's CPU time, ms per text (1 text per request)", text_cpu_ms(cpu), 0.5, False),
-                   ("  ner_model compute, ms per request (1 text per request)", cpu.step_ms_per_text[names.MODEL],
+                   ("  ner_model compute, ms per request (1 text per request)", cpu.step_ms_per_text(names.MODEL),
                     0.3, False)]
     if (eight := find(CPU_DEFAULT, 64, 8)) is not None:
         checks += [("  text step's own compute, ms per text (8 texts per request)", text_step_ms(eight), 0.15,

@@ -131,7 +131,8 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
         return {"status": SKIPPED_NO_TRITON, "rows": []}
     from triton_ner.core import names
     from triton_ner.export import corpus
-    from triton_ner.loadtest.http_load import model_instances, model_statistics, run_load, step_figures
+    from triton_ner.loadtest.http_load import (model_instances, model_statistics, run_load, step_figures,
+                                               text_step_own_ms_per_text)
     from triton_ner.server import TritonServer, free_ports
     from triton_ner.server.processes import tree_cpu_seconds
 
@@ -169,10 +170,7 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                         "steps": {m: steps[m] for m in (names.TEXT_STEP, names.MODEL)},
                         **_cpu_figures(cpu_before, cpu_after, load, served_texts)}
                 if served_texts:
-                    # The text step's time less its wait at ner_model (queued or running): its own work.
-                    row["text_step_own_ms_per_text"] = (steps[names.TEXT_STEP]["compute_ms_per_text"]
-                                                        - steps[names.MODEL]["request_ms_per_text"])
-                if served_texts:
+                    row["text_step_own_ms_per_text"] = text_step_own_ms_per_text(steps)
                     row |= _limit(row, instances)
                 reference = _model_alone_reference(grid or [], plan.served, batch, tokens)
                 if reference:

@@ -169,3 +169,10 @@ def step_figures(before: dict[str, dict], after: dict[str, dict], texts: int) ->
                           "compute_ms_per_execute": compute_ms / executions if executions else None,
                           "request_ms_per_text": delta["request_ns"] / 1e6 / texts if texts else None}
     return figures
+
+
+def text_step_own_ms_per_text(steps: dict[str, dict]) -> float | None:
+    """The text step's own work per text (tokenization, aggregation) from :func:`step_figures`: its compute less
+    the time its calls spent at the model step, queued or running."""
+    text, model = steps[names.TEXT_STEP]["compute_ms_per_text"], steps[names.MODEL]["request_ms_per_text"]
+    return None if text is None or model is None else text - model

@@ -92,10 +92,20 @@ def test_the_docs_page_is_written_from_the_runs_json(tmp_path):
     assert "![throughput and p99 against concurrency](bench.png)" in page and (docs / "bench.png").exists()
 
 
+def figures(compute_ms_per_text: float, request_ms_per_text: float, average_batch: float) -> dict:
+    """A step's figures as http_load.step_figures gives them (the ones the ceiling reads)."""
+    return {"compute_ms_per_text": compute_ms_per_text, "request_ms_per_text": request_ms_per_text,
+            "average_batch": average_batch}
+
+
 def test_the_ceiling_plot_is_written_from_made_up_points(tmp_path):
+    from triton_ner.core import names
     from triton_ner.loadtest import ceiling
 
-    points = [ceiling.Point(variant, c, texts, 100, 1.0, [5.0] * 100, {}, 0.0, 2.0 * c, 1.5)
+    def steps(c):
+        return {names.TEXT_STEP: figures(0.0, 0.0, 1.5), names.MODEL: figures(0.0, 0.0, 2.0 * c)}
+
+    points = [ceiling.Point(variant, c, texts, 100, 1.0, [5.0] * 100, steps(c))
               for variant in (ceiling.CPU_DEFAULT, ceiling.GPU_ON_CPU) for texts in ceiling.TEXTS_PER_REQUEST
               for c in ceiling.CONCURRENCY]
     ceiling.plot(points, tmp_path / "ceiling.png")
@@ -107,11 +117,12 @@ def test_the_ceilings_targets_are_checks_of_the_same_run():
     from triton_ner.loadtest import ceiling
     from triton_ner.loadtest.checks import checks_table
 
-    steps = {names.TEXT_STEP: 1.2, names.MODEL: 0.5}
     cpu = {names.TEXT_STEP: 0.3, names.MODEL: 0.2, "tritonserver": 0.15}
     # The text step's calls spent 0.6 ms per text at ner_model (queued 0.1, running 0.5).
-    points = [ceiling.Point(ceiling.CPU_DEFAULT, 64, 1, 1200, 1.0, [5.0], steps, 0.6, 12.0, 4.0, 400.0, cpu),
-              ceiling.Point(ceiling.FULL_SIZE_GPU, 64, 1, 10, 1.0, [5.0], steps, 0.6, 20.0, 4.0)]
+    small = {names.TEXT_STEP: figures(1.2, 1.2, 4.0), names.MODEL: figures(0.5, 0.6, 12.0)}
+    full = {names.TEXT_STEP: figures(1.2, 1.2, 4.0), names.MODEL: figures(0.5, 0.6, 20.0)}
+    points = [ceiling.Point(ceiling.CPU_DEFAULT, 64, 1, 1200, 1.0, [5.0], small, 400.0, cpu),
+              ceiling.Point(ceiling.FULL_SIZE_GPU, 64, 1, 10, 1.0, [5.0], full)]
     found = {c.text.strip(): (round(c.measured, 6), c.holds) for c in ceiling.targets(points)}
     assert found["fixture model, config.pbtxt, 64 clients x 1 text: texts/s"] == (1200.0, True)
     assert found["text step's own compute, ms per text (1 text per request)"] == (0.6, False)  # 1.2 - 0.6
