@@ -36,28 +36,48 @@ def _size_mb(folder: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheels(tmp_path_factory) -> tuple[Path, Path]:
+    """The project's wheel and the load-test tooling's (loadtest/pyproject.toml)."""
     out = tmp_path_factory.mktemp("dist")
     # In a copy, so that the build's own egg-info and build/ never touch the checkout.
     source = tmp_path_factory.mktemp("source") / "project"
     shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", ".cache", "results", "*.egg-info", "__pycache__", ".pytest_cache", "sources"))
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", out, source,
-         timeout=300)
-    (found,) = out.glob("distilbert_ner_triton-*.whl")
-    return found
+         source / "loadtest", timeout=300)
+    (project,) = out.glob("distilbert_ner_triton-*.whl")
+    (loadtest,) = out.glob("distilbert_ner_triton_loadtest-*.whl")
+    return project, loadtest
 
 
-def test_the_wheel_holds_one_import_name_and_the_models_code(wheel):
+@pytest.fixture(scope="module")
+def wheel(wheels) -> Path:
+    return wheels[0]
+
+
+def test_the_wheel_holds_one_import_name_and_the_models_code_but_no_load_tests(wheels):
     import zipfile
 
-    names = zipfile.ZipFile(wheel).namelist()
-    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    project, loadtest = (zipfile.ZipFile(w).namelist() for w in wheels)
+    top = {n.split("/")[0] for n in project + loadtest if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"triton_ner"}
     for model in ("ner_text", "ner_model"):
-        assert f"triton_ner/model_repository/{model}/1/model.py" in names
-    assert {"triton_ner/client/__init__.py", "triton_ner/export/__main__.py", "triton_ner/core/aggregation.py",
-            "triton_ner/loadtest/locustfile.py"} <= set(names)
+        assert f"triton_ner/model_repository/{model}/1/model.py" in project
+    assert {"triton_ner/client/__init__.py", "triton_ner/export/__main__.py",
+            "triton_ner/core/aggregation.py"} <= set(project)
+    assert not [n for n in project if n.startswith("triton_ner/loadtest/")]
+    assert {"triton_ner/loadtest/__init__.py", "triton_ner/loadtest/locustfile.py",
+            "triton_ner/loadtest/gpu_check.py"} <= set(loadtest)
+    assert not [n for n in loadtest if n.startswith("triton_ner/") and not n.startswith("triton_ner/loadtest/")]
+
+
+def test_the_load_test_wheel_installs_beside_the_project(wheels, tmp_path):
+    target = tmp_path / "installed"
+    _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, *wheels, timeout=300)
+    code = "import triton_ner.loadtest.hosts as h, triton_ner.client as c; print(h.__file__); print(c.__file__)"
+    found = _run(sys.executable, "-c", code, env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path).stdout
+    assert [Path(line).relative_to(target).parts[:2] for line in found.split()] == [
+        ("triton_ner", "loadtest"), ("triton_ner", "client")], found
 
 
 def test_the_client_extra_alone_installs_light_beside_numpy2_and_queries_the_server(wheel, tmp_path, triton,
