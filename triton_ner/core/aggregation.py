@@ -23,7 +23,7 @@ from triton_ner.core.vocabulary import Lexicon, Vocabulary
 
 try:
     import orjson
-except ImportError:  # the steps' other dependencies alone (a bare GPU host): the standard library, 10x slower
+except ImportError:  # the steps' other dependencies alone (a bare GPU host): the standard library's json, slower
     orjson = None
 
 

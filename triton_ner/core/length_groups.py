@@ -14,14 +14,8 @@ from triton_ner.core.runners import Runner
 
 def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
                 max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
-    """Rows grouped by the smallest of ``buckets`` that holds each one, in runs of at most ``max_rows`` rows and
-    ``max_tokens`` padded tokens (at least one row).
-
-    Returns ``(rows, width)`` pairs, shortest width first. Every run has one of a few shapes, so that backends
-    which batch equal shapes only (NVIDIA's onnxruntime and pytorch) batch the runs of many requests, and a short
-    window is padded to its own bucket, not to a long neighbour's length. A row longer than every bucket runs at
-    its own length.
-    """
+    """``(rows, width)`` runs, shortest width first: rows grouped by the smallest of ``buckets`` that holds each
+    one (a longer row at its own length), at most ``max_rows`` rows and ``max_tokens`` padded tokens a run."""
     widths = bucket_widths(lengths, buckets)
     runs = []
     for width in np.unique(widths):
@@ -35,14 +29,11 @@ def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarr
                             max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
                             max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:
     """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
-    :func:`bucket_runs`.
+    :func:`bucket_runs`, or the exception that stopped it.
 
-    The runs of one width form a lane and run one after the other; ``lanes(function, lanes)`` runs the lanes
-    (``map``, one after the other; an executor's ``map`` runs them at once, so that the model step sees every
-    width of the batch together). ``stopped(i)``, asked before each run that holds rows of request ``i``, returns
-    an exception (a :class:`Stopped`) when that request must stop: its remaining rows are left out and the
-    exception is its answer. When a run fails, each request with rows in it runs them alone, so that one bad
-    request fails alone.
+    ``lanes(function, lanes)`` runs the lanes (the runs of one width each): ``map`` one after the other, an
+    executor's ``map`` at once. ``stopped(i)``, asked before each run with rows of request ``i``, returns the
+    exception that ends that request. A failed run is rerun request by request, so that a bad request fails alone.
     """
     lengths = np.concatenate([mask.sum(axis=1) for _, mask in inputs])
     owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])

@@ -15,13 +15,9 @@ def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,
               buckets: tuple[int, ...] = PAD_LENGTHS) -> list[np.ndarray]:
     """Group rows into model runs of similar lengths, each of at most ``max_tokens`` padded tokens.
 
-    Rows are sorted by length and a run takes rows down to ``1 / max_padding`` of its longest one, so a
-    sentence of 20 tokens is never padded to a 512-token window of the same batch: with attention's quadratic
-    cost, one long row padding 31 short ones made a batch of 32 slower than 32 runs of one. A row longer
-    than the budget runs alone. A run never mixes rows of two ``buckets`` (the lengths the text step calls the
-    model step with), so one request's runs are the same whether its length groups reach the runner together or
-    apart (in process, in one dynamic batch or in several): results that depend on the run's rows, as INT8's
-    dynamic activation scales do, do not depend on timing.
+    A run takes rows down to ``1 / max_padding`` of its longest one (attention's cost is quadratic in the padded
+    length); a row longer than the budget runs alone. A run never mixes rows of two ``buckets``, so a request's
+    runs, and what depends on them (INT8's dynamic activation scales), do not depend on how it was batched.
     """
     widths = bucket_widths(lengths, buckets)
     runs: list[np.ndarray] = []

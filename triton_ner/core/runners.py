@@ -77,8 +77,7 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
 
 # OpenVINO's names of the precisions; without a hint it picks BF16 by itself on a CPU that has it.
 _OPENVINO_PRECISIONS = {RunPrecision.FP32: "f32", RunPrecision.BF16: "bf16"}
-# OpenVINO prepares its kernels for each new input shape (about 5 ms for the full-size model on 2 cores) and keeps
-# them in a cache of 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees
+# OpenVINO prepares its kernels for each new input shape, at a cost of milliseconds, and keeps them in a cache of 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees
 # few, at most 15 padded tokens per row.
 OPENVINO_LENGTH_MULTIPLE = 16
 

@@ -114,17 +114,12 @@ def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: i
 
 def prepare_requests(tokenizer, requests: Sequence[tuple[list[str], RequestOptions]], max_windows: int,
                      max_tokens: int | None = None) -> list[Batch | InvalidInput]:
-    """The windows of each request's texts, or the reason it is refused, with one tokenizer call per stride.
+    """One :class:`Batch` of windows per request (one tokenizer call per stride), or the :class:`InvalidInput` it
+    is refused with, the others unchanged.
 
-    The texts of every request that shares a stride are encoded together (the fast tokenizer's batch encode),
-    then cut back into one :class:`Batch` per request, padded to its own longest window. ``max_windows`` and
-    ``max_tokens`` bound what one request costs: the model's work grows with the tokens of its windows, and
-    while it runs other clients' requests wait.
-
-    A request is refused (:class:`InvalidInput`, its own, the others unchanged) for: no text; a stride the
-    tokenizer cannot use; ``none`` on a text longer than one window (the pipeline refuses ``stride`` with
-    ``none``, and truncating would lose entities silently); more windows than ``max_windows`` or more tokens
-    (special tokens and overlaps included, padding not) than ``max_tokens``.
+    Refused: no text; a stride the tokenizer cannot use; ``none`` on a text longer than one window (the pipeline
+    cannot combine windows then); more windows than ``max_windows`` or more tokens (special tokens and overlaps
+    included) than ``max_tokens``, which bound what one request costs while other clients wait.
     """
     results: list[Batch | InvalidInput | None] = [None] * len(requests)
     by_stride: dict[int, list[int]] = {}
