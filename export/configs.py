@@ -133,7 +133,7 @@ def text_config(options: ServingOptions, variant: Variant) -> mc.ModelConfig:
     # stop between them. NVIDIA's backends take a call of at most their max_batch_size rows whole.
     python = variant.backend is Backend.PYTHON
     limits = Limits(max_windows=options.max_batch_size, max_tokens_per_request=options.max_tokens_per_request,
-                    pad_to_lengths=PAD_LENGTHS,
+                    pad_lengths=PAD_LENGTHS,
                     max_rows_per_call=options.max_batch_size if python else options.gpu_max_batch_size,
                     max_tokens_per_call=options.max_tokens_per_run if python else 0)
     _parameters(config, TextStepSettings(_TOKENIZER_DIR, options.max_text_bytes, limits, names.MODEL, (ids, mask),

@@ -14,7 +14,7 @@ a CPU with AVX-512 BF16 or AMX), and with OpenVINO's FP32, BF16 and INT8 (NNCF) 
 NVIDIA's ``openvino`` backend when ``make backends`` has built it; the configurations against FP32 again on the
 corpus' short sentences alone; and the cost of text length (10 to 2,000 words) served; and, when
 ``make backends`` has built it, the GPU config's model step in NVIDIA's own ``onnxruntime`` backend on CPU
-(``export.configs.on_cpu``: the tokenizer pads to length buckets, the backend batches equal shapes) with 1 and 2
+(``export.configs.on_cpu``: the tokenizer pads to length groups, the backend batches equal shapes) with 1 and 2
 intra-op threads, against the Python-backend runner of ``config.pbtxt``. It prints a Markdown table, checks the
 targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--only onnxruntime-backend`` runs
 only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows, ``--only openvino`` the

@@ -75,7 +75,7 @@ def texts(checkpoint, parity_texts):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    # Short texts of many lengths (several pad buckets), hard cases, and one text of three 512-token windows.
+    # Short texts of many lengths (several pad lengths), hard cases, and one text of three 512-token windows.
     return parity_texts[:40] + list(HARD_CASES.values()) + [text_with_tokens(tokenizer, 1200, seed=3)]
 
 

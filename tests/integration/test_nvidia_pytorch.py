@@ -4,7 +4,7 @@ The backend (r24.10, the server's release) is built from source against this env
 ``backends/build-pytorch.sh`` (NVIDIA's 24.10 image links its own PyTorch 2.5). The config goes through
 ``export.configs.on_cpu`` and nothing else: ``input_ids__0``/``attention_mask__1``/``logits__0``, dims,
 ``DISABLE_OPTIMIZED_EXECUTION``, dynamic batching, queue policy and warmup load as written, and the text step calls
-the model step in length buckets as on a GPU. The traced file carries no device constant, so the same file runs on
+the model step in length groups as on a GPU. The traced file carries no device constant, so the same file runs on
 ``cuda:N`` there; that last step needs a GPU.
 """
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from concurrent.futures import ThreadPoolExecutor
 
 from triton_ner.core.batching import Stopped, each_alone_on_failure, pad_stack, split_like
-from triton_ner.core.length_groups import bucket_runs, run_requests_in_buckets
+from triton_ner.core.length_groups import length_group_runs, run_in_length_groups
 from triton_ner.core.model_runs import check_rows, plan_runs, run_requests
 from triton_ner.core.parameters import InvalidInput
 
@@ -52,18 +52,18 @@ def test_short_rows_are_not_padded_to_a_long_neighbour():
     assert [sorted(r.tolist()) for r in runs] == [[1, 4], [0, 2, 3]]
 
 
-BUCKETS = (16, 32, 64, 128, 256, 512)
+WIDTHS = (16, 32, 64, 128, 256, 512)
 
 
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=80), st.integers(1, 40))
-def test_bucket_runs_cover_every_row_once_in_its_own_bucket(lengths, max_rows):
+def test_length_group_runs_cover_every_row_once_in_its_own_pad_length(lengths, max_rows):
     lengths = np.array(lengths)
-    runs = bucket_runs(lengths, BUCKETS, max_rows)
+    runs = length_group_runs(lengths, WIDTHS, max_rows)
     assert sorted(np.concatenate([rows for rows, _ in runs]).tolist()) == list(range(len(lengths)))
     for rows, width in runs:
-        assert width in BUCKETS and len(rows) <= max_rows
-        # the smallest bucket that holds each row: nothing is padded past its own bucket
-        assert all(width == min(b for b in BUCKETS if b >= n) for n in lengths[rows])
+        assert width in WIDTHS and len(rows) <= max_rows
+        # the smallest pad length that holds each row: nothing is padded past it
+        assert all(width == min(b for b in WIDTHS if b >= n) for n in lengths[rows])
 
 
 def _fake_model(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ def _fake_model(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.stack([ids * 1.0, mask * 2.0 + np.arange(ids.shape[1])], axis=-1).astype(np.float32)
 
 
-def test_bucket_runs_give_each_row_its_own_logits_and_calls_only_bucket_shapes():
+def test_length_group_runs_give_each_row_its_own_logits_and_calls_only_pad_length_shapes():
     rng = np.random.default_rng(0)
     lengths = np.array([3, 40, 17, 16, 200, 1])
     ids = np.zeros((6, 200), dtype=np.int64)
@@ -85,7 +85,7 @@ def test_bucket_runs_give_each_row_its_own_logits_and_calls_only_bucket_shapes()
         shapes.append(i.shape)
         return _fake_model(i, m)
 
-    [logits] = run_requests_in_buckets(model, [(ids, mask)], BUCKETS, max_rows=2)
+    [logits] = run_in_length_groups(model, [(ids, mask)], WIDTHS, max_rows=2)
     assert sorted(shapes) == sorted([(2, 16), (1, 16), (1, 32), (1, 64), (1, 256)])
     for row, n in enumerate(lengths):
         np.testing.assert_array_equal(logits[row, :n], _fake_model(ids[row:row + 1, :n], mask[row:row + 1, :n])[0])
@@ -130,7 +130,7 @@ def test_a_stopped_request_stops_between_runs_and_the_others_finish():
     assert len(runs) == 2 and 0 in asked
 
 
-def test_bucket_runs_stop_before_the_next_run():
+def test_length_group_runs_stop_before_the_next_run():
     ids, mask = np.ones((4, 16), dtype=np.int64), np.ones((4, 16), dtype=np.int64)
     calls = []
 
@@ -138,7 +138,7 @@ def test_bucket_runs_stop_before_the_next_run():
         calls.append(i.shape)
         return _fake_model(i, m)
 
-    [result] = run_requests_in_buckets(model, [(ids, mask)], BUCKETS, max_rows=1,
+    [result] = run_in_length_groups(model, [(ids, mask)], WIDTHS, max_rows=1,
                                        stopped=lambda _: Stopped("cancelled") if len(calls) == 2 else None)
     assert isinstance(result, Stopped) and str(result) == "cancelled"
     assert len(calls) == 2
@@ -155,7 +155,7 @@ def test_rows_the_model_cannot_take_are_refused_by_name():
         check_rows(np.array([[-1, 5]]), np.ones((1, 2)), 512, 100)
 
 
-def test_requests_pooled_in_buckets_get_their_own_logits_errors_and_stops():
+def test_requests_pooled_in_length_groups_get_their_own_logits_errors_and_stops():
     rng = np.random.default_rng(1)
 
     def request(rows, length):
@@ -173,7 +173,7 @@ def test_requests_pooled_in_buckets_get_their_own_logits_errors_and_stops():
         return _fake_model(ids, mask)
 
     with ThreadPoolExecutor(4) as pool:
-        results = run_requests_in_buckets(model, requests, BUCKETS, max_rows=64,
+        results = run_in_length_groups(model, requests, WIDTHS, max_rows=64,
                                           stopped=lambda i: Stopped("timeout") if i == 3 else None, lanes=pool.map)
     # One call per length for all requests (request 3 stopped before its own); the failed one again per request.
     assert sorted(calls) == [(1, 64), (2, 16), (2, 16), (3, 16), (7, 16)]
@@ -184,19 +184,19 @@ def test_requests_pooled_in_buckets_get_their_own_logits_errors_and_stops():
 
 def test_pooled_runs_respect_the_token_budget_per_call():
     lengths = np.array([512] * 70 + [16] * 3)
-    runs = bucket_runs(lengths, BUCKETS, max_rows=1024, max_tokens=16384)
+    runs = length_group_runs(lengths, WIDTHS, max_rows=1024, max_tokens=16384)
     assert [(len(rows), width) for rows, width in runs] == [(3, 16), (32, 512), (32, 512), (6, 512)]
 
 
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=80), st.integers(512, 20000))
-def test_runs_are_the_same_whether_the_buckets_come_together_or_apart(lengths, budget):
+def test_runs_are_the_same_whether_the_length_groups_come_together_or_apart(lengths, budget):
     """What makes a served request's runs those of the same rows in process: the text step calls the model step
-    once per bucket, and the dynamic batcher may or may not put those calls into one execution."""
-    from triton_ner.core.batching import bucket_widths
+    once per pad length, and the dynamic batcher may or may not put those calls into one execution."""
+    from triton_ner.core.batching import padded_widths
 
     lengths = np.array(lengths)
     together = {tuple(sorted(r.tolist())) for r in plan_runs(lengths, budget)}
-    widths = bucket_widths(lengths)
+    widths = padded_widths(lengths)
     apart = set()
     for width in np.unique(widths):
         members = np.flatnonzero(widths == width)

@@ -87,7 +87,7 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
     for name in ("gpu", "gpu_torchscript"):
         text = files[f"ner_text/configs/{name}.pbtxt"]
         model = files[f"ner_model/configs/{name}.pbtxt"]
-        assert text.parameters["pad_to_lengths"].string_value == "16,32,64,128,256,512"
+        assert text.parameters["pad_lengths"].string_value == "16,32,64,128,256,512"
         assert text.parameters["max_rows_per_call"].string_value == str(model.max_batch_size)
         assert text.parameters["model_inputs"].string_value == ",".join(t.name for t in model.input)
         assert text.parameters["model_output"].string_value == model.output[0].name

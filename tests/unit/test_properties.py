@@ -174,7 +174,7 @@ def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests,
         assert answer == aggregate_texts(texts, alone.input_ids, alone.offsets, alone.special_tokens_mask, logits,
                                          alone.text_index, vocab, Strategy(options.aggregation_strategy),
                                          options.ignore_labels)
-    assert all(shape[1] in Limits(1, 1).pad_to_lengths for shape in calls)  # one padded length per call
+    assert all(shape[1] in Limits(1, 1).pad_lengths for shape in calls)  # one padded length per call
 
 
 @settings(max_examples=100, deadline=None)

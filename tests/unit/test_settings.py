@@ -21,8 +21,8 @@ def test_every_written_parameter_is_read_back_typed(path):
     settings = from_parameters(kind, written)
     assert to_parameters(settings) == written  # no parameter the step ignores, none it lacks
     if kind is TextStepSettings:
-        assert isinstance(settings.limits.pad_to_lengths, tuple) and len(settings.model_inputs) == 2
-        assert all(isinstance(n, int) for n in settings.limits.pad_to_lengths)
+        assert isinstance(settings.limits.pad_lengths, tuple) and len(settings.model_inputs) == 2
+        assert all(isinstance(n, int) for n in settings.limits.pad_lengths)
     else:
         assert isinstance(settings.max_tokens_per_run, int) and isinstance(settings.max_rows_per_graph, int)
 

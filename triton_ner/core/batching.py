@@ -37,15 +37,15 @@ def split_like(batch: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return pieces
 
 
-# The padded lengths the tokenizer groups windows by (configs' ``pad_to_lengths``): powers of two up to 512.
+# The padded lengths the tokenizer groups windows by (configs' ``pad_lengths``): powers of two up to 512.
 PAD_LENGTHS = (16, 32, 64, 128, 256, 512)
 MAX_TOKENS_PER_RUN = 16384  # most padded tokens in one call of the project's runner (ServingOptions' default)
 GPU_MAX_ROWS = 128  # most windows in one run of a GPU model step (ServingOptions' default)
 
 
-def bucket_widths(lengths: np.ndarray, buckets: tuple[int, ...] = PAD_LENGTHS) -> np.ndarray:
-    """Each row's bucket: the smallest of ``buckets`` that holds it (a row longer than all: its own length)."""
-    ordered = np.asarray(sorted(buckets))
+def padded_widths(lengths: np.ndarray, pad_lengths: tuple[int, ...] = PAD_LENGTHS) -> np.ndarray:
+    """Each row's padded width: the smallest of ``pad_lengths`` that holds it (a row longer than all: its own length)."""
+    ordered = np.asarray(sorted(pad_lengths))
     index = np.searchsorted(ordered, np.maximum(lengths, 1))
     return np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)
 

@@ -17,7 +17,7 @@ from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGT
 
 @dataclass(frozen=True)
 class Shapes:
-    """The shapes a :class:`GraphRunner` holds: every ``lengths`` bucket with rows 1, 2, 4, ... up to ``max_rows``
+    """The shapes a :class:`GraphRunner` holds: every padded length of ``lengths`` with rows 1, 2, 4, ... up to ``max_rows``
     and at most ``max_tokens`` padded tokens (at least one row)."""
 
     lengths: tuple[int, ...]
@@ -25,7 +25,7 @@ class Shapes:
     max_tokens: int
 
     def rows(self, length: int) -> tuple[int, ...]:
-        """The row buckets of ``length``, smallest first."""
+        """The row counts of ``length``'s shapes, smallest first."""
         most = max(1, min(self.max_rows, self.max_tokens // length))
         found, rows = [], 1
         while rows < most:
@@ -38,13 +38,13 @@ class Shapes:
         return sorted(((r, n) for n in self.lengths for r in self.rows(n)), key=lambda s: (-s[0] * s[1], -s[1]))
 
     def fit(self, rows: int, length: int) -> tuple[int, int]:
-        """The shape a call of ``rows`` x ``length`` is padded to: the smallest length bucket that holds it and its
-        smallest row bucket that holds it (its largest, when the call must be split)."""
-        bucket = next((n for n in sorted(self.lengths) if n >= length), None)
-        if bucket is None:
+        """The shape a call of ``rows`` x ``length`` is padded to: the smallest padded length that holds it and its
+        smallest row count that holds it (its largest, when the call must be split)."""
+        padded = next((n for n in sorted(self.lengths) if n >= length), None)
+        if padded is None:
             raise ValueError(f"{length} tokens: the longest shape is {max(self.lengths)}")
-        buckets = self.rows(bucket)
-        return next((r for r in buckets if r >= rows), buckets[-1]), bucket
+        counts = self.rows(padded)
+        return next((r for r in counts if r >= rows), counts[-1]), padded
 
 
 def served_shapes(max_rows: int = GPU_MAX_ROWS, max_tokens: int = MAX_TOKENS_PER_RUN,

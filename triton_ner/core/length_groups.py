@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from triton_ner.core.batching import bucket_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.batching import padded_widths, each_alone_on_failure, pad_stack, split_like
 from triton_ner.core.runners import Runner
 
 
-def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
+def length_group_runs(lengths: np.ndarray, pad_lengths: tuple[int, ...], max_rows: int,
                 max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
-    """``(rows, width)`` runs, shortest width first: rows grouped by the smallest of ``buckets`` that holds each
+    """``(rows, width)`` runs, shortest width first: rows grouped by the smallest of ``pad_lengths`` that holds each
     one (a longer row at its own length), at most ``max_rows`` rows and ``max_tokens`` padded tokens a run."""
-    widths = bucket_widths(lengths, buckets)
+    widths = padded_widths(lengths, pad_lengths)
     runs = []
     for width in np.unique(widths):
         rows = np.flatnonzero(widths == width)
@@ -25,11 +25,11 @@ def bucket_runs(lengths: np.ndarray, buckets: tuple[int, ...], max_rows: int,
     return runs
 
 
-def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], buckets: tuple[int, ...],
+def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], pad_lengths: tuple[int, ...],
                             max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
                             max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:
     """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
-    :func:`bucket_runs`, or the exception that stopped it.
+    :func:`length_group_runs`, or the exception that stopped it.
 
     ``lanes(function, lanes)`` runs the lanes (the runs of one width each): ``map`` one after the other, an
     executor's ``map`` at once. ``stopped(i)``, asked before each run with rows of request ``i``, returns the
@@ -66,7 +66,7 @@ def run_requests_in_buckets(run: Runner, inputs: list[tuple[np.ndarray, np.ndarr
         return done
 
     by_width: dict[int, list] = {}
-    for rows, width in bucket_runs(lengths, buckets, max_rows, max_tokens):
+    for rows, width in length_group_runs(lengths, pad_lengths, max_rows, max_tokens):
         by_width.setdefault(width, []).append((rows, width))
     run_lanes = lanes if len(by_width) > 1 else map  # one lane needs no other thread
     finished = [piece for pieces in run_lanes(lane, list(by_width.values())) for piece in pieces]

@@ -7,19 +7,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from triton_ner.core.batching import PAD_LENGTHS, bucket_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.batching import PAD_LENGTHS, padded_widths, each_alone_on_failure, pad_stack, split_like
 from triton_ner.core.parameters import InvalidInput
 
 
 def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,
-              buckets: tuple[int, ...] = PAD_LENGTHS) -> list[np.ndarray]:
+              pad_lengths: tuple[int, ...] = PAD_LENGTHS) -> list[np.ndarray]:
     """Group rows into model runs of similar lengths, each of at most ``max_tokens`` padded tokens.
 
     A run takes rows down to ``1 / max_padding`` of its longest one (attention's cost is quadratic in the padded
-    length); a row longer than the budget runs alone. A run never mixes rows of two ``buckets``, so a request's
+    length); a row longer than the budget runs alone. A run never mixes rows of two ``pad_lengths``, so a request's
     runs, and what depends on them (INT8's dynamic activation scales), do not depend on how it was batched.
     """
-    widths = bucket_widths(lengths, buckets)
+    widths = padded_widths(lengths, pad_lengths)
     runs: list[np.ndarray] = []
     for width in sorted(np.unique(widths).tolist(), reverse=True):
         members = np.flatnonzero(widths == width)

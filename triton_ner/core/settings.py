@@ -19,7 +19,7 @@ class Limits:
     Attributes:
         max_windows: Most windows one request may need.
         max_tokens_per_request: Most tokens of one request's windows (special tokens and overlaps included).
-        pad_to_lengths: The padded lengths windows are grouped by, each group one model call (or several).
+        pad_lengths: The padded lengths windows are grouped by, each group one model call (or several).
         max_rows_per_call: Most windows in one model call.
         max_tokens_per_call: Most padded tokens in one model call; 0: only ``max_rows_per_call`` bounds it (NVIDIA's
             backends take a call of at most their ``max_batch_size`` rows whole).
@@ -27,7 +27,7 @@ class Limits:
 
     max_windows: int
     max_tokens_per_request: int
-    pad_to_lengths: tuple[int, ...] = PAD_LENGTHS
+    pad_lengths: tuple[int, ...] = PAD_LENGTHS
     max_rows_per_call: int = 1024
     max_tokens_per_call: int = 0
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from triton_ner.core.aggregation import Windows, aggregate_requests
 from triton_ner.core.batching import each_alone_on_failure
-from triton_ner.core.length_groups import run_requests_in_buckets
+from triton_ner.core.length_groups import run_in_length_groups
 from triton_ner.core.parameters import RequestOptions
 from triton_ner.core.runners import Runner
 from triton_ner.core.settings import Limits
@@ -36,7 +36,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         limits: What one request may cost; how the model is called.
         stopped: ``stopped(i)`` returns an exception when request ``i`` must stop (cancelled, past its timeout);
             asked before each model call that holds its windows.
-        lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_requests_in_buckets`): ``map`` one
+        lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_in_length_groups`): ``map`` one
             after the other, an executor's ``map`` at once.
     """
     answers: list = list(requests)
@@ -45,8 +45,8 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
                                                 limits.max_tokens_per_request)):
         answers[i] = batch
     tokenized = [i for i, answer in enumerate(answers) if isinstance(answer, Batch)]
-    logits = run_requests_in_buckets(
-        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.pad_to_lengths,
+    logits = run_in_length_groups(
+        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.pad_lengths,
         limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
         None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call or None,
         lanes) if tokenized else []

@@ -33,7 +33,7 @@ class TritonPythonModel:
         self.max_text_bytes = settings.max_text_bytes
         self.run = model_runner(settings.model_name, settings.model_inputs, settings.model_output)
         self.limits = settings.limits
-        self.lanes = ThreadPoolExecutor(len(self.limits.pad_to_lengths), thread_name_prefix="model-call")
+        self.lanes = ThreadPoolExecutor(len(self.limits.pad_lengths), thread_name_prefix="model-call")
         # Tokenization, aggregation and the entities' JSON once before ready (the model step is not called: it may
         # not be loaded yet), so that the first request pays for none of their first calls.
         to_json(entities_of_requests(self.vocab, warm_up_logits(len(self.vocab.id2label)),
