@@ -37,20 +37,20 @@ def proof_key(model_file: str, run_precision: Precision) -> str:
 class Step:
     """One model file of the export: how it is written, what it holds and what proves it.
 
-    ``make`` writes ``file`` into the version folder it is given and returns facts for the manifest's proof
-    (None: the file is an earlier step's, run in another precision). ``fallback`` writes it instead when ``make``
-    or its proof fails. An ``intermediate`` file is proven and used by later steps, then deleted. ``says``: the
-    progress line before ``make``; ``label``: the file's name in the proof's line.
+    ``make`` writes ``file`` into the version folder it is given; what it returns, if a dict, goes into the
+    manifest's proof (``make`` None: the file is an earlier step's, run in another precision). ``fallback``
+    writes it instead when ``make`` or its proof fails. An ``intermediate`` file is proven and used by later
+    steps, then deleted. ``says``: the progress line before ``make``; ``label``: the file's name in its proof.
     """
 
     file: str
-    make: Callable[[Path], dict] | None
+    make: Callable[[Path], object] | None
     says: str = ""
     label: str = ""
     precision: Precision = Precision.FP32
     run_in: Precision = Precision.FP32
     reference: str | None = None
-    fallback: Callable[[Path], dict] | None = None
+    fallback: Callable[[Path], object] | None = None
     intermediate: bool = False
 
     @property
@@ -66,20 +66,18 @@ def plan_steps(model, tokenizer, plan) -> list[Step]:
     # Each file's name is a variable of its own: the steps' functions read them when they run.
     found: list[Step] = []
     if Format.OPENVINO in plan.formats or (Format.ONNX in plan.formats and optimize):
-        found.append(Step(PLAIN_ONNX, lambda d: _made(convert.export_onnx(model, tokenizer, d / PLAIN_ONNX)),
+        found.append(Step(PLAIN_ONNX, lambda d: convert.export_onnx(model, tokenizer, d / PLAIN_ONNX),
                           "exporting ONNX", f"{onnx} (plain graph)", intermediate=True))
     if Format.OPENVINO in plan.formats:
-        found.append(Step(ir, lambda d: _made(convert.openvino_ir(d / PLAIN_ONNX, d / ir)),
-                          "converting to OpenVINO IR"))
+        found.append(Step(ir, lambda d: convert.openvino_ir(d / PLAIN_ONNX, d / ir), "converting to OpenVINO IR"))
         if Precision.BF16 in plan.precisions:
             ir_bf16 = MODEL_FILES[Format.OPENVINO, Precision.BF16]
-            found.append(Step(ir_bf16, lambda d: _made(convert.openvino_ir(d / PLAIN_ONNX, d / ir_bf16,
-                                                                             fp16_weights=True)),
+            found.append(Step(ir_bf16, lambda d: convert.openvino_ir(d / PLAIN_ONNX, d / ir_bf16, fp16_weights=True),
                               "converting to OpenVINO IR with FP16 weights (run in BF16)",
                               precision=Precision.BF16, run_in=Precision.BF16, reference=ir))
         if Precision.INT8 in plan.precisions:
             ir_int8 = MODEL_FILES[Format.OPENVINO, Precision.INT8]
-            found.append(Step(ir_int8, lambda d: _made(convert.int8_openvino(d / ir, d / ir_int8, tokenizer)),
+            found.append(Step(ir_int8, lambda d: convert.int8_openvino(d / ir, d / ir_int8, tokenizer),
                               "quantizing the OpenVINO IR to INT8 (NNCF, "
                               f"{convert.CALIBRATION_TEXTS} calibration sentences)",
                               precision=Precision.INT8, reference=ir))
@@ -105,11 +103,11 @@ def plan_steps(model, tokenizer, plan) -> list[Step]:
             found.append(Step(onnx, exported, "exporting ONNX", f"{onnx} (plain graph)"))
         if Precision.FP16 in plan.precisions and not plan.options.tensorrt:
             onnx_fp16 = MODEL_FILES[Format.ONNX, Precision.FP16]
-            found.append(Step(onnx_fp16, lambda d: _made(convert.fp16_onnx(d / onnx, d / onnx_fp16, model.config)),
+            found.append(Step(onnx_fp16, lambda d: convert.fp16_onnx(d / onnx, d / onnx_fp16, model.config),
                               "converting to FP16", precision=Precision.FP16, reference=onnx))
         if Precision.INT8 in plan.precisions:
             onnx_int8 = MODEL_FILES[Format.ONNX, Precision.INT8]
-            found.append(Step(onnx_int8, lambda d: _made(convert.int8_onnx(d / onnx, d / onnx_int8)),
+            found.append(Step(onnx_int8, lambda d: convert.int8_onnx(d / onnx, d / onnx_int8),
                               "quantizing to INT8", precision=Precision.INT8, reference=onnx))
     if Format.TORCHSCRIPT in plan.formats:
         found.append(Step(traced, lambda d: _trace(model, tokenizer, d / traced), "tracing TorchScript"))
@@ -117,10 +115,6 @@ def plan_steps(model, tokenizer, plan) -> list[Step]:
             if precision in plan.precisions:  # the same file, cast when it is loaded
                 found.append(Step(traced, None, precision=precision, run_in=precision, reference=traced))
     return found
-
-
-def _made(_: Path) -> dict:
-    return {}
 
 
 def _trace(model, tokenizer, path: Path) -> dict:
@@ -202,16 +196,16 @@ def run_steps(steps: list[Step], version_dir: Path, prover: _Prover, keep_going:
             say(step.says)
         if step.reference is None:
             try:
-                facts = step.make(version_dir)
+                made = step.make(version_dir)
                 proof = prover.logits(path, step.label or step.file)
             except Exception as error:  # noqa: BLE001: a fallback exists for a failure of any kind
                 if step.fallback is None:
                     raise
                 say(f"{step.file}: {str(error).splitlines()[0]}; the plain graph instead")
-                facts = step.fallback(version_dir)
+                made = step.fallback(version_dir)
                 proof = prover.logits(path, step.file)
             if not step.intermediate:
-                proofs[step.key] = proof | facts
+                proofs[step.key] = proof | (made if isinstance(made, dict) else {})
             continue
         if step.make is not None:
             step.make(version_dir)
