@@ -1,5 +1,5 @@
-"""``python -m triton_ner.client`` (``ner-client``): entities of texts from arguments, stdin or files, as JSON lines in input
-order, or highlighted in the terminal."""
+"""``python -m triton_ner.client`` (``ner-client``): entities of texts from arguments, stdin or files, as JSON lines
+in input order, or highlighted in the terminal."""
 
 from __future__ import annotations
 

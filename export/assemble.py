@@ -114,9 +114,11 @@ def code_is_current(repository: Path, code: Traversable | None = None) -> bool:
     """Whether every Python-backend model's ``model.py`` in ``repository`` is the one this installation ships (an
     export made by an older version keeps its own copies)."""
     code = code or models_code()
-    return all((repository / model / "1" / "model.py").is_file()
-               and (repository / model / "1" / "model.py").read_bytes() == (code / model / "1" / "model.py").read_bytes()
-               for model in PYTHON_MODELS)
+    def same(model: str) -> bool:
+        written = repository / model / "1" / "model.py"
+        return written.is_file() and written.read_bytes() == (code / model / "1" / "model.py").read_bytes()
+
+    return all(same(model) for model in PYTHON_MODELS)
 
 
 def _save_tokenizer(tokenizer, model, folder: Path) -> None:

@@ -301,6 +301,7 @@ def write_configs(repository: Path, files: dict[str, mc.ModelConfig]) -> list[Pa
     return paths
 
 
-if __name__ == "__main__":  # `python -m triton_ner.export.configs`: regenerate the committed configs of a default export
+# `python -m triton_ner.export.configs`: regenerate the committed configs of a default export.
+if __name__ == "__main__":
     for written in write_configs(Path(__file__).resolve().parents[1] / "model_repository", repository_configs()):
         print(written)

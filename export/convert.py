@@ -178,8 +178,9 @@ def torchscript_overflowing_constants(path: Path) -> list[float]:
             value = value.item()
         if isinstance(value, float) and math.isfinite(value):
             values.append(value)
+    halves = (torch.bfloat16, torch.float16)
     return sorted({value for value in values
-                   if not all(torch.tensor(value, dtype=dtype).isfinite() for dtype in (torch.bfloat16, torch.float16))})
+                   if not all(torch.tensor(value, dtype=dtype).isfinite() for dtype in halves)})
 
 
 def torchscript_output_shape(path: Path) -> tuple[int, ...]:

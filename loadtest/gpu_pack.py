@@ -14,8 +14,8 @@ A machine with an NVIDIA GPU, PyTorch, transformers and tokenizers but neither T
   weights: the check traces the model on the GPU machine and puts the file in (:func:`unpack`), so nothing large
   travels.
 
-The archive (xz) is about 40 MB and names the Python it is made for. ``make gpu-check`` finds it in its default place and serves through it when the local
-Triton is not installed; ``--pack FILE`` names another one.
+The archive (xz) is about 40 MB and names the Python it is made for. ``make gpu-check`` finds it in its default
+place and serves through it when the local Triton is not installed; ``--pack FILE`` names another one.
 """
 
 from __future__ import annotations

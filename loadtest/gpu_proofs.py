@@ -30,7 +30,8 @@ MIN_AGREEMENT = {"fp16": 0.98, "bf16": 0.95}
 class Proof:
     """One proof: a figure, its bound, and whether it must be at least (agreement) or at most (Δ) the bound."""
 
-    key: str  # stable: device_constants, half_constants, fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement
+    # Stable: device_constants, half_constants, fp32_logits_eager, fp32_logits_corpus, fp16_agreement, bf16_agreement.
+    key: str
     name: str
     measured: float | None
     bound: float

@@ -44,7 +44,7 @@ GPU_MAX_ROWS = 128  # most windows in one run of a GPU model step (ServingOption
 
 
 def padded_widths(lengths: np.ndarray, pad_lengths: tuple[int, ...] = PAD_LENGTHS) -> np.ndarray:
-    """Each row's padded width: the smallest of ``pad_lengths`` that holds it (a row longer than all: its own length)."""
+    """Each row's padded width: the smallest of ``pad_lengths`` that holds it (longer than all: its own length)."""
     ordered = np.asarray(sorted(pad_lengths))
     index = np.searchsorted(ordered, np.maximum(lengths, 1))
     return np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)

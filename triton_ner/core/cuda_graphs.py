@@ -17,8 +17,8 @@ from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGT
 
 @dataclass(frozen=True)
 class Shapes:
-    """The shapes a :class:`GraphRunner` holds: every padded length of ``lengths`` with rows 1, 2, 4, ... up to ``max_rows``
-    and at most ``max_tokens`` padded tokens (at least one row)."""
+    """The shapes a :class:`GraphRunner` holds: every padded length of ``lengths`` with rows 1, 2, 4, ... up to
+    ``max_rows`` and at most ``max_tokens`` padded tokens (at least one row)."""
 
     lengths: tuple[int, ...]
     max_rows: int

@@ -1,12 +1,12 @@
 """Run an exported model: ONNX Runtime for ``.onnx`` files, TorchScript for ``.pt`` files, OpenVINO for ``.xml``
 files (OpenVINO IR), on a device and in a precision.
 
-Used by the Python-backend model step of the repository and by the in-process reference (:mod:`triton_ner.core.inprocess`),
-so both run the same code. ONNX files carry their precision inside (``model_fp16.onnx``, ``model_int8.onnx``) and
-run on CPU; a TorchScript file is FP32 and is cast when loaded: ``bf16`` on a CPU with AVX-512 BF16/AMX or a GPU,
-``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``). An OpenVINO IR runs on CPU in the inference precision asked
-for (``bf16`` on the CPU's BF16 units, else ``fp32``); an INT8 IR (``model_int8.xml``) carries its quantized layers
-inside and runs the rest in that precision.
+Used by the Python-backend model step of the repository and by the in-process reference
+(:mod:`triton_ner.core.inprocess`), so both run the same code. ONNX files carry their precision inside
+(``model_fp16.onnx``, ``model_int8.onnx``) and run on CPU; a TorchScript file is FP32 and is cast when loaded:
+``bf16`` on a CPU with AVX-512 BF16/AMX or a GPU, ``fp16`` on a GPU, on ``cpu`` or ``cuda`` (``cuda:N``). An
+OpenVINO IR runs on CPU in the inference precision asked for (``bf16`` on the CPU's BF16 units, else ``fp32``); an
+INT8 IR (``model_int8.xml``) carries its quantized layers inside and runs the rest in that precision.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
 
 # OpenVINO's names of the precisions; without a hint it picks BF16 by itself on a CPU that has it.
 _OPENVINO_PRECISIONS = {RunPrecision.FP32: "f32", RunPrecision.BF16: "bf16"}
-# OpenVINO prepares its kernels for each new input shape, at a cost of milliseconds, and keeps them in a cache of 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees
-# few, at most 15 padded tokens per row.
+# OpenVINO prepares its kernels for each new input shape, at a cost of milliseconds, and keeps them in a cache of
+# 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees few, at most 15
+# padded tokens per row.
 OPENVINO_LENGTH_MULTIPLE = 16
 
 

@@ -1,10 +1,11 @@
 """The launcher's watchdog: stops a server whose launcher is gone, however it ended (SIGKILL included).
 
 Run by the launcher as ``python -m triton_ner.server.watchdog GROUP GRACE WORKDIR SHM_PREFIX`` (:func:`command`),
-with the launcher's own interpreter and environment; it uses the standard library only. The launcher holds the only write end of a pipe that is the
-watchdog's stdin. A byte means the launcher stopped the server itself: the watchdog exits. End of file means the
-launcher is gone: the watchdog stops the server's process group (SIGTERM, SIGKILL after GRACE seconds) and
-removes the launcher's temporary folder and the server's shared memory (files starting with SHM_PREFIX).
+with the launcher's own interpreter and environment; it uses the standard library only. The launcher holds the only
+write end of a pipe that is the watchdog's stdin. A byte means the launcher stopped the server itself: the watchdog
+exits. End of file means the launcher is gone: the watchdog stops the server's process group (SIGTERM, SIGKILL after
+GRACE seconds) and removes the launcher's temporary folder and the server's shared memory (files starting with
+SHM_PREFIX).
 """
 
 from __future__ import annotations
