@@ -112,7 +112,7 @@ def targets(rows: list[Row]) -> list[Check]:
         ("served int8 c=32 / served fp32 c=32", lambda: served("int8").texts_per_s / served("fp32").texts_per_s, 1.6,
          True),
         # The default configuration's memory; the other rows' is in the table (BF16 loads PyTorch, the GPU configs
-        # run on CPU have eight text-step processes).
+        # run on CPU have --gpu-text-instances text-step processes).
         ("server memory under load, config.pbtxt (MB)",
          lambda: max(r.server_rss_mb or 0 for r in rows if r.name == "served" and r.precision == "fp32"), 1536.0,
          False),
