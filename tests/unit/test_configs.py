@@ -93,8 +93,11 @@ def test_gpu_configs_use_nvidia_backends_on_gpu_with_batching_and_warmup():
         assert text.parameters["model_output"].string_value == model.output[0].name
         assert text.parameters["max_tokens_per_call"].string_value == "0"  # a call of max_rows_per_call rows
     for name in ("gpu", "gpu_torchscript", "cuda"):
-        assert files[f"{names.TEXT_STEP}/configs/{name}.pbtxt"].instance_group[0].count == 8, name
+        assert files[f"{names.TEXT_STEP}/configs/{name}.pbtxt"].instance_group[0].count == 4, name
         assert files[f"{names.MODEL}/configs/{name}.pbtxt"].instance_group[0].count == 2, name
+    apart = repository_configs(ALL, ServingOptions(text_instances=3, gpu_text_instances=5))
+    assert apart[f"{names.TEXT_STEP}/configs/cuda.pbtxt"].instance_group[0].count == 5
+    assert apart[f"{names.TEXT_STEP}/config.pbtxt"].instance_group[0].count == 3
 
 
 def test_every_variant_keeps_the_ensemble_interface_and_batches_requests_at_the_text_step():
