@@ -13,8 +13,8 @@ def cached_export(checkpoint: Path, output: Path, plan=None, variants: tuple[str
                   log: Callable[[str], None] = print) -> Path:
     """``output`` holding ``checkpoint`` exported with ``plan`` (the export's default when None): reused when its
     manifest names that checkpoint, its models' code is this tree's, the model step has every config of
-    ``variants`` and each config of the plan names the model file this version writes for it; exported again
-    (``--force``) otherwise."""
+    ``variants``, each config of the plan is the one this tree writes (limits and instances included) and names a
+    model file that exists; exported again (``--force``) otherwise."""
     from triton_ner.export.assemble import ExportPlan, build, code_is_current
     from triton_ner.export.source import Checkpoint
 
@@ -23,10 +23,23 @@ def cached_export(checkpoint: Path, output: Path, plan=None, variants: tuple[str
     if (manifest.exists() and json.loads(manifest.read_text())["source"] == str(checkpoint)
             and code_is_current(output)
             and all((output / names.MODEL / "configs" / f"{variant}.pbtxt").exists() for variant in variants)
-            and _model_files_current(output, plan)):
+            and _configs_current(output, plan) and _model_files_current(output, plan)):
         return output
     build(Checkpoint(checkpoint, str(checkpoint)), output, plan, force=True, log=log)
     return output
+
+
+def _configs_current(repository: Path, plan) -> bool:
+    """Whether each config the export kept for ``plan`` is, to the letter, the one this tree writes for it."""
+    from dataclasses import replace
+
+    from triton_ner.export.configs import render, repository_configs
+
+    manifest = json.loads((repository / names.MANIFEST).read_text())
+    kept = [v for v in plan.variants if (v.config_name or "config") in manifest["config_names"]]
+    options = replace(plan.options, num_labels=len(manifest["labels"]))
+    return all((repository / path).is_file() and (repository / path).read_text() == render(config)
+               for path, config in repository_configs(kept, options).items())
 
 
 def _model_files_current(repository: Path, plan) -> bool:

@@ -417,3 +417,18 @@ def test_a_cached_export_is_reused_while_current_and_redone_when_a_variant_is_mi
     assert (output / "manifest.json").stat().st_mtime_ns == written  # reused
     cached_export(checkpoint, output, variants=("int8",), log=lambda _: None)  # not exported by default: again
     assert (output / "manifest.json").stat().st_mtime_ns != written
+
+
+def test_a_cached_export_whose_configs_this_tree_would_write_otherwise_is_redone(checkpoint, tmp_path):
+    """An export made with other serving options (here, as an older tree's default: 8 text-step processes on GPU)
+    is not reused: a benchmark would measure configs the tree no longer writes."""
+    from triton_ner.loadtest.exports import cached_export
+
+    output = tmp_path / "cache"
+    cached_export(checkpoint, output, log=lambda _: None)
+    config = output / "ner_text" / "configs" / "gpu.pbtxt"
+    config.write_text(config.read_text().replace("count: 4", "count: 8"))
+    written = (output / "manifest.json").stat().st_mtime_ns
+    cached_export(checkpoint, output, log=lambda _: None)
+    assert (output / "manifest.json").stat().st_mtime_ns != written
+    assert "count: 4" in config.read_text()
