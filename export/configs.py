@@ -51,7 +51,7 @@ class ServingOptions:
     instances: int = _option(2, "GPU: model-step instances on each GPU.", min=1)
     cpu_instances: int = _option(2, "CPU: model-step processes (with two, a short request runs beside a long "
                                     "one).", min=1)
-    # More processes than cores split the requests thinner: each execute, and each model batch, gets fewer.
+    # Each about 85 MB; more processes than cores split the requests thinner (fewer per execute).
     gpu_text_instances: int = _option(4, "GPU: text-step processes (tokenization, model calls, aggregation).",
                                       min=1)
     # About 85 MB each; an instance waits for the model calls of its batch.
