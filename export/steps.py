@@ -167,9 +167,9 @@ class _Prover:
         device = "cuda" if step.run_in is Precision.FP16 and path.suffix == ".pt" and _has_cuda() else "cpu"
         if reference not in self.references:
             self.references[reference] = convert.corpus_entities(reference, self.tokenizer_dir)
-        run_in = Precision.FP32 if path.suffix == ".onnx" else step.run_in  # ONNX runs each file as it is
         result = convert.entity_agreement(self.references[reference], convert.corpus_entities(
-            path, self.tokenizer_dir, run_in.value, device), self.min_agreement)
+            path, self.tokenizer_dir, step.run_in.value, device), self.min_agreement)
+        run_in = step.run_in
         label = path.name if run_in is Precision.FP32 else f"{path.name} in {run_in.value.upper()} on {device}"
         self.say(f"{label}: {result.agreement:.2%} of entities identical to {reference.name} "
                  f"({result.variant_entities} vs {result.reference_entities} entities; minimum "
