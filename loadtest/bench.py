@@ -20,10 +20,10 @@ targets as ratios of this run, and writes ``bench.json`` and ``bench.png``. ``--
 only the served FP32 rows of both backends, ``--only bf16`` only the FP32 and BF16 rows, ``--only openvino`` the
 FP32 and OpenVINO rows with their targets.
 
-Last, the serving path's own ceiling (:mod:`triton_ner.loadtest.ceiling`, ``--only ceiling`` alone): the fixture
+Last, the serving path's own ceiling (:mod:`triton_ner_loadtest.ceiling`, ``--only ceiling`` alone): the fixture
 model, whose compute is small, served by ``config.pbtxt`` and by the GPU config switched to CPU at 1 to 256
 clients with 1 and 8 texts per request, and the full-size model in the GPU config at 64 clients; it writes
-``ceiling.md``, ``ceiling.json`` and ``ceiling.png``. Then the tail over windows (:mod:`triton_ner.loadtest.tail`,
+``ceiling.md``, ``ceiling.json`` and ``ceiling.png``. Then the tail over windows (:mod:`triton_ner_loadtest.tail`,
 ``--only tail`` alone): p50, p99, p99.9 and the maximum of each 5 s from a fresh server's ready, over gRPC and
 HTTP, with their targets; ``tail.md`` and ``tail.json``.
 """
@@ -47,13 +47,13 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import variants
-from triton_ner.loadtest.memory import MemorySampler
-from triton_ner.loadtest.exports import cached_export
-from triton_ner.loadtest.bench_report import (CONCURRENCY, ORT_THREADS, SHORT_WORDS, Row, machine, markdown,
+from triton_ner_loadtest.memory import MemorySampler
+from triton_ner_loadtest.exports import cached_export
+from triton_ner_loadtest.bench_report import (CONCURRENCY, ORT_THREADS, SHORT_WORDS, Row, machine, markdown,
                                               openvino_targets, ort_row_name, plot, run_results, targets,
                                               write_docs)
-from triton_ner.loadtest.checks import checks_table
-from triton_ner.loadtest.texts import benchmark_corpus, words_text
+from triton_ner_loadtest.checks import checks_table
+from triton_ner_loadtest.texts import benchmark_corpus, words_text
 
 SHORT_CONCURRENCY = (1, 32)
 DEFAULT = variants.default(variants.Format.ONNX)
@@ -165,10 +165,10 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
 
 
 def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say) -> None:
-    """The serving path's ceiling (:mod:`triton_ner.loadtest.ceiling`): its table, targets, JSON and plot, and the
+    """The serving path's ceiling (:mod:`triton_ner_loadtest.ceiling`): its table, targets, JSON and plot, and the
     docs page of the table and plot (``docs/ceiling.md``)."""
-    from triton_ner.loadtest import ceiling
-    from triton_ner.server import onnxruntime_backend
+    from triton_ner_loadtest import ceiling
+    from triton_ner.server.installation import onnxruntime_backend
 
     fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
                                          lambda m: say(f"export: {m}"))
@@ -197,9 +197,9 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
 
 
 def tail_section(repository: Path, output: Path, docs: Path, say) -> None:
-    """Tail latency over windows (:mod:`triton_ner.loadtest.tail`) on the fixture export: table, targets, JSON and
+    """Tail latency over windows (:mod:`triton_ner_loadtest.tail`) on the fixture export: table, targets, JSON and
     the docs page (``docs/tail.md``)."""
-    from triton_ner.loadtest import ceiling, tail
+    from triton_ner_loadtest import ceiling, tail
 
     fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
                                          lambda m: say(f"export: {m}"))
@@ -237,7 +237,9 @@ def main(
 
     from triton_ner.core import names
     from triton_ner.core.inprocess import LocalNer
-    from triton_ner.server import TritonServer, built_backend, free_ports, onnxruntime_backend
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.installation import built_backend, onnxruntime_backend
+    from triton_ner.server.launcher import TritonServer
     from triton_ner.core.vocabulary import load_vocabulary
 
     def say(message: str) -> None:

@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from triton_ner.loadtest import plots
-from triton_ner.loadtest.checks import Check, checks_table
+from triton_ner_loadtest import plots
+from triton_ner_loadtest.checks import Check, checks_table
 
 CONCURRENCY = (1, 8, 32)
 

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from triton_ner.core import names
-from triton_ner.loadtest import plots
-from triton_ner.loadtest.checks import Check
-from triton_ner.loadtest.http_load import model_statistics, step_figures, text_step_own_ms_per_text
+from triton_ner_loadtest import plots
+from triton_ner_loadtest.checks import Check
+from triton_ner_loadtest.http_load import model_statistics, step_figures, text_step_own_ms_per_text
 
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
@@ -140,8 +140,9 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
                  loads=tuple((c, t) for t in TEXTS_PER_REQUEST for c in CONCURRENCY), seconds: float = 8.0,
                  ) -> list[Point]:
     """Start the local Triton on ``repository`` and measure each ``(clients, texts per request)`` of ``loads``."""
-    from triton_ner.loadtest.memory import MemorySampler
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner_loadtest.memory import MemorySampler
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     points = []
     with TritonServer(repository, free_ports(), config_name=config_name) as server:
@@ -158,7 +159,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
 def fixture_repository(output, log):
     """The fixture model exported with its CPU and GPU configs, reused when present and of this code."""
     from triton_ner.export.fixture import fixture_model
-    from triton_ner.loadtest.exports import cached_export
+    from triton_ner_loadtest.exports import cached_export
 
     return cached_export(fixture_model(), output, log=log)
 

@@ -28,7 +28,7 @@ repository root::
 
     make gpu-check-pack                  # where the local Triton is installed (make setup); about 40 MB
     make gpu-check                       # .venv/bin/python if there is one, else python3 (PYTHON=...)
-    python -m triton_ner.loadtest.gpu_check --help
+    python -m triton_ner_loadtest.gpu_check --help
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ import numpy as np
 
 from triton_ner import cli
 from triton_ner.core.cuda_graphs import served_shapes
-from triton_ner.loadtest.gpu_pack import DEFAULT_PACK
-from triton_ner.loadtest.gpu_plan import (DRY_RUN, FULL, GRID_SHARE, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan,
+from triton_ner_loadtest.gpu_pack import DEFAULT_PACK
+from triton_ner_loadtest.gpu_plan import (DRY_RUN, FULL, GRID_SHARE, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan,
                                           Runner, Traced, one_line, release)
-from triton_ner.loadtest.gpu_proofs import FP32_TOLERANCE, MIN_AGREEMENT, PRECISIONS, Proof, prove
-from triton_ner.loadtest.gpu_report import markdown
-from triton_ner.loadtest.gpu_served import BUSY, serve
+from triton_ner_loadtest.gpu_proofs import FP32_TOLERANCE, MIN_AGREEMENT, PRECISIONS, Proof, prove
+from triton_ner_loadtest.gpu_report import markdown
+from triton_ner_loadtest.gpu_served import BUSY, serve
 
 __all__ = ["BUSY", "PRECISIONS", "SKIPPED_NO_TRITON", "Proof", "Runner", "main", "markdown", "run_check"]
 
@@ -236,7 +236,7 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: run the check, write ``gpu_check.json``, print the tables; the exit code (0, 1 or 2)."""
-    parser = argparse.ArgumentParser(prog="python -m triton_ner.loadtest.gpu_check", description=(
+    parser = argparse.ArgumentParser(prog="python -m triton_ner_loadtest.gpu_check", description=(
         "Prove the model's GPU logits against CPU FP32, then measure the model alone and served."))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Folder for gpu_check.json.")
     mode = parser.add_mutually_exclusive_group()

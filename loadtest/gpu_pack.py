@@ -49,7 +49,7 @@ def export_plan():
     """The served export: TorchScript in FP32 (``config.pbtxt``, CPU) and FP16 (``configs/cuda.pbtxt``, GPU)."""
     from triton_ner.core.variants import Format, Precision, Target
     from triton_ner.export.assemble import ExportPlan
-    from triton_ner.loadtest.gpu_check import MIN_AGREEMENT  # the benchmark model's random weights have near-ties
+    from triton_ner_loadtest.gpu_check import MIN_AGREEMENT  # the benchmark model's random weights have near-ties
 
     return ExportPlan(frozenset({Format.TORCHSCRIPT}), frozenset({Precision.FP32, Precision.FP16}), Target.BOTH,
                       min_agreement=MIN_AGREEMENT["fp16"])
@@ -90,7 +90,7 @@ def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, python: 
     from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import triton_dirs
+    from triton_ner.server.installation import triton_dirs
 
     python = python or this_python()
     triton_dir, libs = triton_dirs()
@@ -157,7 +157,7 @@ def unpack(archive: Path, into: Path, model: str, torchscript: Path) -> Unpacked
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m triton_ner.loadtest.gpu_pack", description=(
+    parser = argparse.ArgumentParser(prog="python -m triton_ner_loadtest.gpu_pack", description=(
         "Pack what make gpu-check needs to serve the ensemble on a GPU machine without Triton: the local Triton "
         "runtime and the TorchScript repositories of the benchmark and fixture models, without weights."))
     parser.add_argument("--output", type=Path, default=DEFAULT_PACK, help=f"The archive (default: {DEFAULT_PACK}).")

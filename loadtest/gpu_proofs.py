@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from triton_ner.core.cuda_graphs import served_shapes
-from triton_ner.loadtest.gpu_plan import Plan, Traced, one_line, release
+from triton_ner_loadtest.gpu_plan import Plan, Traced, one_line, release
 
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # proven

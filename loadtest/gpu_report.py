@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triton_ner.loadtest.gpu_served import BUSY
+from triton_ner_loadtest.gpu_served import BUSY
 
 
 def _number(value: float | None, digits: int = 2) -> str:

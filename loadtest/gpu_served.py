@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_ner.core import variants
-from triton_ner.loadtest.gpu_plan import SKIPPED_BUDGET, SKIPPED_NO_TRITON, SERVED_TEXTS, Plan, Runner, Traced
+from triton_ner_loadtest.gpu_plan import SKIPPED_BUDGET, SKIPPED_NO_TRITON, SERVED_TEXTS, Plan, Runner, Traced
 
 
 def local_triton() -> bool:
@@ -34,12 +34,12 @@ class Served:
 
 
 
-def _checkout() -> list[Path]:
-    """The source checkout holding ``triton_ner``, when the package runs from one (``[]`` when installed)."""
+def _project_path() -> Path:
+    """The folder this process imported ``triton_ner`` from (a checkout, ``make checkout-tree``'s links,
+    site-packages), for the steps' path."""
     import triton_ner
 
-    root = Path(triton_ner.__file__).resolve().parents[1]
-    return [root] if (root / "pyproject.toml").is_file() else []
+    return Path(triton_ner.__file__).parents[1]
 
 
 
@@ -48,13 +48,13 @@ def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None
     """What to serve, or None when neither a pack nor the local Triton is there. Through a pack, the steps get an
     environment of their own: this machine's packages behind the pack's numpy (below 2), so that a machine whose
     Python has numpy 2 serves as it comes."""
-    from triton_ner.loadtest import gpu_pack
+    from triton_ner_loadtest import gpu_pack
     from triton_ner.server import environment
 
     if pack is not None and pack.is_file():
         unpacked = gpu_pack.unpack(pack, work / "pack", plan.model, traced.torchscript)
         started = time.monotonic()
-        python = environment.make(work / "steps-env", [unpacked.steps_packages], _checkout())
+        python = environment.make(work / "steps-env", [unpacked.steps_packages], [_project_path()])
         found = environment.probe(python)
         log(f"serving through the pack {pack}; the steps' environment: numpy {found.numpy} over this Python's "
             f"packages ({time.monotonic() - started:.1f} s)")
@@ -131,9 +131,10 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
         return {"status": SKIPPED_NO_TRITON, "rows": []}
     from triton_ner.core import names
     from triton_ner.export import corpus
-    from triton_ner.loadtest.http_load import (model_instances, model_statistics, run_load, step_figures,
+    from triton_ner_loadtest.http_load import (model_instances, model_statistics, run_load, step_figures,
                                                text_step_own_ms_per_text)
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
     from triton_ner.server.processes import tree_cpu_seconds
 
     config_name = variants.CUDA.config_name if plan.device.startswith("cuda") else None

@@ -27,8 +27,8 @@ from locust import User, events, tag, task  # noqa: E402
 
 from triton_ner.client import NerClient  # noqa: E402
 from triton_ner.core import names  # noqa: E402
-from triton_ner.loadtest.hosts import ALLOWED_HOSTS, is_allowed_host  # noqa: E402
-from triton_ner.loadtest.texts import scenario_text  # noqa: E402
+from triton_ner_loadtest.hosts import ALLOWED_HOSTS, is_allowed_host  # noqa: E402
+from triton_ner_loadtest.texts import scenario_text  # noqa: E402
 
 
 

@@ -1,4 +1,4 @@
-"""Overload and one request's cost, measured on a real server: ``python -m triton_ner.loadtest.overload``.
+"""Overload and one request's cost, measured on a real server: ``python -m triton_ner_loadtest.overload``.
 
 - Burst: many requests at once, far more than the steps' queues hold. Triton's queue policy refuses the excess
   at once with ``UNAVAILABLE`` ("Exceeds maximum queue size"); the accepted ones are answered. Figures: burst
@@ -31,7 +31,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
-from triton_ner.loadtest.memory import MemorySampler, tree_rss_mb
+from triton_ner_loadtest.memory import MemorySampler, tree_rss_mb
 
 PROG = "overload"
 SHORT = "Wolfgang lives in Berlin and works for Siemens ."
@@ -295,7 +295,9 @@ def main(
     from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import ServerError, TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
+    from triton_ner.server.logs import ServerError
 
     if model not in ("fixture", "benchmark"):
         raise cli.fail(PROG, f"--model {model!r} is not one of: fixture, benchmark", cli.USAGE)

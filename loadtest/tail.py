@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_ner.loadtest.checks import Check
+from triton_ner_loadtest.checks import Check
 
 WINDOW_S = 5.0
 # (clients, windows): 16 clients for 50 s per protocol, 64 clients for 20 s.
@@ -67,10 +67,10 @@ def windows(protocol: str, clients: int, samples: list[tuple[float, float]], sta
 def samples_of(protocol: str, server, clients: int, seconds: float) -> list[tuple[float, float]]:
     """(completion time, latency ms) of every request of ``clients`` closed-loop clients for ``seconds``."""
     if protocol == "grpc":
-        from triton_ner.loadtest.ceiling import grpc_closed_loop
+        from triton_ner_loadtest.ceiling import grpc_closed_loop
 
         return asyncio.run(grpc_closed_loop(server.grpc_url, clients, [SENTENCE], seconds))[1]
-    from triton_ner.loadtest.http_load import run_load
+    from triton_ner_loadtest.http_load import run_load
 
     load = run_load(server.http_url, [SENTENCE], clients, 1, seconds, processes=1)
     if load.errors:
@@ -80,7 +80,8 @@ def samples_of(protocol: str, server, clients: int, seconds: float) -> list[tupl
 
 def measure(repository: Path, say, loads=LOADS, protocols=PROTOCOLS, window_s: float = WINDOW_S) -> list[Window]:
     """Each protocol on a fresh server of ``repository``: every load of ``loads`` in turn, the first from ready."""
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     found: list[Window] = []
     for protocol in protocols:

@@ -29,6 +29,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(FOLDER_MARKERS[folder])
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The session fails if a test loaded a file under a second module name (``client.library`` beside
+    ``triton_ner.client.library``): a patch or an ``isinstance`` on one copy misses the other."""
+    from tests.imports import loaded_twice
+
+    found = loaded_twice()
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.ensure_newline()
+        for file, names in found.items():
+            reporter.write_line(f"error: {file} was loaded under two module names: {', '.join(names)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def checkpoint_of():
     """``checkpoint_of(name)``: a fixture checkpoint ("conll", "plain") or "benchmark" (full size, random weights)."""
@@ -81,7 +95,8 @@ def repository_of(checkpoint_of, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server_of(repository_of):
     """``server_of(label_set)``: a real Triton server on that repository, on free ports, until the session ends."""
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     with contextlib.ExitStack() as stack:
         cache = {}

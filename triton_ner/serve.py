@@ -12,8 +12,9 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names, variants
-from triton_ner.server import (EXIT_TIMEOUT, RESTRICTED_APIS, START_TIMEOUT, GrpcTls, Ports, ServerError,
-                               TritonServer)
+from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports
+from triton_ner.server.launcher import EXIT_TIMEOUT, START_TIMEOUT, TritonServer
+from triton_ner.server.logs import ServerError
 
 AUTO = "auto"
 

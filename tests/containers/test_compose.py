@@ -31,7 +31,8 @@ from tests.polling import wait_for
 from triton_ner.core import variants
 from triton_ner.demo import SEED_SENTENCE
 from triton_ner.health import wait_ready
-from triton_ner.server import RELOAD_PARAMETER, Ports, free_ports
+from triton_ner.server.arguments import Ports, free_ports
+from triton_ner.server.supervisor import RELOAD_PARAMETER
 
 ADMIN_KEY = "compose-test-key"
 OPENVINO_EXPORT = "--format openvino --precision bf16"
@@ -325,14 +326,14 @@ def test_a_failed_export_stops_the_stack_with_its_exit_code(stack):
 KILL_A_STUB = """
 import os, signal
 from pathlib import Path
-from triton_ner.server import child_processes, stub_processes
+from triton_ner.server.processes import child_processes, stub_processes
 assert Path('/proc/1/comm').read_text().strip() == 'tini', Path('/proc/1/comm').read_text()
 try:
-    import triton_ner.loadtest
+    import triton_ner_loadtest
 except ImportError:
     pass
 else:
-    raise AssertionError('the serving image carries triton_ner.loadtest')
+    raise AssertionError('the serving image carries triton_ner_loadtest')
 [ner_serve] = [pid for pid, _, args in child_processes(1) if 'ner-serve' in ' '.join(args)]
 [server] = [pid for pid, _, args in child_processes(ner_serve) if args[0].endswith('tritonserver')]
 stub = min(pid for pid, model in stub_processes(server).items() if model == 'ner_model')

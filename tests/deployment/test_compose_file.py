@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.containers import podman
-from triton_ner.server import EXIT_TIMEOUT
+from triton_ner.server.launcher import EXIT_TIMEOUT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # schema/compose-spec.json of github.com/compose-spec/compose-spec at 170098ba07d9 (2026-06-23), Apache-2.0.

@@ -15,7 +15,8 @@ import pytest
 
 from triton_ner.client import NerClient
 from triton_ner.core import names
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
 
 pytestmark = pytest.mark.slow
 SEED = "My name is Wolfgang and I live in Berlin"

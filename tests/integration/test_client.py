@@ -15,7 +15,8 @@ import pytest
 from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument,
                                ModelNotReady, NerClient, ServerUnreachable)
 from triton_ner.export import corpus
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
 from tests.parity import assert_same
 
 SEED = "My name is Wolfgang and I live in Berlin"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from triton_ner.health import wait_ready
-from triton_ner.server import free_ports
+from triton_ner.server.arguments import free_ports
 
 
 def _processes_mentioning(text: str) -> list[int]:

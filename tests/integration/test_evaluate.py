@@ -18,7 +18,8 @@ from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
 
 
 SEED = 14  # neither the fixture's training sentences (export.fixture.SEED) nor the parity corpus (seed 7)

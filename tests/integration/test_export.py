@@ -408,7 +408,7 @@ def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
 
 
 def test_a_cached_export_is_reused_while_current_and_redone_when_a_variant_is_missing(checkpoint, tmp_path):
-    from triton_ner.loadtest.exports import cached_export
+    from triton_ner_loadtest.exports import cached_export
 
     output = tmp_path / "cache"
     cached_export(checkpoint, output, log=lambda _: None)
@@ -422,7 +422,7 @@ def test_a_cached_export_is_reused_while_current_and_redone_when_a_variant_is_mi
 def test_a_cached_export_whose_configs_this_tree_would_write_otherwise_is_redone(checkpoint, tmp_path):
     """An export made with other serving options (here, as an older tree's default: 8 text-step processes on GPU)
     is not reused: a benchmark would measure configs the tree no longer writes."""
-    from triton_ner.loadtest.exports import cached_export
+    from triton_ner_loadtest.exports import cached_export
 
     output = tmp_path / "cache"
     cached_export(checkpoint, output, log=lambda _: None)

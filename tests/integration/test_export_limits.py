@@ -25,7 +25,8 @@ OPTIONS = {"--max-text-bytes": MAX_TEXT_BYTES, "--max-batch-size": MAX_WINDOWS, 
 @pytest.fixture(scope="module")
 def limited(checkpoint, tmp_path_factory):
     """A server of the fixture model exported by ``python -m triton_ner.export`` with :data:`OPTIONS`."""
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     repository = tmp_path_factory.mktemp("export-limits") / "model_repository"
     options = [str(part) for option, value in OPTIONS.items() for part in (option, value)]
@@ -68,7 +69,7 @@ def test_requests_over_the_limits_set_by_ner_export_are_refused_naming_them(limi
 
 
 def test_triton_runs_the_queues_and_processes_set_by_ner_export(limited):
-    from triton_ner.loadtest.soak import process_names
+    from triton_ner_loadtest.soak import process_names
 
     client = grpcclient.InferenceServerClient(limited.grpc_url)
     try:

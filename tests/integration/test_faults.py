@@ -21,7 +21,10 @@ import pytest
 from triton_ner.client import ClientError, NerClient
 from triton_ner.core import names
 from triton_ner.health import is_ready
-from triton_ner.server import RELOAD_PARAMETER, SHM_DIR, TritonServer, free_ports, stub_processes
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.processes import SHM_DIR, stub_processes
+from triton_ner.server.supervisor import RELOAD_PARAMETER
 from tests.parity import assert_same
 from tests.polling import seconds_until
 

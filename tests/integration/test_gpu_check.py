@@ -6,12 +6,11 @@ tokenizers, and nothing of Triton, served through a serving pack (``make gpu-che
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from triton_ner.loadtest import gpu_check
+from triton_ner_loadtest import gpu_check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROOFS = {"device_constants", "half_constants", "fp32_logits_eager", "fp32_logits_corpus", "fp16_agreement",
@@ -21,18 +20,21 @@ PROOFS = {"device_constants", "half_constants", "fp32_logits_eager", "fp32_logit
 @pytest.fixture(scope="module")
 def serving_pack(tmp_path_factory):
     """A serving pack with the fixture model's repository, as ``make gpu-check-pack --model fixture`` writes it."""
-    from triton_ner.loadtest import gpu_pack
+    from triton_ner_loadtest import gpu_pack
 
     return gpu_pack.pack(tmp_path_factory.mktemp("pack") / "serving-pack.tar.xz", ("fixture",), log=lambda _: None)
 
 
 def _dry_run(output: Path, python: Path | None = None, pack: Path | None = None
              ) -> tuple[subprocess.CompletedProcess, dict]:
-    """``make gpu-check``'s command with ``python`` (default: this one) from the checkout, as on a GPU machine."""
+    """``make gpu-check`` from the checkout: with .venv's python, or with ``python`` where no .venv is, as on a GPU
+    machine as it comes (the project not installed: ``make checkout-tree``'s links)."""
     pack = pack or output / "no-pack.tar.xz"
-    done = subprocess.run([str(python or sys.executable), "-m", "triton_ner.loadtest.gpu_check", "--dry-run",
-                           "--output", str(output), "--pack", str(pack)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400, check=False)
+    settings = [f"GPU_CHECK_ARGS=--dry-run --output {output} --pack {pack}"]
+    if python is not None:
+        settings += [f"VENV={output / 'no-venv'}", f"PYTHON={python}", f"CHECKOUT_TREE={output / 'checkout'}"]
+    done = subprocess.run(["make", "--no-print-directory", "gpu-check", *settings], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, json.loads((output / "gpu_check.json").read_text())
 

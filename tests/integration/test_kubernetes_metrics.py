@@ -19,8 +19,10 @@ from tritonclient.utils import InferenceServerException
 from tests.kubernetes import OVERLAYS, only, render, scaling_queries, selectors
 from triton_ner.client import NerClient
 from triton_ner.health import wait_ready
-from triton_ner.server import (TritonServer, admin_headers, backend_directory, child_processes, free_ports,
-                               server_environment)
+from triton_ner.server.arguments import admin_headers, free_ports
+from triton_ner.server.installation import backend_directory, server_environment
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.processes import child_processes
 
 SEED = "My name is Wolfgang and I live in Berlin"
 # Labels Prometheus adds when it scrapes (PodMonitor), absent from Triton's own output.

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from triton_ner.loadtest.tail import locust_tail
+from triton_ner_loadtest.tail import locust_tail
 
 LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
 
@@ -57,8 +57,8 @@ def test_load_to_a_remote_host_is_refused(triton, tmp_path):
 
 
 def test_the_benchmark_load_generator_and_memory_sampler_against_the_server(triton):
-    from triton_ner.loadtest.bench import served_run
-    from triton_ner.loadtest.memory import MemorySampler
+    from triton_ner_loadtest.bench import served_run
+    from triton_ner_loadtest.memory import MemorySampler
 
     with MemorySampler(triton.process.pid) as memory:
         seconds, latencies = served_run(triton.grpc_url, ["My name is Wolfgang and I live in Berlin"] * 12, 4)
@@ -68,7 +68,7 @@ def test_the_benchmark_load_generator_and_memory_sampler_against_the_server(trit
 
 def test_the_tail_windows_start_at_ready_on_both_protocols(repository):
     """make bench's tail rows, small: a fresh server per protocol, windows from the moment it is ready."""
-    from triton_ner.loadtest import tail
+    from triton_ner_loadtest import tail
 
     found = tail.measure(repository, lambda _: None, loads=((4, 2),), window_s=1.0)
     assert [(w.protocol, w.clients) for w in found] == [("grpc", 4)] * 2 + [("http", 4)] * 2

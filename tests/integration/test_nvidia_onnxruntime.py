@@ -32,7 +32,10 @@ from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer
-from triton_ner.server import ServerError, TritonServer, free_ports, onnxruntime_backend
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.installation import onnxruntime_backend
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.logs import ServerError
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
@@ -165,9 +168,9 @@ def test_logits_dims_that_do_not_match_the_graph_are_refused_at_load(nvidia_onnx
 
 
 def test_a_config_needing_the_backend_is_refused_in_one_line_when_it_is_not_built(exports, monkeypatch):
-    from triton_ner import server
+    from triton_ner.server import installation
 
-    monkeypatch.setattr(server.installation, "onnxruntime_backend", lambda: None)
+    monkeypatch.setattr(installation, "onnxruntime_backend", lambda: None)
     with pytest.raises(ServerError, match=r"^ner_model/configs/gpu.pbtxt needs NVIDIA's onnxruntime backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(exports["full"], free_ports(), config_name="gpu").start()

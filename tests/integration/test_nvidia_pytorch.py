@@ -21,7 +21,10 @@ from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
-from triton_ner.server import ServerError, TritonServer, built_backend, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.installation import built_backend
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.logs import ServerError
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
@@ -64,9 +67,9 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
 
 
 def test_a_config_needing_the_pytorch_backend_is_refused_in_one_line_when_it_is_not_built(repository, monkeypatch):
-    from triton_ner import server
+    from triton_ner.server import installation
 
-    monkeypatch.setattr(server.installation, "built_backend", lambda name: None)
+    monkeypatch.setattr(installation, "built_backend", lambda name: None)
     with pytest.raises(ServerError, match=rf"^ner_model/configs/{CONFIG_NAME}.pbtxt needs NVIDIA's pytorch backend, "
                                           r"which is not built: run `make backends`$"):
         TritonServer(repository, free_ports(), config_name=CONFIG_NAME).start()

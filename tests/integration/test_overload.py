@@ -14,7 +14,7 @@ import pytest
 
 from triton_ner.client import AsyncNerClient, ServerBusy
 from triton_ner.export.configs import ServingOptions
-from triton_ner.loadtest.overload import burst, burst_texts, retried_burst
+from triton_ner_loadtest.overload import burst, burst_texts, retried_burst
 from tests.parity import assert_same
 
 
@@ -29,7 +29,8 @@ def small_queues(checkpoint_of, tmp_path_factory):
     """A server of the fixture model exported with queues of 16 requests per step."""
     from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     repository = tmp_path_factory.mktemp("small-queues") / "model_repository"
     build(Checkpoint(checkpoint_of("conll"), "fixture conll"), repository, ExportPlan(options=OPTIONS),

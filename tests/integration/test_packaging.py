@@ -14,7 +14,8 @@ import pytest
 
 from tests import numpy2
 from tests.parity import assert_same
-from triton_ner.server import TritonServer, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
 
 pytestmark = pytest.mark.slow
 
@@ -55,29 +56,32 @@ def wheel(wheels) -> Path:
     return wheels[0]
 
 
-def test_the_wheel_holds_one_import_name_and_the_models_code_but_no_load_tests(wheels):
+def test_each_wheel_holds_one_import_name_and_the_project_the_models_code(wheels):
     import zipfile
 
     project, loadtest = (zipfile.ZipFile(w).namelist() for w in wheels)
-    top = {n.split("/")[0] for n in project + loadtest if not n.split("/")[0].endswith(".dist-info")}
-    assert top == {"triton_ner"}
+    assert {n.split("/")[0] for n in project if not n.split("/")[0].endswith(".dist-info")} == {"triton_ner"}
+    assert {n.split("/")[0] for n in loadtest if not n.split("/")[0].endswith(".dist-info")} == {"triton_ner_loadtest"}
     for model in ("ner_text", "ner_model"):
         assert f"triton_ner/model_repository/{model}/1/model.py" in project
     assert {"triton_ner/client/__init__.py", "triton_ner/export/__main__.py",
             "triton_ner/core/aggregation.py"} <= set(project)
-    assert not [n for n in project if n.startswith("triton_ner/loadtest/")]
-    assert {"triton_ner/loadtest/__init__.py", "triton_ner/loadtest/locustfile.py",
-            "triton_ner/loadtest/gpu_check.py"} <= set(loadtest)
-    assert not [n for n in loadtest if n.startswith("triton_ner/") and not n.startswith("triton_ner/loadtest/")]
+    assert {"triton_ner_loadtest/__init__.py", "triton_ner_loadtest/locustfile.py",
+            "triton_ner_loadtest/gpu_check.py"} <= set(loadtest)
 
 
-def test_the_load_test_wheel_installs_beside_the_project(wheels, tmp_path):
+def test_the_installed_wheels_load_every_module_under_one_name(wheels, tmp_path):
+    """Both wheels installed side by side (their files alone on the path, ahead of the editable checkout), every
+    module imported (tests/imports.py): each from the installed files, each file under one name."""
     target = tmp_path / "installed"
     _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, *wheels, timeout=300)
-    code = "import triton_ner.loadtest.hosts as h, triton_ner.client as c; print(h.__file__); print(c.__file__)"
-    found = _run(sys.executable, "-c", code, env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path).stdout
-    assert [Path(line).relative_to(target).parts[:2] for line in found.split()] == [
-        ("triton_ner", "loadtest"), ("triton_ner", "client")], found
+    done = _run(sys.executable, PROJECT_ROOT / "tests" / "imports.py", env={**os.environ, "PYTHONPATH": str(target)},
+                cwd=tmp_path, timeout=300)
+    report = json.loads(done.stdout)
+    assert report["loaded_twice"] == {} and report["not_imported"] == []
+    assert [m for m, file in report["modules"].items() if not Path(file).is_relative_to(target)] == []
+    assert {"triton_ner.client", "triton_ner.export", "triton_ner.model_repository", "triton_ner.evaluate",
+            "triton_ner_loadtest.gpu_check"} <= set(report["modules"])
 
 
 def test_the_client_extra_alone_installs_light_beside_numpy2_and_queries_the_server(wheel, tmp_path, triton,

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from triton_ner.client import InvalidArgument, NerClient
 from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
-from triton_ner.loadtest.overload import heavy, window_texts
+from triton_ner_loadtest.overload import heavy, window_texts
 from tests.parity import assert_same, text_with_tokens
 from tests.polling import wait_for
 
@@ -54,7 +54,8 @@ def limited(checkpoint_of, tmp_path_factory):
     """A fixture-model server exported with a limit of 1,000 tokens per request."""
     from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     repository = tmp_path_factory.mktemp("limited") / "model_repository"
     build(Checkpoint(checkpoint_of("conll"), "fixture conll"), repository,
@@ -81,7 +82,8 @@ def full_size(checkpoint_of, tmp_path_factory):
     """A server of the full-size benchmark model in its default configuration, and its tokenizer."""
     from triton_ner.export.assemble import build
     from triton_ner.export.source import Checkpoint
-    from triton_ner.server import TritonServer, free_ports
+    from triton_ner.server.arguments import free_ports
+    from triton_ner.server.launcher import TritonServer
 
     repository = tmp_path_factory.mktemp("full-size") / "model_repository"
     build(Checkpoint(checkpoint_of("benchmark"), "benchmark"), repository, log=lambda _: None)

@@ -17,7 +17,8 @@ from triton_ner.client import NerClient, ServerUnreachable
 from triton_ner.core import names
 from triton_ner.export.configs import repository_configs
 from triton_ner.health import wait_ready
-from triton_ner.server import RESTRICTED_APIS, GrpcTls, TritonServer, admin_headers, free_ports
+from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, admin_headers, free_ports
+from triton_ner.server.launcher import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "s3cret-admin"

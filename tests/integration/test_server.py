@@ -11,7 +11,9 @@ from tritonclient.utils import InferenceServerException
 from triton_ner.client import ClientError, NerClient
 from triton_ner.export.configs import repository_configs
 from triton_ner.core import names
-from triton_ner.server import Ports, ServerError, TritonServer, free_ports
+from triton_ner.server.arguments import Ports, free_ports
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.logs import ServerError
 from tests.parity import assert_same
 
 SEED = "My name is Wolfgang and I live in Berlin"

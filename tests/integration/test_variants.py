@@ -21,7 +21,9 @@ from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer
-from triton_ner.server import TritonServer, built_backend, free_ports
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.installation import built_backend
+from triton_ner.server.launcher import TritonServer
 from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner.server import TritonServer, free_ports, wakeup
+from triton_ner.server import wakeup
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
 
 BATCHERS = 2  # the steps with dynamic batching; the ensemble has none
 

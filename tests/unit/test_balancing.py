@@ -3,6 +3,8 @@ and the client's requests spread over fake servers (tests/integration/test_balan
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -151,7 +153,7 @@ def _client(servers: dict[str, FakeServer], **settings) -> NerClient:
 
 
 def test_requests_go_round_robin_and_fail_over_at_once(monkeypatch):
-    monkeypatch.setattr("client.library.time.sleep", lambda delay: delay == 0 or pytest.fail("a failover waited"))
+    monkeypatch.setattr(time, "sleep", lambda delay: delay == 0 or pytest.fail("a failover waited"))
     servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
     with _client(servers, batch_size=1, retries=1) as client:
         client.predict([str(i) for i in range(10)])
@@ -164,7 +166,7 @@ def test_requests_go_round_robin_and_fail_over_at_once(monkeypatch):
 
 def test_every_server_down_is_unreachable_after_the_retries(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("client.library.time.sleep", sleeps.append)
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
     for server in servers.values():
         server.down = True
@@ -176,7 +178,7 @@ def test_every_server_down_is_unreachable_after_the_retries(monkeypatch):
 
 
 def test_a_server_without_the_model_is_skipped_when_another_has_it(monkeypatch):
-    monkeypatch.setattr("client.library.time.sleep", lambda delay: delay == 0 or pytest.fail("a failover waited"))
+    monkeypatch.setattr(time, "sleep", lambda delay: delay == 0 or pytest.fail("a failover waited"))
     servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
     servers["a:1"].unloaded = True
     with _client(servers, batch_size=1, retries=1) as client:
@@ -185,7 +187,7 @@ def test_a_server_without_the_model_is_skipped_when_another_has_it(monkeypatch):
 
 
 def test_a_model_no_server_has_is_not_ready_without_backoff(monkeypatch):
-    monkeypatch.setattr("client.library.time.sleep", lambda delay: delay == 0 or pytest.fail("backed off"))
+    monkeypatch.setattr(time, "sleep", lambda delay: delay == 0 or pytest.fail("backed off"))
     servers = {address: FakeServer(address) for address in ("a:1", "b:2")}
     for server in servers.values():
         server.unloaded = True

@@ -2,8 +2,8 @@
 
 import pytest
 
-from triton_ner.loadtest.bench import length_sample, timed_calls
-from triton_ner.loadtest.bench_report import (ORT_THREADS, Row, markdown, ort_row_name, plot, results_page,
+from triton_ner_loadtest.bench import length_sample, timed_calls
+from triton_ner_loadtest.bench_report import (ORT_THREADS, Row, markdown, ort_row_name, plot, results_page,
                                               run_results, targets, write_docs)
 
 CORPUS = {"texts": 100, "seed": 0, "words": "5-40"}
@@ -100,7 +100,7 @@ def figures(compute_ms_per_text: float, request_ms_per_text: float, average_batc
 
 def test_the_ceiling_plot_is_written_from_made_up_points(tmp_path):
     from triton_ner.core import names
-    from triton_ner.loadtest import ceiling
+    from triton_ner_loadtest import ceiling
 
     def steps(c):
         return {names.TEXT_STEP: figures(0.0, 0.0, 1.5), names.MODEL: figures(0.0, 0.0, 2.0 * c)}
@@ -114,8 +114,8 @@ def test_the_ceiling_plot_is_written_from_made_up_points(tmp_path):
 
 def test_the_ceilings_targets_are_checks_of_the_same_run():
     from triton_ner.core import names
-    from triton_ner.loadtest import ceiling
-    from triton_ner.loadtest.checks import checks_table
+    from triton_ner_loadtest import ceiling
+    from triton_ner_loadtest.checks import checks_table
 
     cpu = {names.TEXT_STEP: 0.3, names.MODEL: 0.2, "tritonserver": 0.15}
     # The text step's calls spent 0.6 ms per text at ner_model (queued 0.1, running 0.5).

@@ -232,7 +232,7 @@ def test_async_client_keeps_input_order_and_bounds_concurrency():
 
 def test_unavailable_is_retried_with_backoff(monkeypatch, caplog):
     sleeps = []
-    monkeypatch.setattr("client.library.time.sleep", sleeps.append)
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     unavailable = _exception("StatusCode.UNAVAILABLE", "Socket closed")
     server = FakeServer(failures=[unavailable, unavailable])
     with caplog.at_level("INFO", logger="triton_ner.client.library"), _on(NerClient(retries=3, backoff=1.0), server) as client:
@@ -245,7 +245,7 @@ def test_unavailable_is_retried_with_backoff(monkeypatch, caplog):
 
 
 def test_retries_give_up_with_the_typed_error(monkeypatch):
-    monkeypatch.setattr("client.library.time.sleep", lambda _: None)
+    monkeypatch.setattr(time, "sleep", lambda _: None)
     server = FakeServer(failures=[ConnectionRefusedError(111, "Connection refused")] * 5)
     with _on(NerClient(protocol="http", retries=2), server) as client:
         with pytest.raises(ServerUnreachable, match=r"^cannot reach localhost:8000 \(HTTP\): \[Errno 111\] "
@@ -258,7 +258,7 @@ def test_retries_give_up_with_the_typed_error(monkeypatch):
                                      _exception("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"),
                                      _exception("StatusCode.NOT_FOUND", "unknown model")])
 def test_other_failures_are_not_retried(failure, monkeypatch):
-    monkeypatch.setattr("client.library.time.sleep", lambda _: pytest.fail("retried"))
+    monkeypatch.setattr(time, "sleep", lambda _: pytest.fail("retried"))
     server = FakeServer(failures=[failure])
     with _on(NerClient(retries=5), server) as client, pytest.raises(ClientError) as error:
         client.predict("Berlin")

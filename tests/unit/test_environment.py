@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner.server import ServerError
+from triton_ner.server.logs import ServerError
 from triton_ner.server import environment as env
 from triton_ner.server import installation
 

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner import server
-from triton_ner.server import ServerError, TritonServer, free_ports
+from triton_ner.server import arguments, installation, launcher, logs, preflight
+from triton_ner.server.arguments import free_ports
+from triton_ner.server.launcher import TritonServer
+from triton_ner.server.logs import ServerError
 
 
 def test_missing_binary_is_one_clear_error(repository, tmp_path, monkeypatch):
-    monkeypatch.setattr(server.installation, "triton_dirs",
+    monkeypatch.setattr(installation, "triton_dirs",
                         lambda runtime=None: (tmp_path / "tritonserver", tmp_path / "libs"))
     with pytest.raises(ServerError, match=f"^no tritonserver at {tmp_path / 'tritonserver' / 'bin'}/tritonserver$"):
         TritonServer(repository, free_ports()).start()
@@ -41,7 +43,7 @@ def test_environment_puts_this_interpreter_first():
     import sysconfig
     from pathlib import Path
 
-    env = server.server_environment()
+    env = installation.server_environment()
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["LD_LIBRARY_PATH"].split(":")[0] == sysconfig.get_config_var("LIBDIR")
 
@@ -59,8 +61,8 @@ def test_admin_key_restricts_the_admin_apis_on_both_protocols():
     # ensemble through it, and in explicit model control anyone could unload models.
     assert [arg.split("=")[0] + "=" + arg.split("=")[1].split(":")[0] for arg in _command() if "restricted" in arg] == [
         "--http-restricted-api=model-repository", "--grpc-restricted-protocol=model-repository"]
-    assert server.admin_headers("k", "grpc") == {"triton-grpc-protocol-admin-key": "k"}
-    assert server.admin_headers("k", "http") == {"admin-key": "k"}
+    assert arguments.admin_headers("k", "grpc") == {"triton-grpc-protocol-admin-key": "k"}
+    assert arguments.admin_headers("k", "http") == {"admin-key": "k"}
 
 
 @pytest.mark.parametrize("key", ["two words", "line\nbreak", "ünï"])
@@ -72,15 +74,15 @@ def test_an_admin_key_that_no_header_can_carry_is_refused(key):
 def test_grpc_tls_arguments_and_refusals(tmp_path):
     for name in ("server.crt", "server.key", "ca.crt"):
         (tmp_path / name).write_text("")
-    tls = server.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt", mutual=True)
+    tls = arguments.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt", mutual=True)
     assert tls.args() == ["--grpc-use-ssl=true", f"--grpc-server-cert={tmp_path / 'server.crt'}",
                           f"--grpc-server-key={tmp_path / 'server.key'}", f"--grpc-root-cert={tmp_path / 'ca.crt'}",
                           "--grpc-use-ssl-mutual=true"]
     assert tls.args()[0] in _command(grpc_tls=tls)
     with pytest.raises(ServerError, match=f"^--grpc-server-key {tmp_path / 'nope.key'}: no such file$"):
-        server.GrpcTls(tmp_path / "server.crt", tmp_path / "nope.key").args()
+        arguments.GrpcTls(tmp_path / "server.crt", tmp_path / "nope.key").args()
     with pytest.raises(ServerError, match=r"^mutual TLS needs the CA of the client certificates \(--grpc-root-cert\)$"):
-        server.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True).args()
+        arguments.GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True).args()
 
 
 def test_a_start_failure_is_the_model_that_failed_to_load_in_one_line():
@@ -92,10 +94,10 @@ def test_a_start_failure_is_the_model_that_failed_to_load_in_one_line():
         'InvalidProtobuf: Load model from /r/ner_model/1/model.onnx failed:Protobuf parsing failed.\\n\\nAt:\\n  '
         '/x/runtime.py(36): onnx_runner"',
     ]
-    assert server.start_failure(lines) == ("failed to load 'ner_model' version 1: Internal: InvalidProtobuf: Load "
+    assert logs.start_failure(lines) == ("failed to load 'ner_model' version 1: Internal: InvalidProtobuf: Load "
                                            "model from /r/ner_model/1/model.onnx failed:Protobuf parsing failed.")
-    assert server.start_failure(lines[:3]) == "ERROR: Failed to create instance: InvalidProtobuf"
-    assert server.start_failure(lines[:2]) is None
+    assert logs.start_failure(lines[:3]) == "ERROR: Failed to create instance: InvalidProtobuf"
+    assert logs.start_failure(lines[:2]) is None
 
 
 def test_a_damaged_export_is_refused_naming_the_file(tmp_path):
@@ -106,12 +108,12 @@ def test_a_damaged_export_is_refused_naming_the_file(tmp_path):
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"artifacts": {"a/tokenizer.json": "0", "a/model.onnx": "0"}}))
     with pytest.raises(ServerError, match=f"^{tmp_path / 'a' / 'model.onnx'} is missing \\(listed in manifest.json\\)"):
-        server.check_repository(tmp_path)
+        preflight.check_repository(tmp_path)
     (tmp_path / "a" / "model.onnx").write_bytes(b"")
-    server.check_repository(tmp_path)
+    preflight.check_repository(tmp_path)
     (tmp_path / "a" / "tokenizer.json").write_text('{"truncated": ')
     with pytest.raises(ServerError, match=f"^{tmp_path / 'a' / 'tokenizer.json'} is damaged \\(not JSON: "):
-        server.check_repository(tmp_path)
+        preflight.check_repository(tmp_path)
     manifest.write_text("{")
     with pytest.raises(ServerError, match=f"^{manifest} is damaged \\(JSONDecodeError: "):
-        server.check_repository(tmp_path)
+        preflight.check_repository(tmp_path)

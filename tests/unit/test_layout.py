@@ -1,6 +1,7 @@
-"""The package's shape: a pure core, one import name, the models' code shipped with the package."""
+"""The package's shape: a pure core, one name per module, the models' code shipped with the package."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,66 @@ def test_the_core_imports_nothing_of_triton_the_server_or_the_command_lines(modu
     loaded = _modules_after_import(f"triton_ner.core.{module}")
     found = sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert not found, f"importing triton_ner.core.{module} loads {found}"
+
+
+def _one_name_report(*command: str, cwd: Path) -> dict:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("where", ["the checkout's root", "another folder"])
+def test_every_module_of_the_checkout_loads_under_one_name(where, tmp_path):
+    """From the root (on ``sys.path``, as under pytest and ``python -m``), where ``client/`` and ``export/`` could
+    also import as ``client`` and ``export``, and from elsewhere (the stubs, an installed command)."""
+    if where == "another folder":
+        report = _one_name_report(sys.executable, str(PROJECT_ROOT / "tests" / "imports.py"), cwd=tmp_path)
+    else:
+        report = _one_name_report(sys.executable, "-m", "tests.imports", cwd=PROJECT_ROOT)
+    assert report["loaded_twice"] == {}
+    assert report["not_imported"] == []
+    folders = {name: Path(file).parent.relative_to(PROJECT_ROOT).as_posix()
+               for name, file in report["modules"].items() if Path(file).name == "__init__.py"}
+    assert folders == {"triton_ner": "triton_ner", "triton_ner.core": "triton_ner/core",
+                       "triton_ner.server": "triton_ner/server", "triton_ner.evaluate": "triton_ner/evaluate",
+                       "triton_ner.client": "client", "triton_ner.export": "export",
+                       "triton_ner.model_repository": "model_repository", "triton_ner_loadtest": "loadtest"}
+
+
+def test_the_one_name_check_finds_a_file_loaded_twice():
+    code = ("import sys, json; sys.path[:0] = ['tests', '.']; import imports, triton_ner.client.inputs, "
+            "client.inputs; print(json.dumps(imports.loaded_twice()))")
+    found = json.loads(subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                      timeout=120, check=True).stdout)
+    assert found == {str(PROJECT_ROOT / "client" / "inputs.py"): ["client.inputs", "triton_ner.client.inputs"],
+                     str(PROJECT_ROOT / "client" / "__init__.py"): ["client", "triton_ner.client"]}
+
+
+# Every ``python -m MODULE`` the project runs or documents.
+_RUN_AS_MAIN = re.compile(r"""-m["',]* +["']?((?:triton_ner_loadtest|triton_ner)(?:\.\w+)*)\b""")
+_WHERE_RUN = ("Makefile", "README.md", "docs", "docker", ".ci", "triton_ner", "client", "export", "loadtest", "tests")
+
+
+def _modules_run_as_main() -> list[str]:
+    files = [f for w in _WHERE_RUN for f in ([PROJECT_ROOT / w] if (PROJECT_ROOT / w).is_file()
+                                              else sorted((PROJECT_ROOT / w).rglob("*")))]
+    return sorted({m for f in files if f.is_file() and f.suffix in ("", ".md", ".py", ".sh", ".yml", ".gpu")
+                   for m in _RUN_AS_MAIN.findall(f.read_text(errors="ignore"))})
+
+
+def test_no_package_imports_a_module_that_python_m_runs():
+    """``python -m a.b.c`` imports ``a.b`` first; had that imported ``a.b.c``, the file would run a second time,
+    as ``__main__`` (runpy's RuntimeWarning)."""
+    modules = _modules_run_as_main()
+    assert {"triton_ner.server.wakeup", "triton_ner.server.watchdog", "triton_ner.export.configs",
+            "triton_ner_loadtest.gpu_check"} <= set(modules), modules
+    code = ("import importlib, json, sys\nfound = {}\nfor name in sys.argv[1:]:\n"
+            "    parent = name.rpartition('.')[0]\n    if parent:\n        importlib.import_module(parent)\n"
+            "    found[name] = name in sys.modules or name + '.__main__' in sys.modules\n"
+            "print(json.dumps(found))")
+    done = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=300,
+                          check=True)
+    assert [m for m, imported in json.loads(done.stdout).items() if imported] == []
 
 
 def test_the_client_library_loads_no_model_library():

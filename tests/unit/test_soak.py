@@ -1,6 +1,6 @@
 """``make soak``'s arithmetic: memory growth after warm-up and p99 drift, from samples."""
 
-from triton_ner.loadtest.soak import growth_after_warmup, load_rows, p99_drift
+from triton_ner_loadtest.soak import growth_after_warmup, load_rows, p99_drift
 
 
 def test_growth_counts_only_after_warm_up_and_smooths_single_samples():

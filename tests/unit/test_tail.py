@@ -2,7 +2,7 @@
 
 import math
 
-from triton_ner.loadtest import tail
+from triton_ner_loadtest import tail
 
 
 def test_windows_hold_the_requests_that_completed_in_them():

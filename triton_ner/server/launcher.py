@@ -16,7 +16,7 @@ from pathlib import Path
 from threading import Event, Thread
 
 from triton_ner.health import wait_ready
-from triton_ner.server import environment, installation, wakeup
+from triton_ner.server import environment, installation, wakeup, watchdog
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
 from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
@@ -198,7 +198,6 @@ class TritonServer:
 
     def _watch(self) -> None:
         """Start the watchdog on the server's process group (:mod:`triton_ner.server.watchdog`)."""
-        from triton_ner.server import watchdog  # not at import: ``python -m`` of it imports this package first
         read, self._watch_pipe = os.pipe()  # both ends non-inheritable: no other child holds the write end
         try:
             self._watchdog = subprocess.Popen(
