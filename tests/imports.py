@@ -27,15 +27,22 @@ def _file(module: types.ModuleType) -> str | None:
     return os.path.realpath(file) if file else None
 
 
+# The project's import names. Other packages' files are not this check's business (ONNX Runtime's transformer
+# optimizer puts its own folder on sys.path and loads onnx_utils.py a second time, as onnx_utils).
+OURS = ("triton_ner", "triton_ner_loadtest", "tests")
+
+
 def loaded_twice(modules: dict[str, types.ModuleType] | None = None) -> dict[str, list[str]]:
-    """``{file: [names]}`` for each Python source file that two different module objects of ``modules`` (default:
-    ``sys.modules``) were loaded from. (A compiled extension may define several modules in one file.)"""
+    """``{file: [names]}`` for each Python source file of the project that two different module objects of
+    ``modules`` (default: ``sys.modules``) were loaded from. (A compiled extension may define several modules in
+    one file.)"""
     by_file: dict[str, dict[int, str]] = defaultdict(dict)
     for name, module in list((modules if modules is not None else sys.modules).items()):
         file = _file(module) if isinstance(module, types.ModuleType) else None
         if file and file.endswith(".py"):
             by_file[file].setdefault(id(module), name)
-    return {file: sorted(names.values()) for file, names in by_file.items() if len(names) > 1}
+    return {file: sorted(names.values()) for file, names in by_file.items()
+            if len(names) > 1 and any(n.split(".")[0] in OURS for n in names.values())}
 
 
 def packages() -> list[str]:
