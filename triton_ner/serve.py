@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -38,66 +39,87 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``ner-serve`` runs Triton; each field is a command-line option (its metadata)."""
+
+    model_repository: Path = field(default=cli.REPOSITORY, metadata={"help": "Exported model repository."})
+    http_port: int = field(default=Ports.http, metadata={"help": "HTTP/REST port."})
+    grpc_port: int = field(default=Ports.grpc, metadata={"help": "gRPC port."})
+    metrics_port: int = field(default=Ports.metrics, metadata={"help": "Prometheus metrics port."})
+    config_name: str | None = field(default=None, metadata={"help": (
+        f"Variant to serve, if exported: {', '.join(variants.CONFIG_NAMES)}; '{AUTO}': the first exported of "
+        f"{', '.join(v.config_name for v in variants.AUTO_ORDER)} that this machine has what it needs for; "
+        "default: config.pbtxt (ONNX FP32).")})
+    quiet: bool = field(default=False, metadata={"help": "Do not print the server's log."})
+    admin_key: str | None = field(default=None, metadata={
+        "envvar": "NER_ADMIN_KEY", "show_default": False,
+        "help": f"Put Triton's {', '.join(RESTRICTED_APIS)} APIs behind this key: callers send the header "
+                "'admin-key: KEY' (gRPC: 'triton-grpc-protocol-admin-key'). Inference, health and metadata stay "
+                "open."})
+    grpc_use_ssl: bool = field(default=False, metadata={
+        "help": "Serve gRPC over TLS (needs --grpc-server-cert and --grpc-server-key)."})
+    grpc_server_cert: Path | None = field(default=None, metadata={"help": "PEM certificate of the gRPC server."})
+    grpc_server_key: Path | None = field(default=None, metadata={"help": "PEM private key of the gRPC server."})
+    grpc_root_cert: Path | None = field(default=None, metadata={
+        "help": "PEM CA that signs client certificates (mutual TLS)."})
+    grpc_use_ssl_mutual: bool = field(default=False, metadata={
+        "help": "Mutual TLS: require a client certificate signed by --grpc-root-cert (implies --grpc-use-ssl)."})
+    exit_timeout: int = field(default=EXIT_TIMEOUT, metadata={
+        "flags": ("--exit-timeout", "--exit-timeout-secs"), "min": 0,
+        "help": "Seconds in-flight requests may take to finish after Ctrl-C or SIGTERM; a second Ctrl-C stops at "
+                "once."})
+    start_timeout: float = field(default=START_TIMEOUT, metadata={
+        "min": 1, "help": "Seconds the models may take to load before the start counts as failed."})
+    tritonserver: str | None = field(default=None, metadata={
+        "envvar": "TRITONSERVER", "show_default": False,
+        "help": "An installed tritonserver to run (path or name on PATH; NVIDIA's image: "
+                "/opt/tritonserver/bin/tritonserver), with Triton's default backend folder; default: the "
+                "nvidia-pytriton wheel's."})
+    steps_python: Path | None = field(default=None, metadata={
+        "envvar": "NER_STEPS_PYTHON", "show_default": False,
+        "help": "The python3 of the environment the Python-backend steps run in (it needs the project's steps: "
+                "pip install '.[steps]', numpy below 2 for this Triton); default: this command's own Python, or "
+                "with --tritonserver the python3 first on PATH."})
+
+    def grpc_tls(self) -> GrpcTls | None:
+        """The gRPC TLS settings, or None for plain gRPC.
+
+        Raises:
+            ValueError: TLS without a certificate and its key.
+        """
+        if not (self.grpc_use_ssl or self.grpc_use_ssl_mutual):
+            return None
+        if self.grpc_server_cert is None or self.grpc_server_key is None:
+            raise ValueError("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
+        return GrpcTls(self.grpc_server_cert, self.grpc_server_key, self.grpc_root_cert, self.grpc_use_ssl_mutual)
+
+    def server(self, config_name: str | None, triton_args: tuple[str, ...]) -> TritonServer:
+        """The supervised server these options describe, serving ``config_name``."""
+        return TritonServer(self.model_repository, Ports(self.http_port, self.grpc_port, self.metrics_port),
+                            echo=not self.quiet, config_name=config_name, admin_key=self.admin_key or None,
+                            grpc_tls=self.grpc_tls(), exit_timeout=self.exit_timeout,
+                            tritonserver=self.tritonserver, extra_args=triton_args, steps_python=self.steps_python)
+
+
 app = cli.command()
 
 
 @app.command()
+@cli.dataclass_options(ServeOptions, "options")
 def main(
-    model_repository: Annotated[Path, typer.Option(help="Exported model repository.")] = cli.REPOSITORY,
-    http_port: Annotated[int, typer.Option(help="HTTP/REST port.")] = Ports.http,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = Ports.grpc,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = Ports.metrics,
-    config_name: Annotated[str | None, typer.Option(help=(
-        f"Variant to serve, if exported: {', '.join(variants.CONFIG_NAMES)}; 'auto': the first exported of "
-        f"{', '.join(v.config_name for v in variants.AUTO_ORDER)} that this machine has what it needs for; "
-        "default: config.pbtxt (ONNX FP32)."))] = None,
-    quiet: Annotated[bool, typer.Option(help="Do not print the server's log.")] = False,
-    admin_key: Annotated[str | None, typer.Option(
-        envvar="NER_ADMIN_KEY", show_default=False,
-        help=f"Put Triton's {', '.join(RESTRICTED_APIS)} APIs behind this key: callers send the header "
-             "'admin-key: KEY' (gRPC: 'triton-grpc-protocol-admin-key'). Inference, health and metadata stay "
-             "open.")] = None,
-    grpc_use_ssl: Annotated[bool, typer.Option(help="Serve gRPC over TLS (needs --grpc-server-cert and "
-                                                    "--grpc-server-key).")] = False,
-    grpc_server_cert: Annotated[Path | None, typer.Option(help="PEM certificate of the gRPC server.")] = None,
-    grpc_server_key: Annotated[Path | None, typer.Option(help="PEM private key of the gRPC server.")] = None,
-    grpc_root_cert: Annotated[Path | None, typer.Option(help="PEM CA that signs client certificates (mutual "
-                                                            "TLS).")] = None,
-    grpc_use_ssl_mutual: Annotated[bool, typer.Option(help="Mutual TLS: require a client certificate signed by "
-                                                           "--grpc-root-cert (implies --grpc-use-ssl).")] = False,
-    exit_timeout: Annotated[int, typer.Option(
-        "--exit-timeout", "--exit-timeout-secs", min=0,
-        help="Seconds in-flight requests may take to finish after Ctrl-C or SIGTERM; a second Ctrl-C stops at "
-             "once.")] = EXIT_TIMEOUT,
-    start_timeout: Annotated[float, typer.Option(min=1, help="Seconds the models may take to load before the "
-                                                             "start counts as failed.")] = START_TIMEOUT,
-    tritonserver: Annotated[str | None, typer.Option(
-        envvar="TRITONSERVER", show_default=False,
-        help="An installed tritonserver to run (path or name on PATH; NVIDIA's image: "
-             "/opt/tritonserver/bin/tritonserver), with Triton's default backend folder; default: the "
-             "nvidia-pytriton wheel's.")] = None,
-    steps_python: Annotated[Path | None, typer.Option(
-        envvar="NER_STEPS_PYTHON", show_default=False,
-        help="The python3 of the environment the Python-backend steps run in (it needs the project's steps: "
-             "pip install '.[steps]', numpy below 2 for this Triton); default: this command's own Python, or "
-             "with --tritonserver the python3 first on PATH.")] = None,
     triton_args: Annotated[list[str] | None, typer.Argument(
         metavar="[-- TRITONSERVER_ARGS]", show_default=False,
         help="More tritonserver arguments, after --.")] = None,
+    options: ServeOptions = ServeOptions(),
 ) -> None:
     """Start Triton on the repository, restore a model whose Python-backend stub died, and wait until stopped."""
+    config_name = options.config_name
     if config_name == AUTO:
-        config_name = auto_config_name(model_repository, _cuda_available(), variants.cpu_flags())
+        config_name = auto_config_name(options.model_repository, _cuda_available(), variants.cpu_flags())
         cli.say("serve", f"auto: serving {config_name or 'config'}.pbtxt")
-    tls = None
-    if grpc_use_ssl or grpc_use_ssl_mutual:
-        if grpc_server_cert is None or grpc_server_key is None:
-            raise cli.fail("serve", "--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key", cli.USAGE)
-        tls = GrpcTls(grpc_server_cert, grpc_server_key, grpc_root_cert, grpc_use_ssl_mutual)
-    server = TritonServer(model_repository, Ports(http_port, grpc_port, metrics_port), echo=not quiet,
-                          config_name=config_name, admin_key=admin_key or None, grpc_tls=tls,
-                          exit_timeout=exit_timeout, tritonserver=tritonserver, extra_args=tuple(triton_args or ()),
-                          steps_python=steps_python)
+    with cli.one_line_errors("serve", ValueError, code=cli.USAGE):
+        server = options.server(config_name, tuple(triton_args or ()))
     stopping = False
 
     def stop(signum, _frame):
@@ -112,9 +134,9 @@ def main(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.start(start_timeout)
+        server.start(options.start_timeout)
         cli.say("serve", f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
-                f"metrics localhost:{metrics_port}/metrics (Ctrl-C stops)")
+                f"metrics localhost:{options.metrics_port}/metrics (Ctrl-C stops)")
         # Poll rather than Popen.wait(): a signal handler must not interrupt a wait that holds its lock.
         while server.process.poll() is None:
             time.sleep(0.5)
