@@ -9,7 +9,7 @@ REPOSITORY ?= build/model_repository
 CONFIG ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test export serve loadtest bench configs clean backends
+.PHONY: setup demo test lint export serve loadtest bench configs clean backends
 
 setup: $(STAMP)
 	$(PY) -m triton_ner.server.wakeup || echo "setup: the scheduler wake-up fix is not built (no C compiler?): the server runs without it"
@@ -40,6 +40,14 @@ demo: setup
 ## The whole suite, the real Triton server included (tests/unit, integration, deployment); the 15 slowest at the end.
 test: setup
 	$(PY) -m pytest
+
+## Lint and types, before the tests in CI: ruff over the tree; mypy over the product's packages as their wheels lay
+## them out (checkout-tree), and over each Python-backend model's code. Both target Python 3.10 (NVIDIA's image).
+MYPY := $(abspath $(VENV))/bin/mypy --config-file $(abspath pyproject.toml) --cache-dir $(abspath .cache/mypy)
+lint: setup checkout-tree
+	$(VENV)/bin/ruff check .
+	cd $(CHECKOUT_TREE) && $(MYPY) -p triton_ner -p triton_ner_loadtest
+	cd $(CHECKOUT_TREE) && for model in $(abspath $(wildcard model_repository/*/1/model.py)); do $(MYPY) $$model || exit 1; done
 
 ## The fast part for development: tests/unit (no server, compiler or container tool; about a minute).
 .PHONY: test-unit

@@ -19,9 +19,9 @@ import typer
 
 from triton_ner import cli
 from triton_ner.client import options
+from triton_ner.client.async_client import AsyncNerClient
 from triton_ner.client.errors import ClientError
 from triton_ner.client.inputs import count_texts, read_texts
-from triton_ner.client.async_client import AsyncNerClient
 from triton_ner.client.render import progress as progress_bar
 from triton_ner.core.parameters import Strategy
 

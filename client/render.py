@@ -48,8 +48,14 @@ def progress(show: bool, label: str, unit: str, total: int | None) -> Iterator[C
     """``advance()``, which moves a progress bar on stderr by one ``unit``; a no-op unless ``show`` and stderr is
     a terminal (a bar in a log file would be noise)."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     if not show or not console.is_terminal:

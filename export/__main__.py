@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
-from triton_ner.export.configs import ServingOptions
+from triton_ner.core.names import DEFAULT_MODEL
 from triton_ner.core.variants import Format, Precision, Target
+from triton_ner.export.configs import ServingOptions
 from triton_ner.export.convert import MIN_AGREEMENT
 from triton_ner.export.source import BENCHMARK, FIXTURE, ExportError
-from triton_ner.core.names import DEFAULT_MODEL
 
 app = cli.command()
 FORMATS = {"onnx": {Format.ONNX}, "torchscript": {Format.TORCHSCRIPT}, "both": {Format.ONNX, Format.TORCHSCRIPT},

@@ -17,13 +17,12 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_ner.export import configs, convert, steps
-from triton_ner.export.model_io import check_config_against_model
-from triton_ner.export.configs import ServingOptions
-from triton_ner.core import variants
+from triton_ner.core import names, variants
 from triton_ner.core.variants import Format, Precision, Target, Variant
+from triton_ner.export import configs, convert, steps
+from triton_ner.export.configs import ServingOptions
+from triton_ner.export.model_io import check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError
-from triton_ner.core import names
 
 # The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
 # triton_ner.model_repository (the folder model_repository/ of a checkout).

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from triton_ner.export import corpus
-from triton_ner.export.source import ExportError
 from triton_ner.core import names
 from triton_ner.core.runners import Runner
+from triton_ner.export import corpus
+from triton_ner.export.source import ExportError
 
 OPSET = 17
 TOLERANCE = 1e-4

@@ -81,7 +81,7 @@ class Sentence:
     def spans(self) -> list[tuple[int, int, str]]:
         """Character spans ``(start, end, tag)`` of every word in :attr:`text`."""
         spans, position = [], 0
-        for i, (word, tag) in enumerate(zip(self.words, self.tags)):
+        for i, (word, tag) in enumerate(zip(self.words, self.tags, strict=True)):
             if i > 0 and word not in NO_SPACE_BEFORE:
                 position += 1
             spans.append((position, position + len(word), tag))
@@ -125,7 +125,7 @@ def sentence(rng: random.Random) -> Sentence:
             pairs.extend(_fill(word[1:-1], rng))
         else:
             pairs.append((word, "O"))
-    words, tags = zip(*pairs)
+    words, tags = zip(*pairs, strict=True)
     return Sentence(tuple(words), tuple(tags))
 
 

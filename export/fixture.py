@@ -20,8 +20,8 @@ import string
 import tempfile
 from pathlib import Path
 
-from triton_ner.export import corpus
 from triton_ner.core.names import CONLL_LABELS
+from triton_ner.export import corpus
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -12,7 +12,6 @@ from triton_ner.core import names
 from triton_ner.export import convert
 from triton_ner.export.source import ExportError
 
-
 _ONNX_TYPES = {"INT64": mc.TYPE_INT64, "FLOAT": mc.TYPE_FP32, "FLOAT16": mc.TYPE_FP16, "INT32": mc.TYPE_INT32}
 
 
@@ -94,7 +93,7 @@ def check_config_against_model(config: mc.ModelConfig, model_file: Path) -> None
                 continue
             full = ([-1] if config.max_batch_size > 0 else []) + list(tensor.dims)
             model = list(spec.shape)
-            fits = len(model) == len(full) and all(m == c for m, c in zip(model, full) if exact or m != -1)
+            fits = len(model) == len(full) and all(m == c for m, c in zip(model, full, strict=True) if exact or m != -1)
             if config.max_batch_size > 0 and (not model or model[0] != -1):
                 fits = False
             if not fits:

@@ -53,8 +53,13 @@ class Checkpoint:
 
 def _hub_download(model_id: str, revision: str | None) -> Checkpoint:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     patterns = ["*.json", "*.safetensors", "*.bin", "vocab.txt", "*.model"]
     try:
@@ -69,7 +74,7 @@ def _hub_download(model_id: str, revision: str | None) -> Checkpoint:
         raise ExportError(f"{model_id!r} is neither a local folder nor a model on the Hugging Face Hub") from None
     except RevisionNotFoundError:
         raise ExportError(f"{model_id!r} has no revision {revision!r} on the Hugging Face Hub") from None
-    except Exception as error:  # noqa: BLE001: any network failure means "use the local cache if it has it"
+    except Exception as error:  # noqa: BLE001 - any network failure means "use the local cache if it has it"
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
     try:
         path = snapshot_download(model_id, revision=revision, allow_patterns=patterns, local_files_only=True)

@@ -198,7 +198,7 @@ def run_steps(steps: list[Step], version_dir: Path, prover: _Prover, keep_going:
             try:
                 made = step.make(version_dir)
                 proof = prover.logits(path, step.label or step.file)
-            except Exception as error:  # noqa: BLE001: a fallback exists for a failure of any kind
+            except Exception as error:  # noqa: BLE001 - a fallback exists for a failure of any kind
                 if step.fallback is None:
                     raise
                 say(f"{step.file}: {str(error).splitlines()[0]}; the plain graph instead")

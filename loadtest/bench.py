@@ -47,12 +47,23 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import variants
-from triton_ner_loadtest.memory import MemorySampler
-from triton_ner_loadtest.exports import cached_export
-from triton_ner_loadtest.bench_report import (CONCURRENCY, ORT_THREADS, SHORT_WORDS, Row, machine, markdown,
-                                              openvino_targets, ort_row_name, plot, run_results, targets,
-                                              write_docs)
+from triton_ner_loadtest.bench_report import (
+    CONCURRENCY,
+    ORT_THREADS,
+    SHORT_WORDS,
+    Row,
+    machine,
+    markdown,
+    openvino_targets,
+    ort_row_name,
+    plot,
+    run_results,
+    targets,
+    write_docs,
+)
 from triton_ner_loadtest.checks import checks_table
+from triton_ner_loadtest.exports import cached_export
+from triton_ner_loadtest.memory import MemorySampler
 from triton_ner_loadtest.texts import benchmark_corpus, words_text
 
 SHORT_CONCURRENCY = (1, 32)
@@ -104,7 +115,7 @@ def served_run(url: str, texts: list[str], concurrency: int) -> tuple[float, lis
                 t0 = time.perf_counter()
                 try:
                     client.predict(text)
-                except BaseException as error:  # noqa: BLE001: reported after the run
+                except BaseException as error:  # noqa: BLE001 - reported after the run
                     errors.append(error)
                     return
                 latencies.append((time.perf_counter() - t0) * 1000)
@@ -134,8 +145,8 @@ def prepare_repository(output: Path, log) -> Path:
     OpenVINO variants for CPU and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when
     present."""
     from triton_ner.core.variants import Format, Precision, Target
-    from triton_ner.export.fixture import benchmark_model
     from triton_ner.export.assemble import ExportPlan
+    from triton_ner.export.fixture import benchmark_model
 
     # Random weights have no real entities, only near-ties that INT8 rounding flips: 95% is the bar here; the
     # 99% bar holds on the trained fixture model (tests/integration/test_export.py).
@@ -152,8 +163,8 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from triton_ner.export.configs import on_cpu, render
     from triton_ner.core import names
+    from triton_ner.export.configs import on_cpu, render
 
     shutil.rmtree(output, ignore_errors=True)
     shutil.copytree(repository, output, copy_function=os.link)
@@ -167,8 +178,8 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
 def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say) -> None:
     """The serving path's ceiling (:mod:`triton_ner_loadtest.ceiling`): its table, targets, JSON and plot, and the
     docs page of the table and plot (``docs/ceiling.md``)."""
-    from triton_ner_loadtest import ceiling
     from triton_ner.server.installation import onnxruntime_backend
+    from triton_ner_loadtest import ceiling
 
     fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
                                          lambda m: say(f"export: {m}"))
@@ -237,10 +248,10 @@ def main(
 
     from triton_ner.core import names
     from triton_ner.core.inprocess import LocalNer
+    from triton_ner.core.vocabulary import load_vocabulary
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.installation import built_backend, onnxruntime_backend
     from triton_ner.server.launcher import TritonServer
-    from triton_ner.core.vocabulary import load_vocabulary
 
     def say(message: str) -> None:
         cli.say("bench", message)

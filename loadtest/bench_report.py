@@ -253,7 +253,7 @@ def plot(rows: list[Row], path: Path) -> None:
         for axis, values in ((left, [r.texts_per_s for r in served]), (right, [r.percentile(99) for r in served])):
             axis.plot([r.concurrency for r in served], values, "^-", color=colour,
                       label=f"served openvino {precision}")
-    for threads, colour in zip(ORT_THREADS, ("tab:green", "tab:olive")):
+    for threads, colour in zip(ORT_THREADS, ("tab:green", "tab:olive"), strict=True):
         ort = [r for r in rows if r.name == ort_row_name(threads)]
         if ort:
             for axis, values in ((left, [r.texts_per_s for r in ort]), (right, [r.percentile(99) for r in ort])):

@@ -140,9 +140,9 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
                  loads=tuple((c, t) for t in TEXTS_PER_REQUEST for c in CONCURRENCY), seconds: float = 8.0,
                  ) -> list[Point]:
     """Start the local Triton on ``repository`` and measure each ``(clients, texts per request)`` of ``loads``."""
-    from triton_ner_loadtest.memory import MemorySampler
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
+    from triton_ner_loadtest.memory import MemorySampler
 
     points = []
     with TritonServer(repository, free_ports(), config_name=config_name) as server:
@@ -207,7 +207,7 @@ def plot(points: list[Point], path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for variant, colour in ((CPU_DEFAULT, "tab:blue"), (GPU_ON_CPU, "tab:green")):
-        for texts, style in zip(TEXTS_PER_REQUEST, ("o-", "s--")):
+        for texts, style in zip(TEXTS_PER_REQUEST, ("o-", "s--"), strict=True):
             line = [p for p in points if p.variant == variant and p.texts_per_request == texts]
             if line:
                 xs = [p.concurrency for p in line]

@@ -50,8 +50,18 @@ import numpy as np
 from triton_ner import cli
 from triton_ner.core.cuda_graphs import served_shapes
 from triton_ner_loadtest.gpu_pack import DEFAULT_PACK
-from triton_ner_loadtest.gpu_plan import (DRY_RUN, FULL, GRID_SHARE, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan,
-                                          Runner, Traced, one_line, release)
+from triton_ner_loadtest.gpu_plan import (
+    DRY_RUN,
+    FULL,
+    GRID_SHARE,
+    SKIPPED_BUDGET,
+    SKIPPED_NO_TRITON,
+    Plan,
+    Runner,
+    Traced,
+    one_line,
+    release,
+)
 from triton_ner_loadtest.gpu_proofs import FP32_TOLERANCE, MIN_AGREEMENT, PRECISIONS, Proof, prove
 from triton_ner_loadtest.gpu_report import markdown
 from triton_ner_loadtest.gpu_served import BUSY, serve
@@ -138,7 +148,7 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
         try:
             run = load_runner(traced.file(runner), device=plan.device, precision=precision,
                               shapes=served_shapes() if runner.graphs else None)
-        except Exception as error:  # noqa: BLE001: recorded, the other runners still run
+        except Exception as error:  # noqa: BLE001 - recorded, the other runners still run
             loads.append({"runner": runner.name, "error": one_line(error)})
             continue
         loads.append({"runner": runner.name, "load_s": time.monotonic() - started,
@@ -155,7 +165,7 @@ def measure(plan: Plan, traced: Traced, deadline: float, log: Callable[[str], No
                 mask = np.ones_like(ids)
                 try:
                     times = time_run(run, ids, mask, sync, plan.warmup, plan.repeats)
-                except Exception as error:  # noqa: BLE001: out of memory, say; the grid goes on
+                except Exception as error:  # noqa: BLE001 - out of memory, say; the grid goes on
                     rows.append(row | {"error": one_line(error)})
                     release(plan.device)
                     continue
@@ -201,7 +211,7 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
         say(f"{'dry run on CPU' if plan.dry_run else 'full run'}: {plan.model} model on {plan.device}")
         try:
             traced = trace(plan, work)
-        except Exception as error:  # noqa: BLE001: nothing else can run, the report says why
+        except Exception as error:  # noqa: BLE001 - nothing else can run, the report says why
             traceback.print_exc()
             results |= {"ok": False, "failures": [f"trace: {one_line(error)}"],
                         "seconds": time.monotonic() - started}
@@ -222,7 +232,7 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
                      for r in grid + loads if r.get("error") and r["error"] != SKIPPED_BUDGET]
         try:
             results["served"] = serve(plan, traced, work, started + budget_s, say, pack, grid)
-        except Exception as error:  # noqa: BLE001: a failed served step is reported, the figures above stay
+        except Exception as error:  # noqa: BLE001 - a failed served step is reported, the figures above stay
             traceback.print_exc()
             results["served"] = {"status": f"error: {one_line(error)}", "rows": []}
             failures.append(f"served: {one_line(error)}")

@@ -87,8 +87,8 @@ def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, python: 
          log=print) -> Path:
     """Write the archive: the installed wheel's Triton runtime with the stub of Python ``python`` (default: this
     one), the steps' numpy for it, and each model's repository without weights."""
-    from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.assemble import build
+    from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.source import Checkpoint
     from triton_ner.server.installation import triton_dirs
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         pack(args.output, tuple(args.model or MODELS), args.python, log=lambda m: cli.say("gpu-check-pack", m))
-    except Exception as error:  # noqa: BLE001: one line, as every command of the project
+    except Exception as error:  # noqa: BLE001 - one line, as every command of the project
         cli.error("gpu-check-pack", str(error))
         return 1
     return 0

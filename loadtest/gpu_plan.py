@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 SKIPPED_NO_TRITON = ("skipped: no serving pack and no local tritonserver (make gpu-check-pack where the "
                      "nvidia-pytriton wheel is installed)")
 

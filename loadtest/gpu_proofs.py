@@ -12,7 +12,6 @@ import numpy as np
 from triton_ner.core.cuda_graphs import served_shapes
 from triton_ner_loadtest.gpu_plan import Plan, Traced, one_line, release
 
-
 PRECISIONS = ("fp32", "fp16", "bf16")  # proven
 
 
@@ -55,13 +54,13 @@ class Proof:
 def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[Proof], list[dict]]:
     """Step 2: every precision on the plan's device, in the cuda variant's runner (fixed shapes, CUDA graphs on a
     GPU), against CPU FP32; the proofs and each precision's figures."""
-    from triton_ner.export import convert
     from triton_ner.core.aggregation import aggregate_texts
     from triton_ner.core.model_runs import run_in_groups
     from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.runners import load_runner
     from triton_ner.core.tokenization import prepare
     from triton_ner.core.vocabulary import load_vocabulary
+    from triton_ner.export import convert
 
     vocab = load_vocabulary(traced.checkpoint)
     texts = convert.agreement_corpus()
@@ -108,7 +107,7 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
                                     "agreement", agreement.agreement, agreement.minimum, True,
                                     f"{len(found)} vs {len(reference)} entities; max |Δ logits| {delta:.2e}"))
             del run
-        except Exception as error:  # noqa: BLE001: a failing precision is a failed proof, and the run goes on
+        except Exception as error:  # noqa: BLE001 - a failing precision is a failed proof, and the run goes on
             log(f"{where}: {one_line(error)}")
             if precision == "fp32":
                 proofs.append(Proof("fp32_logits_eager", f"{where} logits vs CPU fp32: max |Δ|", None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_ner.core import variants
-from triton_ner_loadtest.gpu_plan import SKIPPED_BUDGET, SKIPPED_NO_TRITON, SERVED_TEXTS, Plan, Runner, Traced
+from triton_ner_loadtest.gpu_plan import SERVED_TEXTS, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan, Runner, Traced
 
 
 def local_triton() -> bool:
@@ -48,8 +48,8 @@ def _served_repository(plan: Plan, traced: Traced, work: Path, pack: Path | None
     """What to serve, or None when neither a pack nor the local Triton is there. Through a pack, the steps get an
     environment of their own: this machine's packages behind the pack's numpy (below 2), so that a machine whose
     Python has numpy 2 serves as it comes."""
-    from triton_ner_loadtest import gpu_pack
     from triton_ner.server import environment
+    from triton_ner_loadtest import gpu_pack
 
     if pack is not None and pack.is_file():
         unpacked = gpu_pack.unpack(pack, work / "pack", plan.model, traced.torchscript)
@@ -131,11 +131,16 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
         return {"status": SKIPPED_NO_TRITON, "rows": []}
     from triton_ner.core import names
     from triton_ner.export import corpus
-    from triton_ner_loadtest.http_load import (model_instances, model_statistics, run_load, step_figures,
-                                               text_step_own_ms_per_text)
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
     from triton_ner.server.processes import tree_cpu_seconds
+    from triton_ner_loadtest.http_load import (
+        model_instances,
+        model_statistics,
+        run_load,
+        step_figures,
+        text_step_own_ms_per_text,
+    )
 
     config_name = variants.CUDA.config_name if plan.device.startswith("cuda") else None
     rng = random.Random(0)

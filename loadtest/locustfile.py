@@ -31,7 +31,6 @@ from triton_ner_loadtest.hosts import ALLOWED_HOSTS, is_allowed_host  # noqa: E4
 from triton_ner_loadtest.texts import scenario_text  # noqa: E402
 
 
-
 @events.init_command_line_parser.add_listener
 def _options(parser):
     parser.add_argument("--grpc-url", default=f"localhost:{names.GRPC_PORT}",
@@ -97,7 +96,7 @@ class _NerUser(User):
         exception = None
         try:
             self.ner.predict(texts, aggregation_strategy=self.strategy)
-        except Exception as error:  # noqa: BLE001: every failure is reported to Locust, none stops the user
+        except Exception as error:  # noqa: BLE001 - every failure is reported to Locust, none stops the user
             exception = error
         self.environment.events.request.fire(
             request_type=self.protocol, name=f"{scenario} x{self.texts_per_request}",

@@ -21,12 +21,12 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
-from triton_ner_loadtest.run import locust_command
-from triton_ner_loadtest.tail import locust_tail
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.logs import ServerError
 from triton_ner.server.processes import stub_processes
+from triton_ner_loadtest.run import locust_command
+from triton_ner_loadtest.tail import locust_tail
 
 app = cli.command()
 
@@ -118,7 +118,7 @@ def plot(rows: list[tuple[float, str, float]], history: Path, output: Path, warm
     figure, (memory, latency) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     for name in sorted({row[1] for row in rows}):
         points = [(t / 60, mb) for t, n, mb in rows if n == name]
-        memory.plot(*zip(*points), label=name)
+        memory.plot(*zip(*points, strict=True), label=name)
     memory.set_ylabel("resident memory (MB)")
     memory.legend(fontsize=7)
     loaded = load_rows(history, duration_s)

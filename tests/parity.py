@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from triton_ner.export import corpus
 from triton_ner.core.tokenization import DEFAULT_STRIDE
+from triton_ner.export import corpus
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -67,6 +67,6 @@ def expected(pipe, text: str, strategy: str, windows: int):
 def assert_same(got: list[dict], want: list[dict], label: str = "") -> None:
     """Same entities in the same order, every field equal, scores within 1e-5."""
     assert len(got) == len(want), (label, got, want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert {k: v for k, v in g.items() if k != "score"} == {k: v for k, v in w.items() if k != "score"}, label
         assert g["score"] == pytest.approx(float(w["score"]), abs=1e-5), label

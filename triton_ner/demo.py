@@ -42,7 +42,8 @@ def main(
         with TritonServer(output, free_ports()) as server:
             say(f"Triton ready on gRPC {server.grpc_url}")
             with NerClient(server.grpc_url) as client:
-                for text, entities in zip(texts or [SEED_SENTENCE], client.predict(texts or [SEED_SENTENCE])):
+                asked = texts or [SEED_SENTENCE]
+                for text, entities in zip(asked, client.predict(asked), strict=True):
                     print(f"\n{text}")
                     for entity in entities:
                         print(f"  {entity['entity_group']:<5} {entity['word']!r:<24} "

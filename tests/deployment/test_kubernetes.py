@@ -16,19 +16,19 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import tomllib
 import typer
 import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 from cloudcoil.models.prometheus_operator.v1 import PodMonitor
 
 from tests.kubernetes import KUBERNETES, OVERLAYS, PROJECT_ROOT, only, render, scaling_queries, selectors
-from triton_ner.core import names
 from triton_ner import serve
+from triton_ner.core import names
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {"ScaledObject": ScaledObject, "PodMonitor": PodMonitor}

@@ -27,10 +27,9 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from tests.parity import HARD_CASES, assert_same
 from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
-from tests.parity import HARD_CASES, assert_same
-
 
 SEED = "My name is Wolfgang and I live in Berlin"
 LIMITS = ServingOptions()
@@ -328,7 +327,7 @@ def assert_outcome(protocol: str, outcome: tuple[str, object], expected, pipe) -
         return
     assert status == "ok", detail
     assert len(detail) == len(expected.texts)
-    for text, got in zip(expected.texts, detail):
+    for text, got in zip(expected.texts, detail, strict=True):
         assert_same(got, pipe(text), text[:40])
 
 
@@ -374,7 +373,7 @@ async def _mixed(url: str, valid: list[str], invalid: list[bytes]) -> list:
             return error
 
     try:
-        values = [v for pair in zip([t.encode() for t in valid], invalid) for v in pair]
+        values = [v for pair in zip([t.encode() for t in valid], invalid, strict=True) for v in pair]
         return await asyncio.gather(*(one(v) for v in values))
     finally:
         await client.close()
@@ -404,7 +403,7 @@ def test_invalid_and_valid_requests_mixed_in_one_batch(triton, stubs, pipelines,
     pipe = pipelines("simple")
     valid = parity_texts[:16]
     results = asyncio.run(_mixed(triton.grpc_url, valid, [b"\xff bad"] * 16))
-    for text, got in zip(valid, results[0::2]):
+    for text, got in zip(valid, results[0::2], strict=True):
         assert_same(got, pipe(text))
     for error in results[1::2]:
         assert error.status() == "StatusCode.INVALID_ARGUMENT" and "TEXT[0] is not valid UTF-8" in error.message()

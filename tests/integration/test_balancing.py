@@ -65,7 +65,8 @@ def test_requests_are_spread_evenly(two_servers, protocol):
         results = client.predict(_texts(200))
     # Triton counts an ensemble request after its response is sent: the last one may be counted a moment late.
     deadline = time.monotonic() + 5
-    while sum(counts := [served(s) - b for s, b in zip(two_servers, before)]) < 50 and time.monotonic() < deadline:
+    while (sum(counts := [served(s) - b for s, b in zip(two_servers, before, strict=True)]) < 50
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     print(f"\nbalancing ({protocol}): 50 requests of 4 texts over 2 servers: {counts[0]} + {counts[1]} served")
     assert sum(counts) == 50 and abs(counts[0] - counts[1]) <= 1

@@ -10,10 +10,10 @@ import threading
 import pytest
 import tritonclient.grpc as grpcclient
 
-from triton_ner.client import ClientError, NerClient
-from triton_ner.export import corpus
-from triton_ner.core import names
 from tests.parity import assert_same
+from triton_ner.client import ClientError, NerClient
+from triton_ner.core import names
+from triton_ner.export import corpus
 
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 6
@@ -60,7 +60,7 @@ def test_sixteen_clients_with_mixed_lengths_are_batched_and_exact(server_of, pip
     for thread in threads:
         thread.join()
     inferences, executions = (after - before for after, before in zip(_model_counts(triton.grpc_url),
-                                                                          (inferences, executions)))
+                                                                          (inferences, executions), strict=True))
     average_batch = inferences / executions
     print(f"model step: {inferences} windows in {executions} executions, average batch {average_batch:.1f}")
     assert inferences == len(texts)  # every text here fits one window

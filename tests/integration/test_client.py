@@ -12,12 +12,20 @@ import threading
 
 import pytest
 
-from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument,
-                               ModelNotReady, NerClient, ServerUnreachable)
+from tests.parity import assert_same
+from triton_ner.client import (
+    AccessDenied,
+    AsyncNerClient,
+    ClientError,
+    DeadlineExceeded,
+    InvalidArgument,
+    ModelNotReady,
+    NerClient,
+    ServerUnreachable,
+)
 from triton_ner.export import corpus
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
-from tests.parity import assert_same
 
 SEED = "My name is Wolfgang and I live in Berlin"
 KINDS = [("grpc", "sync"), ("http", "sync"), ("grpc", "async"), ("http", "async")]
@@ -92,7 +100,7 @@ def test_grpc_and_http_sync_and_async_give_the_same_results(triton, parity_texts
         got = predict(triton, protocol, kind, parity_texts, aggregation_strategy=strategy, batch_size=7,
                       concurrency=3)
         assert len(got) == len(parity_texts)
-        for text, g, w in zip(parity_texts, got, want):
+        for text, g, w in zip(parity_texts, got, want, strict=True):
             assert_same(g, w, f"{protocol} {kind}: {text}")
 
 
@@ -281,7 +289,7 @@ def test_ten_thousand_jsonl_lines_round_trip_in_order(triton, big_file, big_file
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 10_000
-    for i, (line, want) in enumerate(zip(lines, big_file_entities)):
+    for i, (line, want) in enumerate(zip(lines, big_file_entities, strict=True)):
         assert_same(json.loads(line), want, f"line {i + 1}")
     assert result.stderr.startswith("client: 10,000 texts, ") and result.stderr.count("\n") == 1
 
@@ -298,7 +306,7 @@ def test_texts_from_arguments_files_and_stdin_in_order(triton, tmp_path):
     with NerClient(triton.grpc_url) as client:
         want = client.predict(texts)
     assert len(got) == len(texts)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert_same(g, w)
 
 

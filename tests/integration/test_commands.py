@@ -54,7 +54,8 @@ def test_serve_on_a_busy_port_is_one_line(triton, repository):
                              "--http-port", str(triton.ports.http), "--grpc-port", str(ports.grpc),
                              "--metrics-port", str(ports.metrics)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"serve: error: the http port {triton.ports.http} is already in use: choose another one"
+    assert result.stderr.strip() == (f"serve: error: the http port {triton.ports.http} is already in use: choose "
+                                     "another one")
 
 
 @pytest.mark.slow

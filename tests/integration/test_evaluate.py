@@ -10,17 +10,15 @@ import pytest
 import tritonclient.grpc as grpcclient
 from typer.testing import CliRunner
 
-from triton_ner.evaluate.conll import Scheme, parse_conll, read_conll, to_iob1
-from triton_ner.evaluate.scores import (app, load_pipeline, predict_in_process, predict_served, predicted_tags,
-                                        score)
-from triton_ner.export import corpus
+from triton_ner.core import names
 from triton_ner.core.variants import Format, Precision, Target
+from triton_ner.evaluate.conll import Scheme, parse_conll, read_conll, to_iob1
+from triton_ner.evaluate.scores import app, load_pipeline, predict_in_process, predict_served, predicted_tags, score
+from triton_ner.export import corpus
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.source import Checkpoint
-from triton_ner.core import names
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
-
 
 SEED = 14  # neither the fixture's training sentences (export.fixture.SEED) nor the parity corpus (seed 7)
 SENTENCES = 200
@@ -38,7 +36,7 @@ def write_conll(path, sentences: list[corpus.Sentence], scheme: Scheme):
         if scheme is Scheme.IOB1 and index % 50 == 0:
             lines += ["-DOCSTART- -X- -X- O", ""]
         tags = to_iob1(sentence.tags) if scheme is Scheme.IOB1 else sentence.tags
-        for word, tag in zip(sentence.words, tags):
+        for word, tag in zip(sentence.words, tags, strict=True):
             lines.append(f"{word} NNP B-NP {tag}" if scheme is Scheme.IOB1 else f"{word} {tag}")
         lines.append("")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

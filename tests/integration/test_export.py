@@ -8,14 +8,15 @@ from hashlib import sha256
 
 import pytest
 
-from triton_ner.export.configs import ServingOptions, render, repository_configs
-from triton_ner.core.variants import MODEL_FILES, Format, Precision
-from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
-from triton_ner.export.assemble import build
-from triton_ner.export.model_io import check_config_against_model
-from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
 from triton_ner.core import names
 from triton_ner.core.runners import load_runner
+from triton_ner.core.variants import MODEL_FILES, Format, Precision
+from triton_ner.export.assemble import build
+from triton_ner.export.configs import ServingOptions, render, repository_configs
+from triton_ner.export.convert import export_onnx, export_torchscript, load_model, prove_logits
+from triton_ner.export.model_io import check_config_against_model
+from triton_ner.export.source import Checkpoint, ExportError, HubUnreachable, resolve
+
 
 @pytest.fixture(scope="module")
 def full_export(checkpoint, tmp_path_factory):
@@ -337,7 +338,8 @@ def test_unreachable_hub_is_one_clear_error_or_the_fixture(monkeypatch, tmp_path
     (["--model", "fixture", "--format", "tensorflow"], "--format 'tensorflow' is not one of: onnx, torchscript"),
 ])
 def test_cli_errors_are_one_line(args, message):
-    result = subprocess.run([sys.executable, "-m", "triton_ner.export", *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "triton_ner.export", *args], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -375,8 +377,8 @@ def test_fixture_model_finds_the_seed_entities(pipelines):
 
 
 def test_the_serving_limits_reach_the_configs_from_the_command_line(tmp_path):
-    from tritonclient.grpc import model_config_pb2 as mc
     from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
 
     output = tmp_path / "repository"
     subprocess.run([sys.executable, "-m", "triton_ner.export", "--model", "fixture", "--output", str(output),

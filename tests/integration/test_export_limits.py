@@ -12,10 +12,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from tests.parity import assert_same, text_with_tokens
 from triton_ner.client import NerClient
 from triton_ner.core import names
-from tests.parity import assert_same, text_with_tokens
-
 
 MAX_TEXT_BYTES, MAX_WINDOWS, MAX_TOKENS = 5000, 3, 1000
 OPTIONS = {"--max-text-bytes": MAX_TEXT_BYTES, "--max-batch-size": MAX_WINDOWS, "--max-tokens-per-request": MAX_TOKENS,
@@ -56,7 +55,7 @@ def test_requests_over_the_limits_set_by_ner_export_are_refused_naming_them(limi
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     at_limit = [text_with_tokens(tokenizer, 510, seed=1), text_with_tokens(tokenizer, 486, seed=2)]  # 512 + 488
     with NerClient(limited.grpc_url) as client:
-        for text, got in zip(at_limit, client.predict(at_limit)):
+        for text, got in zip(at_limit, client.predict(at_limit), strict=True):
             assert_same(got, pipelines("simple")(text))
     assert (f"the texts need {MAX_TOKENS + 1:,} tokens in 2 windows; the most per request is {MAX_TOKENS:,} tokens"
             in _refusal(limited.grpc_url, [at_limit[0], at_limit[1] + " the"]))

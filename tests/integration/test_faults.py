@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.parity import assert_same
+from tests.polling import seconds_until
 from triton_ner.client import ClientError, NerClient
 from triton_ner.core import names
 from triton_ner.health import is_ready
@@ -25,8 +27,6 @@ from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.processes import SHM_DIR, stub_processes
 from triton_ner.server.supervisor import RELOAD_PARAMETER
-from tests.parity import assert_same
-from tests.polling import seconds_until
 
 SEED = "My name is Wolfgang and I live in Berlin"
 WANT = ["Wolfgang", "Berlin"]
@@ -158,7 +158,7 @@ def test_killed_stubs_are_restored_by_the_launcher_and_nothing_hangs(own_reposit
         print(f"{len(load.results)} requests in all, {len(lost)} failed {kinds}, {load.recovered} texts recovered "
               f"by sending again; slowest request {slowest:.2f} s")
         assert len(stubs(server, names.MODEL)) == 2 and not stubs(server, names.MODEL) & first  # no idle stub kept
-        for (_, restored, _), until in zip(rounds, [kill for kill, *_ in rounds[1:]] + [float("inf")]):
+        for (_, restored, _), until in zip(rounds, [kill for kill, *_ in rounds[1:]] + [float("inf")], strict=True):
             # Every request sent after a swap and answered before the next kill is right; a failed one was in
             # flight at a kill or sent before the swap.
             assert all(r[2] == "ok" for r in load.results if r[0] >= restored and r[1] < until)

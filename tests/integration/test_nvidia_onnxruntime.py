@@ -24,20 +24,20 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tests.backends import ensure_built
+from tests.parity import HARD_CASES, assert_same, text_with_tokens
 from triton_ner.client import NerClient
-from triton_ner.export.configs import ServingOptions, on_cpu, render
-from triton_ner.core.variants import Format, Precision, Target
-from triton_ner.export.convert import agreement_corpus, entity_agreement
-from triton_ner.export.assemble import ExportPlan, build
-from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer
+from triton_ner.core.variants import Format, Precision, Target
+from triton_ner.export.assemble import ExportPlan, build
+from triton_ner.export.configs import ServingOptions, on_cpu, render
+from triton_ner.export.convert import agreement_corpus, entity_agreement
+from triton_ner.export.source import Checkpoint
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.installation import onnxruntime_backend
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.logs import ServerError
-from tests.backends import ensure_built
-from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
 GPU_CONFIG = f"{names.MODEL}/configs/gpu.pbtxt"
 
@@ -148,7 +148,7 @@ def test_every_onnx_variant_loads_in_nvidia_backend_and_answers(variant, nvidia_
             agreement = entity_agreement(entity_set(want), entity_set(served))
             assert agreement.ok, agreement
         else:
-            for text, got, expected in zip(texts, served, want):
+            for text, got, expected in zip(texts, served, want, strict=True):
                 assert_same(got, expected, text)
 
 

@@ -15,18 +15,18 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tests.backends import ensure_built
+from tests.parity import HARD_CASES, assert_same, text_with_tokens
 from triton_ner.client import NerClient
-from triton_ner.export.configs import on_cpu, render
+from triton_ner.core import names
 from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
+from triton_ner.export.configs import on_cpu, render
 from triton_ner.export.source import Checkpoint
-from triton_ner.core import names
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.installation import built_backend
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.logs import ServerError
-from tests.backends import ensure_built
-from tests.parity import HARD_CASES, assert_same, text_with_tokens
 
 CONFIG_NAME = "gpu_torchscript"
 
@@ -61,7 +61,7 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
     assert [g.kind for g in loaded.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
     assert loaded.parameters["DISABLE_OPTIMIZED_EXECUTION"].string_value == "true"
     pipe = pipelines("simple")
-    for text, got in zip(texts, served):
+    for text, got in zip(texts, served, strict=True):
         assert_same(got, pipe(text), text)
     assert_same(served[-1], pipe(long_text, stride=128), "1,200 tokens")
 

@@ -12,11 +12,10 @@ import asyncio
 
 import pytest
 
+from tests.parity import assert_same
 from triton_ner.client import AsyncNerClient, ServerBusy
 from triton_ner.export.configs import ServingOptions
 from triton_ner_loadtest.overload import burst, burst_texts, retried_burst
-from tests.parity import assert_same
-
 
 QUEUE = 16
 OPTIONS = ServingOptions(max_queue_size=QUEUE, text_queue_size=QUEUE, queue_timeout_s=10.0)
@@ -53,7 +52,7 @@ def test_burst_is_refused_quickly_and_the_accepted_are_right(protocol, small_que
     full = [o.latency_s for o in refused if REFUSALS[0] in o.message]
     assert full and sorted(full)[len(full) // 2] < 1.0 and max(full) < 5.0  # refused at once, not queued
     pipe = pipelines("simple")
-    for texts, outcome in zip(requests, outcomes):
+    for texts, outcome in zip(requests, outcomes, strict=True):
         if outcome.status == "ok":
             for text, got in zip(texts, outcome.entities, strict=True):
                 assert_same(got, pipe(text))
@@ -72,7 +71,7 @@ def test_client_retries_recover_every_refusal_without_duplicates(small_queues, p
     pipe = pipelines("simple")
     texts = [t for request in requests for t in request]
     assert len(results) == len(texts)
-    for text, got in zip(texts, results):
+    for text, got in zip(texts, results, strict=True):
         assert_same(got, pipe(text))
 
 

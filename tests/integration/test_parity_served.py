@@ -2,10 +2,10 @@
 
 import pytest
 
+from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases
 from triton_ner.client import NerClient
 from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows
 from triton_ner.core.vocabulary import load_vocabulary
-from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases
 
 
 @pytest.fixture(scope="module", params=["conll", "plain"])
@@ -18,7 +18,7 @@ def cases(label_set, checkpoint_of, parity_texts):
     tokenizer = load_vocabulary(checkpoint_of(label_set)).tokenizer
     named = {f"generated_{i}": t for i, t in enumerate(parity_texts)} | HARD_CASES | long_cases(tokenizer)
     windows = count_windows(tokenizer, list(named.values()), DEFAULT_STRIDE)
-    return [(name, text, count) for (name, text), count in zip(named.items(), windows)]
+    return [(name, text, count) for (name, text), count in zip(named.items(), windows, strict=True)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -32,5 +32,5 @@ def test_served_entities_equal_the_pipeline(strategy, label_set, cases, server_o
             served += client.predict([text for _, text, _ in checked[start:start + 7]],
                                      aggregation_strategy=strategy)
     assert len(served) == len(checked) >= 77
-    for (name, text, windows), got in zip(checked, served):
+    for (name, text, windows), got in zip(checked, served, strict=True):
         assert_same(got, expected(pipe, text, strategy, windows), name)

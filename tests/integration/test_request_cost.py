@@ -14,13 +14,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from tests.parity import assert_same, text_with_tokens
+from tests.polling import wait_for
 from triton_ner.client import InvalidArgument, NerClient
 from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
 from triton_ner_loadtest.overload import heavy, window_texts
-from tests.parity import assert_same, text_with_tokens
-from tests.polling import wait_for
-
 
 LIMIT = ServingOptions().max_tokens_per_request
 SHORT_BOUND_S = 5.0  # the stated bound for a short request sent while a maximal one runs
@@ -41,7 +40,7 @@ def test_a_request_at_the_default_token_limit_is_answered_and_one_more_token_is_
     pipe = pipelines("simple")
     with NerClient(triton.grpc_url, timeout=300) as client:
         answers = client.predict(texts)  # 128 windows of 512 tokens: exactly the limit
-        for text, got in zip(texts[:8], answers):
+        for text, got in zip(texts[:8], answers, strict=True):
             assert_same(got, pipe(text))
         # One more text, "the": a window of 3 tokens ([CLS] the [SEP]).
         with pytest.raises(InvalidArgument, match=rf"the texts need {LIMIT + 3:,} tokens in {windows + 1} windows; "
@@ -70,7 +69,7 @@ def test_the_token_limit_is_a_configuration_parameter(protocol, limited, checkpo
     texts = [text_with_tokens(tokenizer, 510, seed=1), text_with_tokens(tokenizer, 486, seed=2)]  # 512 + 488
     url = limited.grpc_url if protocol == "grpc" else limited.http_url
     with NerClient(url, protocol) as client:
-        for text, got in zip(texts, client.predict(texts)):
+        for text, got in zip(texts, client.predict(texts), strict=True):
             assert_same(got, pipelines("simple")(text))
         with pytest.raises(InvalidArgument, match=r"the texts need 1,001 tokens in 2 windows; the most per request "
                                                   r"is 1,000 tokens"):

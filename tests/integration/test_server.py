@@ -8,13 +8,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.parity import assert_same
 from triton_ner.client import ClientError, NerClient
-from triton_ner.export.configs import repository_configs
 from triton_ner.core import names
+from triton_ner.export.configs import repository_configs
 from triton_ner.server.arguments import Ports, free_ports
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.logs import ServerError
-from tests.parity import assert_same
 
 SEED = "My name is Wolfgang and I live in Berlin"
 
@@ -39,7 +39,7 @@ def test_served_entities_equal_the_pipeline(strategy, client, parity_texts, pipe
     served = []
     for start in range(0, len(parity_texts), 16):  # several texts per request, of different lengths
         served += client.predict(parity_texts[start:start + 16], aggregation_strategy=strategy)
-    for text, got in zip(parity_texts, served):
+    for text, got in zip(parity_texts, served, strict=True):
         assert_same(got, pipe(text))
 
 

@@ -14,18 +14,18 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from tests.backends import ensure_built
+from tests.parity import HARD_CASES, assert_same
 from triton_ner.client import NerClient
-from triton_ner.export.configs import on_cpu, render
-from triton_ner.core.variants import Format, Precision, Target
-from triton_ner.export.assemble import ExportPlan, build
-from triton_ner.export.source import Checkpoint
 from triton_ner.core import names
 from triton_ner.core.inprocess import LocalNer
+from triton_ner.core.variants import Format, Precision, Target
+from triton_ner.export.assemble import ExportPlan, build
+from triton_ner.export.configs import on_cpu, render
+from triton_ner.export.source import Checkpoint
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.installation import built_backend
 from triton_ner.server.launcher import TritonServer
-from tests.backends import ensure_built
-from tests.parity import HARD_CASES, assert_same
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_fp32_variant_is_served_and_equals_the_pipeline(variants_repository, par
     texts = parity_texts[:30] + list(HARD_CASES.values())
     served_file, served = _served(variants_repository, config_name, texts, "first")
     assert served_file == model_file
-    for text, got in zip(texts, served):
+    for text, got in zip(texts, served, strict=True):
         assert_same(got, pipelines("first")(text), text)
 
 
@@ -65,7 +65,7 @@ def test_int8_is_served_as_the_in_process_int8_model_computes(variants_repositor
     assert served_file == model_file
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
                      variants_repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR)
-    for text, got, want in zip(texts, served, local.predict(texts)):
+    for text, got, want in zip(texts, served, local.predict(texts), strict=True):
         assert_same(got, want, text)
 
 
@@ -80,9 +80,9 @@ def test_bf16_is_served_as_the_in_process_bf16_model_computes(variants_repositor
     local = LocalNer(variants_repository / names.MODEL / "1" / model_file,
                      variants_repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR, precision="bf16")
     spans = lambda found: [(e["entity_group"], e["start"], e["end"]) for e in found]  # noqa: E731
-    for text, got, want in zip(texts, served, local.predict(texts)):
+    for text, got, want in zip(texts, served, local.predict(texts), strict=True):
         assert_same(got, want, text)
-    agree = sum(spans(got) == spans(pipelines()(text)) for text, got in zip(texts, served))
+    agree = sum(spans(got) == spans(pipelines()(text)) for text, got in zip(texts, served, strict=True))
     assert agree >= 0.95 * len(texts)
 
 
@@ -100,7 +100,7 @@ def test_openvino_bf16_in_nvidias_openvino_backend_is_the_in_process_bf16_model(
         assert config.backend == "openvino" and config.default_model_filename == "model_bf16.xml"
         with NerClient(server.grpc_url) as client, ThreadPoolExecutor(8) as pool:
             served = list(pool.map(lambda text: client.predict(text), texts))
-    for text, got, want in zip(texts, served, local.predict(texts)):
+    for text, got, want in zip(texts, served, local.predict(texts), strict=True):
         assert_same(got, want, text)
 
 
@@ -116,7 +116,7 @@ def test_cuda_variant_loads_with_its_instances_switched_to_cpu(variants_reposito
     model_file, served = _served(repository, "cuda", texts, "simple")
     local = LocalNer(repository / names.MODEL / "1" / model_file,
                      repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR, precision="fp16")
-    for text, got, want in zip(texts, served, local.predict(texts)):
+    for text, got, want in zip(texts, served, local.predict(texts), strict=True):
         assert_same(got, want, text)
 
 
@@ -143,7 +143,7 @@ def test_a_bad_request_in_a_dynamic_batch_fails_alone(variants_repository):
         raw.close()
     assert isinstance(results[3], InferenceServerException)
     assert results[3].status() == "StatusCode.INVALID_ARGUMENT" and "token ids are 0 to" in results[3].message()
-    for index, expected in zip([0, 1, 2, 4, 5, 6], want):
+    for index, expected in zip([0, 1, 2, 4, 5, 6], want, strict=True):
         np.testing.assert_allclose(results[index], expected, atol=1e-5)
 
 

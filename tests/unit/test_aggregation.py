@@ -12,11 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
 from triton_ner.core.aggregation import _group_scores, aggregate_texts, softmax, to_python
 from triton_ner.core.parameters import Strategy
 from triton_ner.core.tokenization import DEFAULT_STRIDE, count_windows, encode
 from triton_ner.core.vocabulary import load_vocabulary
-from tests.parity import HARD_CASES, STRATEGIES, assert_same, expected, long_cases, text_with_tokens
 
 
 @pytest.fixture(scope="module", params=["conll", "plain"])
@@ -48,7 +48,7 @@ def ours(texts, vocab, model, strategy, ignore_labels=("O",), stride=DEFAULT_STR
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_generated_sentences(strategy, label_set, parity_texts, vocab, model, pipeline_of):
     pipe = pipeline_of(label_set, strategy)
-    for text, got in zip(parity_texts, ours(parity_texts, vocab, model, strategy)):
+    for text, got in zip(parity_texts, ours(parity_texts, vocab, model, strategy), strict=True):
         assert_same(got, pipe(text), text)
 
 
@@ -56,7 +56,7 @@ def test_generated_sentences(strategy, label_set, parity_texts, vocab, model, pi
 def test_hard_cases(strategy, label_set, vocab, model, pipeline_of):
     pipe = pipeline_of(label_set, strategy)
     texts = list(HARD_CASES.values())
-    for name, got in zip(HARD_CASES, ours(texts, vocab, model, strategy)):
+    for name, got in zip(HARD_CASES, ours(texts, vocab, model, strategy), strict=True):
         assert_same(got, pipe(HARD_CASES[name]), name)
 
 
@@ -66,7 +66,8 @@ def test_long_texts_equal_the_pipeline_with_the_same_stride(strategy, label_set,
     cases = long_cases(vocab.tokenizer)
     windows = count_windows(vocab.tokenizer, list(cases.values()), DEFAULT_STRIDE)
     assert windows[:3] == [1, 2, 2] and windows[-1] > 10
-    for (name, text), count, got in zip(cases.items(), windows, ours(list(cases.values()), vocab, model, strategy)):
+    found = ours(list(cases.values()), vocab, model, strategy)
+    for (name, text), count, got in zip(cases.items(), windows, found, strict=True):
         assert_same(got, expected(pipe, text, strategy, count), name)
 
 

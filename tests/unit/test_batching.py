@@ -1,9 +1,9 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from concurrent.futures import ThreadPoolExecutor
 
 from triton_ner.core.batching import Stopped, each_alone_on_failure, pad_stack, split_like
 from triton_ner.core.length_groups import length_group_runs, run_in_length_groups
@@ -19,7 +19,7 @@ def test_split_returns_each_request_unchanged(shape_list):
     arrays = [rng.integers(1, 100, size=shape) for shape in shape_list]
     batch = pad_stack(arrays)
     assert batch.shape == (sum(s[0] for s in shape_list), max(s[1] for s in shape_list))
-    for original, piece in zip(arrays, split_like(batch, arrays)):
+    for original, piece in zip(arrays, split_like(batch, arrays), strict=True):
         np.testing.assert_array_equal(original, piece)
 
 

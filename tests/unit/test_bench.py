@@ -3,8 +3,17 @@
 import pytest
 
 from triton_ner_loadtest.bench import length_sample, timed_calls
-from triton_ner_loadtest.bench_report import (ORT_THREADS, Row, markdown, ort_row_name, plot, results_page,
-                                              run_results, targets, write_docs)
+from triton_ner_loadtest.bench_report import (
+    ORT_THREADS,
+    Row,
+    markdown,
+    ort_row_name,
+    plot,
+    results_page,
+    run_results,
+    targets,
+    write_docs,
+)
 
 CORPUS = {"texts": 100, "seed": 0, "words": "5-40"}
 

@@ -7,8 +7,8 @@ import pytest
 from rich.console import Console
 
 from triton_ner.client.__main__ import parse_labels
-from triton_ner.client.options import parse_header
 from triton_ner.client.inputs import STDIN, InputError, count_texts, jsonl_texts, read_texts, text_lines
+from triton_ner.client.options import parse_header
 from triton_ner.client.render import colour, entity_type, highlighted
 
 

@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from triton_ner.client import (AccessDenied, AsyncNerClient, ClientError, DeadlineExceeded, InvalidArgument,
-                               ModelNotReady, NerClient, ServerBusy, ServerUnreachable)
+from triton_ner.client import (
+    AccessDenied,
+    AsyncNerClient,
+    ClientError,
+    DeadlineExceeded,
+    InvalidArgument,
+    ModelNotReady,
+    NerClient,
+    ServerBusy,
+    ServerUnreachable,
+)
 from triton_ner.client.errors import backoff_delay, renumber, typed_error
 from triton_ner.client.library import batches, request_parameters
 from triton_ner.core.parameters import Strategy
@@ -235,7 +244,8 @@ def test_unavailable_is_retried_with_backoff(monkeypatch, caplog):
     monkeypatch.setattr(time, "sleep", sleeps.append)
     unavailable = _exception("StatusCode.UNAVAILABLE", "Socket closed")
     server = FakeServer(failures=[unavailable, unavailable])
-    with caplog.at_level("INFO", logger="triton_ner.client.library"), _on(NerClient(retries=3, backoff=1.0), server) as client:
+    with (caplog.at_level("INFO", logger="triton_ner.client.library"),
+          _on(NerClient(retries=3, backoff=1.0), server) as client):
         assert client.predict("Berlin") == [{"word": "Berlin"}]
     assert len(server.calls) == 3
     assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0

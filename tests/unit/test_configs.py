@@ -7,9 +7,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_ner.export.configs import ServingOptions, model_config, on_cpu, render, repository_configs
-from triton_ner.core.variants import Format, Precision, Target, exported
 from triton_ner.core import names
+from triton_ner.core.variants import Format, Precision, Target, exported
+from triton_ner.export.configs import ServingOptions, model_config, on_cpu, render, repository_configs
 
 COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
 ALL = exported(set(Format), set(Precision), Target.BOTH)

@@ -7,8 +7,17 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from triton_ner.evaluate.conll import (DataError, Scheme, check_scheme, detect_scheme, parse_conll, read_conll,
-                                       tags_from_entities, to_iob1, token_spans)
+from triton_ner.evaluate.conll import (
+    DataError,
+    Scheme,
+    check_scheme,
+    detect_scheme,
+    parse_conll,
+    read_conll,
+    tags_from_entities,
+    to_iob1,
+    token_spans,
+)
 from triton_ner.evaluate.scores import Figures, Scores, Side, app, failures, predicted_tags, report, score, table
 from triton_ner.server.arguments import free_ports
 

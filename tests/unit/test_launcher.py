@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner.server import arguments, installation, launcher, logs, preflight
+from triton_ner.server import arguments, installation, logs, preflight
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
 from triton_ner.server.logs import ServerError

@@ -16,8 +16,8 @@ CORE = sorted(p.stem for p in (PROJECT_ROOT / "triton_ner" / "core").glob("*.py"
 # What the core must not pull in when imported: Triton and its client, the launcher, command-line libraries and
 # the model libraries (imported inside the functions that need them, so the client installs without them).
 FORBIDDEN = ("triton_python_backend_utils", "tritonclient", "pytriton", "triton_ner.server",
-             "triton_ner.python_backend", "triton_ner.cli", "triton_ner.client", "triton_ner.export", "typer", "click", "rich", "torch",
-             "transformers", "onnxruntime", "tokenizers")
+             "triton_ner.python_backend", "triton_ner.cli", "triton_ner.client", "triton_ner.export", "typer", "click",
+             "rich", "torch", "transformers", "onnxruntime", "tokenizers")
 
 
 def _modules_after_import(module: str) -> set[str]:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from triton_ner_loadtest.run import locust_command
-from triton_ner_loadtest.hosts import is_allowed_host
-from triton_ner_loadtest.texts import benchmark_corpus, scenario_text
 from triton_ner.server.arguments import Ports
+from triton_ner_loadtest.hosts import is_allowed_host
+from triton_ner_loadtest.run import locust_command
+from triton_ner_loadtest.texts import benchmark_corpus, scenario_text
 
 
 @pytest.mark.parametrize(("url", "allowed"), [

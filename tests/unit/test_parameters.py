@@ -1,7 +1,6 @@
 import pytest
 
-from triton_ner.core.parameters import Strategy
-from triton_ner.core.parameters import InvalidInput, RequestOptions, parse
+from triton_ner.core.parameters import InvalidInput, RequestOptions, Strategy, parse
 
 
 def test_defaults_group_entities_and_drop_o():

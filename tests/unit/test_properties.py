@@ -58,7 +58,7 @@ def test_spans_lie_in_the_text_sorted_and_disjoint(vocab, text, strategy, stride
     _, (entities,) = run(vocab, [text], strategy, stride, ignore_labels=())
     for entity in entities:
         assert 0 <= entity["start"] <= entity["end"] <= len(text)
-    for before, after in zip(entities, entities[1:]):
+    for before, after in zip(entities, entities[1:], strict=True):
         assert before["end"] <= after["start"]
 
 
@@ -117,7 +117,7 @@ def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, reque
 
     asked = [(texts, RequestOptions(strategy, stride=stride)) for texts, strategy, stride in requests]
     together = prepare_requests(vocab.tokenizer, asked, max_windows=12, max_tokens=200)
-    for (texts, options), batch in zip(asked, together):
+    for (texts, options), batch in zip(asked, together, strict=True):
         try:
             alone = prepare(vocab.tokenizer, texts, options, max_windows=12, max_tokens=200)
         except InvalidInput as error:
@@ -125,11 +125,12 @@ def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, reque
             continue
         for field in ("input_ids", "attention_mask", "offsets", "special_tokens_mask", "text_index"):
             np.testing.assert_array_equal(getattr(batch, field), getattr(alone, field))
-    prepared = [(texts, options, b) for (texts, options), b in zip(asked, together) if not isinstance(b, Exception)]
+    prepared = [(texts, options, b) for (texts, options), b in zip(asked, together, strict=True)
+                if not isinstance(b, Exception)]
     windows = [Windows(texts, b.input_ids, b.offsets, b.special_tokens_mask,
                        fake_logits(b.input_ids, len(vocab.id2label)), b.text_index, options.aggregation_strategy)
                for texts, options, b in prepared]
-    for w, found in zip(windows, aggregate_requests(windows, vocab)):
+    for w, found in zip(windows, aggregate_requests(windows, vocab), strict=True):
         assert found == aggregate_texts(w.texts, w.input_ids, w.offsets, w.special_tokens_mask, w.logits,
                                         w.text_index, vocab, w.strategy)
 
@@ -157,7 +158,7 @@ def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests,
         return fake_logits(ids, len(vocab.id2label))
 
     found = entities_of_requests(vocab, model, asked, Limits(max_windows=12, max_tokens_per_request=200))
-    for request, answer in zip(asked, found):
+    for request, answer in zip(asked, found, strict=True):
         if isinstance(request, Exception):
             assert answer is request
             continue

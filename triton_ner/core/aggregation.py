@@ -84,13 +84,13 @@ class _Tokens:
 
     def __init__(self, requests: Sequence[Windows], scores: Sequence[np.ndarray], lex: Lexicon):
         parts, texts, window_text, window_request = [], [], [], []
-        for k, (r, s) in enumerate(zip(requests, scores)):
+        for k, (r, s) in enumerate(zip(requests, scores, strict=True)):
             w, t = np.nonzero(r.special_tokens_mask == 0)
             parts.append((w + len(window_text), t, r.input_ids[w, t], r.offsets[w, t], s[w, t]))
             window_text.extend((r.text_index + len(texts)).tolist())
             window_request.extend([k] * len(r.text_index))
             texts.extend(r.texts)
-        window, self.index, ids, offsets, self.scores = (np.concatenate(p) for p in zip(*parts))
+        window, self.index, ids, offsets, self.scores = (np.concatenate(p) for p in zip(*parts, strict=True))
         self.texts, self.window_request = texts, np.array(window_request, int)
         self.window_text = np.array(window_text, int)  # the text (of all requests) of each window
         self.window, self.ids = window, ids
@@ -191,7 +191,7 @@ def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[i
             for i, text, label, score, index, start, end in zip(
                 kept.tolist(), tokens.window_text[tokens.window[kept]].tolist(), tokens.best[kept].tolist(),
                 tokens.top[kept], tokens.index[kept].tolist(), tokens.start[kept].tolist(),
-                tokens.end[kept].tolist())]
+                tokens.end[kept].tolist(), strict=True)]
 
 
 def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
@@ -211,7 +211,8 @@ def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int
                     "start": start, "end": end})
             for s, e, text, label, score, start, end in zip(
                 first.tolist(), last.tolist(), tokens.window_text[items.window[first]].tolist(),
-                items.label[first].tolist(), scores, items.start[first].tolist(), items.end[last - 1].tolist())]
+                items.label[first].tolist(), scores, items.start[first].tolist(), items.end[last - 1].tolist(),
+                strict=True)]
 
 
 def resolve_overlaps(entities: list[dict]) -> list[dict]:
@@ -252,7 +253,7 @@ def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[l
         members = [k for k, r in enumerate(requests) if Strategy(r.strategy) is strategy]
         subset = [requests[k] for k in members]
         found = _texts_entities(subset, [scores[k] for k in members], strategy, lex)
-        for k, entities in zip(members, found):
+        for k, entities in zip(members, found, strict=True):
             results[k] = entities
     return results
 

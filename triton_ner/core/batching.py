@@ -8,8 +8,6 @@ from typing import TypeVar
 
 import numpy as np
 
-
-
 R = TypeVar("R")
 
 
@@ -56,7 +54,7 @@ def each_alone_on_failure(run: Callable[[list], R], members: list) -> list[tuple
     keeps the error it raised."""
     try:
         return [(members, run(members))]
-    except Exception as error:  # noqa: BLE001: find the member at fault
+    except Exception as error:  # noqa: BLE001 - find the member at fault
         if len(members) == 1:
             return [(members, error)]
     alone: list[tuple[list, R | Exception]] = []

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from triton_ner.core.batching import padded_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.batching import each_alone_on_failure, pad_stack, padded_widths, split_like
 from triton_ner.core.runners import Runner
 
 

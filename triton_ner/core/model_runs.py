@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from triton_ner.core.batching import PAD_LENGTHS, padded_widths, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.batching import PAD_LENGTHS, each_alone_on_failure, pad_stack, padded_widths, split_like
 from triton_ner.core.parameters import InvalidInput
 
 
@@ -102,6 +102,6 @@ def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
         return split_like(logits, ids)
 
     for group, found in each_alone_on_failure(pooled, valid) if valid else []:
-        for i, logits in zip(group, found if not isinstance(found, Exception) else [found] * len(group)):
+        for i, logits in zip(group, found if not isinstance(found, Exception) else [found] * len(group), strict=True):
             results[i] = logits
     return [halted.get(i, result) for i, result in enumerate(results)]

@@ -42,7 +42,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
     answers: list = list(requests)
     valid = [i for i, answer in enumerate(answers) if not isinstance(answer, Exception)]
     for i, batch in zip(valid, prepare_requests(vocab.tokenizer, [answers[i] for i in valid], limits.max_windows,
-                                                limits.max_tokens_per_request)):
+                                                limits.max_tokens_per_request), strict=True):
         answers[i] = batch
     tokenized = [i for i, answer in enumerate(answers) if isinstance(answer, Batch)]
     logits = run_in_length_groups(
@@ -51,7 +51,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call or None,
         lanes) if tokenized else []
     windows = {}
-    for i, result in zip(tokenized, logits):
+    for i, result in zip(tokenized, logits, strict=True):
         if isinstance(result, Exception):
             answers[i] = result
         else:
@@ -60,7 +60,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
             windows[i] = Windows(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, result,
                                  batch.text_index, strategy=options.aggregation_strategy,
                                  ignore_labels=options.ignore_labels)
-    for i, found in zip(windows, _aggregate(list(windows.values()), vocab)):
+    for i, found in zip(windows, _aggregate(list(windows.values()), vocab), strict=True):
         answers[i] = found
     return answers
 
@@ -71,7 +71,8 @@ def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Ex
     pooled = each_alone_on_failure(lambda members: aggregate_requests([requests[m] for m in members], vocab),
                                    list(range(len(requests))))
     for members, result in pooled:
-        for m, entities in zip(members, [result] * len(members) if isinstance(result, Exception) else result):
+        answers = [result] * len(members) if isinstance(result, Exception) else result
+        for m, entities in zip(members, answers, strict=True):
             found[m] = entities
     return found
 

@@ -8,9 +8,9 @@ Texts longer than the model's window are never truncated: they are cut into over
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -131,7 +131,7 @@ def prepare_requests(tokenizer, requests: Sequence[tuple[list[str], RequestOptio
     for stride, members in by_stride.items():
         counts = [len(requests[i][0]) for i in members]
         encoded = encode(tokenizer, [text for i in members for text in requests[i][0]], stride)
-        for i, batch in zip(members, split_texts(encoded, counts)):
+        for i, batch in zip(members, split_texts(encoded, counts), strict=True):
             try:
                 _check_windows(tokenizer, batch, requests[i][1], max_tokens)
                 results[i] = batch

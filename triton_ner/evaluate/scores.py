@@ -28,13 +28,24 @@ from typing import Annotated, Any
 import typer
 
 from triton_ner import cli
-from triton_ner.client.errors import ClientError
 from triton_ner.client import options
+from triton_ner.client.errors import ClientError
 from triton_ner.client.library import NerClient
 from triton_ner.client.render import progress as progress_bar
 from triton_ner.core.parameters import Strategy
-from triton_ner.evaluate.conll import (CONLL2003_DATASET, DataError, DataUnavailable, Scheme, Sentence, check_scheme,
-                                       detect_scheme, load_conll2003, read_conll, tags_from_entities, token_spans)
+from triton_ner.evaluate.conll import (
+    CONLL2003_DATASET,
+    DataError,
+    DataUnavailable,
+    Scheme,
+    Sentence,
+    check_scheme,
+    detect_scheme,
+    load_conll2003,
+    read_conll,
+    tags_from_entities,
+    token_spans,
+)
 
 app = cli.command()
 
@@ -67,7 +78,8 @@ class Scores:
 
 def predicted_tags(sentences: Sequence[Sentence], entities: Sequence[Entities], scheme: Scheme) -> list[list[str]]:
     """:func:`tags_from_entities` of every sentence."""
-    return [tags_from_entities(token_spans(s.tokens), found, scheme) for s, found in zip(sentences, entities)]
+    return [tags_from_entities(token_spans(s.tokens), found, scheme)
+            for s, found in zip(sentences, entities, strict=True)]
 
 
 # Scoring

@@ -11,7 +11,6 @@ from pathlib import Path
 from triton_ner.core import names
 from triton_ner.server.logs import ServerError
 
-
 # Triton's APIs that change or reveal the server rather than serve it (load and unload models, read configs, map
 # shared memory, change logging and tracing): behind the admin key when one is set. Inference, health, metadata
 # and statistics stay open.

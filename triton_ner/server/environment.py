@@ -115,7 +115,8 @@ def make(target: Path, first: list[Path], extra_paths: list[Path] = ()) -> Path:
     """A virtual environment for the steps at ``target``, from this interpreter. Its path: the folders ``first``
     (an unpacked wheel of numpy below 2); then ``extra_paths`` (where the project's packages are); then this
     interpreter's site-packages, seen through a folder of links that leaves out numpy and the compiled
-    distributions built against it. Returns its ``bin/python3``, which the launcher puts first on the stubs' ``PATH``."""
+    distributions built against it. Returns its ``bin/python3``, which the launcher puts first on the stubs'
+    ``PATH``."""
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(target)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     own = target / "lib" / version / "site-packages"

@@ -10,14 +10,23 @@ on the instance's GPU, in the configured precision, replaying a CUDA graph per p
 import time
 
 from triton_ner.core import names
-from triton_ner.python_backend import (StopCheck, config_parameters, error_response, input_array, instance_device,
-                                       instance_threads, log_info, repository_path, response)
 from triton_ner.core.batching import PAD_LENGTHS
-from triton_ner.core.model_runs import check_rows, run_requests
 from triton_ner.core.cuda_graphs import served_shapes
+from triton_ner.core.model_runs import check_rows, run_requests
 from triton_ner.core.runners import load_runner, warm_up
 from triton_ner.core.settings import ModelStepSettings, from_parameters
 from triton_ner.core.vocabulary import checkpoint_config
+from triton_ner.python_backend import (
+    StopCheck,
+    config_parameters,
+    error_response,
+    input_array,
+    instance_device,
+    instance_threads,
+    log_info,
+    repository_path,
+    response,
+)
 
 
 class TritonPythonModel:
@@ -44,7 +53,7 @@ class TritonPythonModel:
             ids, mask = input_array(request, names.INPUT_IDS), input_array(request, names.ATTENTION_MASK)
             check_rows(ids, mask, self.max_length, self.vocab_size)
             return ids, mask
-        except Exception as error:  # noqa: BLE001: refused alone, the rest of the batch runs
+        except Exception as error:  # noqa: BLE001 - refused alone, the rest of the batch runs
             return error
 
     def execute(self, requests):

@@ -14,13 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from triton_ner.core import names
-from triton_ner.python_backend import (StopCheck, config_parameters, error_response, input_texts, model_runner,
-                                       repository_path, request_parameters, response)
 from triton_ner.core.aggregation import to_json
 from triton_ner.core.parameters import parse
 from triton_ner.core.settings import TextStepSettings, from_parameters
 from triton_ner.core.text_step import entities_of_requests, warm_up_logits
 from triton_ner.core.vocabulary import load_vocabulary
+from triton_ner.python_backend import (
+    StopCheck,
+    config_parameters,
+    error_response,
+    input_texts,
+    model_runner,
+    repository_path,
+    request_parameters,
+    response,
+)
 
 
 class TritonPythonModel:
@@ -42,7 +50,7 @@ class TritonPythonModel:
     def _read(self, request):
         try:
             return input_texts(request, names.TEXT, self.max_text_bytes), parse(request_parameters(request))
-        except Exception as error:  # noqa: BLE001: refused alone, the rest of the batch goes on
+        except Exception as error:  # noqa: BLE001 - refused alone, the rest of the batch goes on
             return error
 
     def execute(self, requests):
