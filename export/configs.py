@@ -166,7 +166,7 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
                                       options.instances if gpu else options.cpu_instances),
         )
         _parameters(config, ModelStepSettings(
-            variant.model_file, variant.run_precision.value, _TOKENIZER_DIR, options.intra_op_threads,
+            variant.model_file, variant.run_precision, _TOKENIZER_DIR, options.intra_op_threads,
             options.max_tokens_per_run, MAX_SEQUENCE_LENGTH,
             max_rows_per_graph=options.gpu_max_batch_size if gpu and options.cuda_graphs else 0))
         return config
@@ -193,7 +193,7 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
     elif variant.backend is Backend.OPENVINO:
         # One request at a time per instance, on every core (two instances: one runs while the other's batch is
         # gathered; with one, 32 clients got a fifth of the throughput).
-        _parameters(config, INFERENCE_PRECISION_HINT=_OPENVINO_HINTS[variant.run_precision],
+        _parameters(config, INFERENCE_PRECISION_HINT=variant.run_precision.openvino_hint,
                     PERFORMANCE_HINT="LATENCY")
     elif options.tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
@@ -210,9 +210,6 @@ def model_config(variant: Variant, options: ServingOptions) -> mc.ModelConfig:
             "trt_profile_max_shapes": profile(batch, MAX_SEQUENCE_LENGTH),
         })
     return config
-
-
-_OPENVINO_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 
 def _warmup(ids: str, mask: str, rows: int, length: int) -> mc.ModelWarmup:

@@ -291,13 +291,13 @@ def main(
     heavy_timeout: Annotated[float, typer.Option(help="Timeout of the heavy request (s).")] = 20.0,
 ) -> None:
     """Measure a burst far above the queues' capacity, its retried twin, and optionally one heavy request."""
+    from triton_ner.core.errors import ServerError
     from triton_ner.export.assemble import ExportPlan, build
     from triton_ner.export.configs import ServingOptions
     from triton_ner.export.fixture import benchmark_model, fixture_model
     from triton_ner.export.source import Checkpoint
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
-    from triton_ner.server.logs import ServerError
 
     if model not in ("fixture", "benchmark"):
         raise cli.fail(PROG, f"--model {model!r} is not one of: fixture, benchmark", cli.USAGE)

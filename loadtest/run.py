@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
+from triton_ner.core.errors import ServerError
 from triton_ner.health import is_ready
 from triton_ner.server.arguments import Ports
 from triton_ner.server.launcher import TritonServer
-from triton_ner.server.logs import ServerError
 from triton_ner_loadtest.tail import locust_tail
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

@@ -21,9 +21,9 @@ from typing import Annotated
 import typer
 
 from triton_ner import cli
+from triton_ner.core.errors import ServerError
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
-from triton_ner.server.logs import ServerError
 from triton_ner.server.processes import stub_processes
 from triton_ner_loadtest.run import locust_command
 from triton_ner_loadtest.tail import locust_tail

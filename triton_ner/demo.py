@@ -25,11 +25,11 @@ def main(
 ) -> None:
     """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
     from triton_ner.client import ClientError, NerClient
+    from triton_ner.core.errors import ServerError
     from triton_ner.export.assemble import build
     from triton_ner.export.source import ExportError, resolve
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
-    from triton_ner.server.logs import ServerError
 
     def say(message: str) -> None:
         cli.say("demo", message)

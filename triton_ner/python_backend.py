@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from triton_ner.core.batching import Stopped
-from triton_ner.core.parameters import InvalidInput
+from triton_ner.core.errors import Code, InvalidInput, ModelStepError, ServingError, Stopped
 
 
 def config_parameters(args: dict) -> dict[str, str]:
@@ -34,26 +33,20 @@ def repository_path(args: dict, relative: str) -> Path:
     return Path(args["model_repository"]).parent / relative
 
 
-class ModelStepError(Exception):
-    """The model step, called from another step, answered with an error; it goes back to the client as it is."""
-
-    def __init__(self, error):
-        super().__init__(error.message())
-        self.error = error
-
-
 def error_response(error: Exception):
-    """The response for a failed request: INVALID_ARGUMENT for :class:`InvalidInput`, CANCELLED for
-    :class:`Stopped`, a model step's error as it is, else INTERNAL."""
-    if isinstance(error, ModelStepError):
-        return pb_utils.InferenceResponse(error=error.error)
-    if isinstance(error, InvalidInput):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
-    if isinstance(error, Stopped):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.CANCELLED))
-    traceback.print_exception(error)
-    return pb_utils.InferenceResponse(
-        error=pb_utils.TritonError(f"{type(error).__name__}: {error}", pb_utils.TritonError.INTERNAL))
+    """The response for a failed request: a :class:`~triton_ner.core.errors.ServingError` with its own code and
+    message; any other exception is a bug, ``INTERNAL``, with its traceback in the server's log."""
+    if not isinstance(error, ServingError):
+        traceback.print_exception(error)
+        error = ServingError(f"{type(error).__name__}: {error}")
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), getattr(pb_utils.TritonError,
+                                                                                     error.code.value)))
+
+
+def _code(error) -> Code:
+    """The :class:`~triton_ner.core.errors.Code` of a ``TritonError``."""
+    number = error.code()
+    return next((code for code in Code if getattr(pb_utils.TritonError, code.value) == number), Code.INTERNAL)
 
 
 class StopCheck:
@@ -94,7 +87,7 @@ def model_runner(model_name: str, inputs: tuple[str, str], output: str):
             inputs=[pb_utils.Tensor(inputs[0], input_ids), pb_utils.Tensor(inputs[1], attention_mask)])
         answer = request.exec()
         if answer.has_error():
-            raise ModelStepError(answer.error())
+            raise ModelStepError(answer.error().message(), _code(answer.error()))
         return pb_utils.get_output_tensor_by_name(answer, output).as_numpy()
 
     return run

@@ -13,9 +13,9 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names, variants
+from triton_ner.core.errors import ServerError
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports
 from triton_ner.server.launcher import EXIT_TIMEOUT, START_TIMEOUT, TritonServer
-from triton_ner.server.logs import ServerError
 
 AUTO = "auto"
 

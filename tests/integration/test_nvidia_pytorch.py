@@ -19,6 +19,7 @@ from tests.backends import ensure_built
 from tests.parity import HARD_CASES, assert_same, text_with_tokens
 from triton_ner.client import NerClient
 from triton_ner.core import names
+from triton_ner.core.errors import ServerError
 from triton_ner.core.variants import Format, Precision, Target
 from triton_ner.export.assemble import ExportPlan, build
 from triton_ner.export.configs import on_cpu, render
@@ -26,7 +27,6 @@ from triton_ner.export.source import Checkpoint
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.installation import built_backend
 from triton_ner.server.launcher import TritonServer
-from triton_ner.server.logs import ServerError
 
 CONFIG_NAME = "gpu_torchscript"
 

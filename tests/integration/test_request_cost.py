@@ -40,7 +40,7 @@ def test_a_request_at_the_default_token_limit_is_answered_and_one_more_token_is_
     pipe = pipelines("simple")
     with NerClient(triton.grpc_url, timeout=300) as client:
         answers = client.predict(texts)  # 128 windows of 512 tokens: exactly the limit
-        for text, got in zip(texts[:8], answers, strict=True):
+        for text, got in zip(texts[:8], answers[:8], strict=True):
             assert_same(got, pipe(text))
         # One more text, "the": a window of 3 tokens ([CLS] the [SEP]).
         with pytest.raises(InvalidArgument, match=rf"the texts need {LIMIT + 3:,} tokens in {windows + 1} windows; "

@@ -11,10 +11,10 @@ from tritonclient.utils import InferenceServerException
 from tests.parity import assert_same
 from triton_ner.client import ClientError, NerClient
 from triton_ner.core import names
+from triton_ner.core.errors import ServerError
 from triton_ner.export.configs import repository_configs
 from triton_ner.server.arguments import Ports, free_ports
 from triton_ner.server.launcher import TritonServer
-from triton_ner.server.logs import ServerError
 
 SEED = "My name is Wolfgang and I live in Berlin"
 

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from triton_ner.core.batching import Stopped, each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.batching import each_alone_on_failure, pad_stack, split_like
+from triton_ner.core.errors import InvalidInput, Stopped
 from triton_ner.core.length_groups import length_group_runs, run_in_length_groups
 from triton_ner.core.model_runs import check_rows, plan_runs, run_requests
-from triton_ner.core.parameters import InvalidInput
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from triton_ner.core.errors import ServerError
 from triton_ner.server import environment as env
 from triton_ner.server import installation
-from triton_ner.server.logs import ServerError
 
 
 def _python(numpy: str | None = "1.26.4", imports_project: bool = True) -> env.StepsPython:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from triton_ner.core.errors import ServerError
 from triton_ner.server import arguments, installation, logs, preflight
 from triton_ner.server.arguments import free_ports
 from triton_ner.server.launcher import TritonServer
-from triton_ner.server.logs import ServerError
 
 
 def test_missing_binary_is_one_clear_error(repository, tmp_path, monkeypatch):

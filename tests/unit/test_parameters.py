@@ -1,6 +1,7 @@
 import pytest
 
-from triton_ner.core.parameters import InvalidInput, RequestOptions, Strategy, parse
+from triton_ner.core.errors import InvalidInput
+from triton_ner.core.parameters import RequestOptions, Strategy, parse
 
 
 def test_defaults_group_entities_and_drop_o():

@@ -2,6 +2,7 @@
 token and its position in its window, as a real model's do."""
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_spans_lie_in_the_text_sorted_and_disjoint(vocab, text, strategy, stride
     _, (entities,) = run(vocab, [text], strategy, stride, ignore_labels=())
     for entity in entities:
         assert 0 <= entity["start"] <= entity["end"] <= len(text)
-    for before, after in zip(entities, entities[1:], strict=True):
+    for before, after in itertools.pairwise(entities):
         assert before["end"] <= after["start"]
 
 
@@ -94,7 +95,8 @@ def test_window_counts_are_exact_and_the_cheap_bound_holds(vocab, texts, stride)
 
 
 def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab):
-    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.errors import InvalidInput
+    from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.tokenization import prepare
 
     text = "Wolfgang lives in Berlin . " * 200  # 1,000 tokens
@@ -112,7 +114,8 @@ def test_prepare_refuses_more_windows_than_a_batch_and_none_across_windows(vocab
 def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, requests):
     """The text step's batching changes no request's windows, entities or refusal."""
     from triton_ner.core.aggregation import Windows, aggregate_requests
-    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.errors import InvalidInput
+    from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.tokenization import prepare, prepare_requests
 
     asked = [(texts, RequestOptions(strategy, stride=stride)) for texts, strategy, stride in requests]
@@ -142,7 +145,8 @@ def test_requests_prepared_and_aggregated_together_equal_each_alone(vocab, reque
 def test_the_text_step_answers_each_request_as_if_it_came_alone(vocab, requests, poisoned):
     """Windows, model calls in length groups and aggregation of many requests at once: each request gets the
     entities it gets alone, or its own refusal; one whose aggregation fails fails alone."""
-    from triton_ner.core.parameters import InvalidInput, RequestOptions
+    from triton_ner.core.errors import InvalidInput
+    from triton_ner.core.parameters import RequestOptions
     from triton_ner.core.settings import Limits
     from triton_ner.core.text_step import entities_of_requests
     from triton_ner.core.tokenization import prepare

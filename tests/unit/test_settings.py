@@ -2,6 +2,7 @@
 
 import pytest
 
+from triton_ner.core.errors import Code, ConfigurationError
 from triton_ner.core.settings import Limits, ModelStepSettings, TextStepSettings, from_parameters, to_parameters
 from triton_ner.core.variants import Format, Precision, Target, exported
 from triton_ner.export.configs import repository_configs
@@ -27,10 +28,34 @@ def test_every_written_parameter_is_read_back_typed(path):
         assert isinstance(settings.max_tokens_per_run, int) and isinstance(settings.max_rows_per_graph, int)
 
 
-def test_a_missing_parameter_is_named():
+def test_a_missing_parameter_is_a_configuration_error_naming_it():
     written = to_parameters(TextStepSettings("t", 10, Limits(4, 100), "m", ("a", "b"), "c"))
     del written["max_windows"]
-    with pytest.raises(KeyError, match="max_windows"):
+    with pytest.raises(ConfigurationError, match="^setting 'max_windows': the config has no such parameter$") as error:
         from_parameters(TextStepSettings, written)
+    assert error.value.setting == "max_windows" and error.value.code is Code.INVALID_ARG
     assert from_parameters(ModelStepSettings, {"model_file": "model.onnx", "precision": "fp32",
                                                "tokenizer_dir": "t"}).max_rows_per_graph == 0  # its default
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("max_windows", "four", "'four' is not a whole number"),
+    ("pad_lengths", "16,x", "'16,x' is not a list of whole numbers separated by commas"),
+    ("precision", "fp64", "'fp64' is not one of fp32, fp16, bf16, int8"),
+    ("cuda_graphs", "yes", None),  # not a setting: ignored by the text step
+])
+def test_a_bad_value_is_a_configuration_error_naming_the_setting(setting, value, message):
+    kind = ModelStepSettings if setting == "precision" else TextStepSettings
+    written = to_parameters(TextStepSettings("t", 10, Limits(4, 100), "m", ("a", "b"), "c") if kind is TextStepSettings
+                            else ModelStepSettings("model.pt", Precision.FP16, "t"))
+    if message is None:
+        assert from_parameters(kind, written | {setting: value}) == from_parameters(kind, written)
+        return
+    with pytest.raises(ConfigurationError, match=f"^setting '{setting}': {message}$"):
+        from_parameters(kind, written | {setting: value})
+
+
+def test_a_precision_is_written_as_its_name_and_read_back_as_the_enum():
+    written = to_parameters(ModelStepSettings("model.pt", Precision.BF16, "t"))
+    assert written["precision"] == "bf16"
+    assert from_parameters(ModelStepSettings, written).precision is Precision.BF16

@@ -31,7 +31,7 @@ def stop_check(monkeypatch):
 
 
 def test_cancellation_is_asked_from_the_second_call_on(stop_check):
-    from triton_ner.core.batching import Stopped
+    from triton_ner.core.errors import Stopped
 
     requests = [Request(cancelled=True), Request()]
     check = stop_check(requests, time.monotonic())

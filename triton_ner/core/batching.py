@@ -11,10 +11,6 @@ import numpy as np
 R = TypeVar("R")
 
 
-class Stopped(Exception):
-    """A request cancelled by its client, or past its timeout, before all its rows ran."""
-
-
 def pad_stack(arrays: list[np.ndarray], pad_value: int = 0) -> np.ndarray:
     """Stack ``[rows, length_i]`` arrays into ``[sum(rows), max(length_i)]``, right-padded with ``pad_value``."""
     length = max(a.shape[1] for a in arrays)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from triton_ner.core.batching import PAD_LENGTHS, each_alone_on_failure, pad_stack, padded_widths, split_like
-from triton_ner.core.parameters import InvalidInput
+from triton_ner.core.errors import InvalidInput
 
 
 def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,

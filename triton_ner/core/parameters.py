@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from triton_ner.core.errors import InvalidInput
+
 
 class Strategy(str, enum.Enum):
     """The pipeline's ``aggregation_strategy`` values."""
@@ -16,11 +18,6 @@ class Strategy(str, enum.Enum):
     FIRST = "first"
     AVERAGE = "average"
     MAX = "max"
-
-
-
-class InvalidInput(ValueError):
-    """A request the server refuses; the message goes back to the client as INVALID_ARGUMENT."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ INT8 IR (``model_int8.xml``) carries its quantized layers inside and runs the re
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,16 +18,12 @@ import numpy as np
 
 from triton_ner.core import names
 from triton_ner.core.cuda_graphs import GraphRunner, Shapes
+from triton_ner.core.errors import ConfigurationError
+from triton_ner.core.variants import Precision
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attention_mask) -> float32 logits
-
-
-class RunPrecision(str, enum.Enum):
-    """The precision a TorchScript model is cast to when loaded (ONNX files carry their own)."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
+# What a TorchScript model is cast to when loaded, by precision (torch's names: torch is imported only to run one).
+_TORCH_DTYPES = {Precision.FP32: "float32", Precision.BF16: "bfloat16", Precision.FP16: "float16"}
 
 
 def onnx_runner(path: Path, threads: int = 0) -> Runner:
@@ -48,7 +43,7 @@ def onnx_runner(path: Path, threads: int = 0) -> Runner:
 
 
 def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
-                       precision: RunPrecision = RunPrecision.FP32, shapes: Shapes | None = None) -> Runner:
+                       precision: Precision = Precision.FP32, shapes: Shapes | None = None) -> Runner:
     """The TorchScript file cast to ``precision`` on ``device``; with ``shapes``, run at those fixed shapes only
     (:class:`~triton_ner.core.cuda_graphs.GraphRunner`: CUDA graphs on a GPU)."""
     import warnings
@@ -57,8 +52,7 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
 
     if threads:
         torch.set_num_threads(threads)
-    dtype = {RunPrecision.FP32: torch.float32, RunPrecision.BF16: torch.bfloat16,
-             RunPrecision.FP16: torch.float16}[RunPrecision(precision)]
+    dtype = getattr(torch, _TORCH_DTYPES[precision])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet it is what we serve
         module = torch.jit.load(str(path), map_location=device).eval()
@@ -75,18 +69,19 @@ def torchscript_runner(path: Path, threads: int = 0, device: str = "cpu",
     return run
 
 
-# OpenVINO's names of the precisions; without a hint it picks BF16 by itself on a CPU that has it.
-_OPENVINO_PRECISIONS = {RunPrecision.FP32: "f32", RunPrecision.BF16: "bf16"}
 # OpenVINO prepares its kernels for each new input shape, at a cost of milliseconds, and keeps them in a cache of
 # 5,000 shapes: padding each run's length to a multiple of this keeps the shapes a server sees few, at most 15
 # padded tokens per row.
 OPENVINO_LENGTH_MULTIPLE = 16
 
 
-def openvino_runner(path: Path, threads: int = 0, precision: RunPrecision = RunPrecision.FP32) -> Runner:
+def openvino_runner(path: Path, threads: int = 0, precision: Precision = Precision.FP32) -> Runner:
+    """The OpenVINO IR compiled for the CPU in ``precision`` (its hint: without one, OpenVINO picks BF16 by itself
+    on a CPU that has it)."""
     import openvino as ov
 
-    properties = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    properties: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": str(precision.openvino_hint),
+                                        "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         properties["INFERENCE_NUM_THREADS"] = threads
     compiled = ov.Core().compile_model(str(path), "CPU", properties)
@@ -107,7 +102,7 @@ def openvino_runner(path: Path, threads: int = 0, precision: RunPrecision = RunP
 
 
 def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
-                precision: RunPrecision | str = RunPrecision.FP32, shapes: Shapes | None = None) -> Runner:
+                precision: Precision | str = Precision.FP32, shapes: Shapes | None = None) -> Runner:
     """A function from token tensors to float32 logits for the model file at ``path``.
 
     Args:
@@ -117,23 +112,38 @@ def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
         precision: ``fp32``, ``bf16`` or ``fp16``: what a TorchScript model is cast to, or the precision OpenVINO
             runs in (``fp32`` or ``bf16``; ONNX files: ``fp32`` only).
         shapes: TorchScript only: pad every call to one of these shapes (CUDA graphs on a GPU).
+
+    Raises:
+        ConfigurationError: A file, device, precision or shapes this runner does not take, naming the setting.
     """
-    path, precision = Path(path), RunPrecision(precision)
+    path = Path(path)
+    try:
+        precision = Precision(precision)
+    except ValueError:
+        allowed = ", ".join(p.value for p in Precision)
+        raise ConfigurationError("precision", f"{precision!r} is not one of {allowed}") from None
     if path.suffix == ".onnx":
-        if device != "cpu" or precision is not RunPrecision.FP32:
-            raise ValueError(f"{path.name}: ONNX files run on cpu in the precision they were exported in "
-                             f"(asked for {device}, {precision.value})")
+        if precision is not Precision.FP32:
+            raise ConfigurationError("precision", f"{path.name} runs in the precision it was exported in, fp32 "
+                                                  f"here (asked for {precision.value})")
+        if device != "cpu":
+            raise ConfigurationError("instance_group", f"{path.name} runs on cpu here (asked for {device})")
         return onnx_runner(path, threads)
     if path.suffix == ".pt":
+        if precision not in _TORCH_DTYPES:
+            allowed = ", ".join(p.value for p in _TORCH_DTYPES)
+            raise ConfigurationError("precision", f"a TorchScript model runs in {allowed} (asked for "
+                                                  f"{precision.value})")
         return torchscript_runner(path, threads, device, precision, shapes)
     if shapes is not None:
-        raise ValueError(f"{path.name}: fixed shapes are for TorchScript files")
+        raise ConfigurationError("max_rows_per_graph", f"fixed shapes are for TorchScript files, not {path.name}")
     if path.suffix == ".xml":
-        if device != "cpu" or precision not in _OPENVINO_PRECISIONS:
-            raise ValueError(f"{path.name}: OpenVINO runs on cpu in fp32 or bf16 (asked for {device}, "
-                             f"{precision.value})")
+        if precision.openvino_hint is None:
+            raise ConfigurationError("precision", f"OpenVINO runs in fp32 or bf16 (asked for {precision.value})")
+        if device != "cpu":
+            raise ConfigurationError("instance_group", f"OpenVINO runs on cpu here (asked for {device})")
         return openvino_runner(path, threads, precision)
-    raise ValueError(f"{path}: unknown model format (expected .onnx, .pt or .xml)")
+    raise ConfigurationError("model_file", f"{path.name}: unknown model format (expected .onnx, .pt or .xml)")
 
 
 def warm_up(run: Runner, lengths: tuple[int, ...], token: int, calls: int = 2) -> None:

@@ -6,10 +6,15 @@ per field, nested settings flattened); the step reads them back typed (:func:`fr
 
 from __future__ import annotations
 
+import enum
 import typing
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 
 from triton_ner.core.batching import MAX_TOKENS_PER_RUN, PAD_LENGTHS
+from triton_ner.core.errors import ConfigurationError
+from triton_ner.core.variants import Precision
+
+S = typing.TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class ModelStepSettings:
     """``ner_model`` in the project's runner: its file, how it runs, its limits."""
 
     model_file: str  # in the model's version folder
-    precision: str  # what the runner casts a TorchScript file to, or runs OpenVINO in (runners.RunPrecision)
+    precision: Precision  # what the runner casts a TorchScript file to, or runs OpenVINO in (Variant.run_precision)
     tokenizer_dir: str  # for the vocabulary size its inputs are checked against
     intra_op_threads: int = 0  # 0: chosen from the cores and the instances (python_backend.instance_threads)
     max_tokens_per_run: int = MAX_TOKENS_PER_RUN
@@ -57,40 +62,63 @@ class ModelStepSettings:
     max_rows_per_graph: int = 0  # above 0: fixed shapes up to this many rows, CUDA graphs on a GPU
 
 
-def to_parameters(settings) -> dict[str, str]:
+def to_parameters(settings: object) -> dict[str, str]:
     """The settings as ``config.pbtxt`` parameters: ``{field: text}``, nested settings flattened."""
     found: dict[str, str] = {}
-    for field in fields(settings):
+    for field in fields(settings):  # type: ignore[arg-type]  # a settings dataclass
         value = getattr(settings, field.name)
         if is_dataclass(value):
             found |= to_parameters(value)
         elif isinstance(value, tuple):
             found[field.name] = ",".join(map(str, value))
+        elif isinstance(value, enum.Enum):
+            found[field.name] = str(value.value)
         else:
             found[field.name] = str(value).lower() if isinstance(value, bool) else str(value)
     return found
 
 
-def from_parameters(kind: type, parameters: dict[str, str]):
-    """``kind`` (one of the settings above) from a config's parameters; a missing parameter without a default is a
-    ``KeyError`` naming it."""
+def from_parameters(kind: type[S], parameters: dict[str, str]) -> S:
+    """``kind`` (one of the settings above) from a config's parameters.
+
+    Raises:
+        ConfigurationError: A parameter without a default is missing, or a value is not of its setting's type;
+            the error names the setting.
+    """
     hints = typing.get_type_hints(kind)
     values = {}
-    for field in fields(kind):
+    for field in fields(kind):  # type: ignore[arg-type]  # a settings dataclass
         hint = hints[field.name]
         if is_dataclass(hint):
             values[field.name] = from_parameters(hint, parameters)
         elif field.name in parameters:
-            values[field.name] = _parse(hint, parameters[field.name])
+            values[field.name] = _parse(field.name, hint, parameters[field.name])
         elif field.default is MISSING:
-            raise KeyError(f"the config has no parameter {field.name!r}")
+            raise ConfigurationError(field.name, "the config has no such parameter")
     return kind(**values)
 
 
-def _parse(hint, text: str):
+def _parse(name: str, hint: typing.Any, text: str) -> object:
+    try:
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            return tuple(item(part) for part in text.split(",") if part)
+        if hint is bool:
+            if text not in ("true", "false"):
+                raise ValueError("not true or false")
+            return text == "true"
+        return hint(text)
+    except ValueError:
+        raise ConfigurationError(name, f"{text!r} is not {_type_name(hint)}") from None
+
+
+def _type_name(hint: typing.Any) -> str:
     if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        return tuple(item(part) for part in text.split(",") if part)
-    if hint is bool:
-        return text == "true"
-    return hint(text)
+        return f"a list of {_plural(typing.get_args(hint)[0])} separated by commas"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"one of {', '.join(str(member.value) for member in hint)}"
+    return {bool: "true or false", int: "a whole number", float: "a number"}.get(hint, f"a {hint.__name__}")
+
+
+def _plural(hint: typing.Any) -> str:
+    return {int: "whole numbers", float: "numbers"}.get(hint, f"{hint.__name__} values")

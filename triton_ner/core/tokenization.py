@@ -14,7 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from triton_ner.core.parameters import InvalidInput, RequestOptions, Strategy
+from triton_ner.core.errors import InvalidInput
+from triton_ner.core.parameters import RequestOptions, Strategy
 
 DEFAULT_STRIDE = 128
 

@@ -20,10 +20,22 @@ class Format(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
+    """A model file's precision, and the one a runner applies when it loads a file (:attr:`Variant.run_precision`:
+    a TorchScript file is cast to it, OpenVINO runs in it)."""
+
     FP32 = "fp32"
     FP16 = "fp16"  # GPU: ONNX converted to float16 inside (float32 logits out); TorchScript cast at load (cuda)
     BF16 = "bf16"  # CPU (AVX-512 BF16 / AMX): TorchScript cast to bfloat16 at load; OpenVINO run in bfloat16
     INT8 = "int8"  # CPU: ONNX with dynamically quantized weights; OpenVINO IR quantized by NNCF (static, calibrated)
+
+    @property
+    def openvino_hint(self) -> str | None:
+        """OpenVINO's ``INFERENCE_PRECISION_HINT`` for running in this precision (None: OpenVINO runs in FP32 or
+        BF16 only; an INT8 IR carries its quantized layers and runs the rest in FP32)."""
+        return _OPENVINO_HINTS.get(self.value)
+
+
+_OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 class Target(str, enum.Enum):

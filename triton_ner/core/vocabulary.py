@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from triton_ner.core.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -41,8 +43,8 @@ def load_vocabulary(folder: str | Path) -> Vocabulary:
 
     folder = Path(folder)
     if not (folder / "tokenizer.json").exists():
-        raise ValueError(f"{folder}: a fast (tokenizers-backed) tokenizer, tokenizer.json, is required for "
-                         "character offsets")
+        raise ConfigurationError("tokenizer_dir", f"{folder} holds no tokenizer.json: a fast (tokenizers-backed) "
+                                                  "tokenizer is required for character offsets")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
     id2label = {int(k): v for k, v in checkpoint_config(folder)["id2label"].items()}
     return Vocabulary(tokenizer=tokenizer, id2label=id2label)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_ner.core import names
-from triton_ner.server.logs import ServerError
+from triton_ner.core.errors import ServerError
 
 # Triton's APIs that change or reveal the server rather than serve it (load and unload models, read configs, map
 # shared memory, change logging and tracing): behind the admin key when one is set. Inference, health, metadata

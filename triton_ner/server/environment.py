@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from triton_ner.server.logs import ServerError
+from triton_ner.core.errors import ServerError
 
 # What the steps' code imports in every configuration; the model step's runtimes are its config's business.
 _PROBE = """

@@ -8,8 +8,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from triton_ner.core.errors import ServerError
 from triton_ner.server.environment import StepsPython
-from triton_ner.server.logs import ServerError
 
 # Triton's default backend folder in an installation (NVIDIA's image, the project's containers).
 INSTALLED_BACKENDS = Path("/opt/tritonserver/backends")

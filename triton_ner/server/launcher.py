@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Event, Thread
 
+from triton_ner.core.errors import ServerError
 from triton_ner.health import wait_ready
 from triton_ner.server import environment, installation, wakeup, watchdog
 from triton_ner.server.arguments import RESTRICTED_APIS, GrpcTls, Ports, port_in_use, restricted_api_args
-from triton_ner.server.logs import ERROR_LINE, ServerError, start_failure
+from triton_ner.server.logs import ERROR_LINE, start_failure
 from triton_ner.server.preflight import backends_needed, check_repository
 from triton_ner.server.processes import SHM_DIR, SHM_PREFIX
 from triton_ner.server.repository_api import RepositoryApi

@@ -11,14 +11,6 @@ _ERROR_MESSAGE = re.compile(r'E\d{4} [\d:.]+ +\d+ [^ ]+\] "?(?P<message>.*?)"?$'
 _NOT_A_REASON = ("CudaDriverHelper has not been initialized",)
 
 
-class ServerError(RuntimeError):
-    """The server could not be started; the message says why in one line, ``log`` holds Triton's last lines."""
-
-    def __init__(self, message: str, log: str = ""):
-        super().__init__(message)
-        self.log = log
-
-
 def start_failure(lines: list[str]) -> str | None:
     """Why Triton did not start, in one line, from its output: the first model that failed to load (Triton names
     the model, the backend's message the file), else the first error; without the Python traceback the Python

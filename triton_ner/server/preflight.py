@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from triton_ner.core import names
-from triton_ner.server.logs import ServerError
+from triton_ner.core.errors import ServerError
 
 
 def check_repository(repository: Path, config_name: str | None = None) -> None:
