@@ -4,16 +4,24 @@
 say() { echo "backends: $*" >&2; }
 fail() { say "error: $*"; exit 1; }
 
-# The C++ toolchain and the packages every Triton backend build needs.
-check_build_tools() {
-    local tool
+# The C++ toolchain and the packages every Triton backend build needs: what is missing, in one line, or nothing.
+missing_build_tools() {
+    local tool missing=()
     for tool in cmake patchelf; do
-        command -v "$tool" >/dev/null \
-            || fail "$tool is missing (Debian: apt-get install cmake g++ rapidjson-dev googletest patchelf)"
+        command -v "$tool" >/dev/null || missing+=("$tool")
     done
-    command -v "${CXX:-c++}" >/dev/null || fail "no C++ compiler (${CXX:-c++}) (Debian: apt-get install g++)"
-    [[ -f /usr/include/rapidjson/rapidjson.h || -n "${RapidJSON_DIR:-}" ]] \
-        || fail "RapidJSON headers are missing (Debian: apt-get install rapidjson-dev)"
+    command -v "${CXX:-c++}" >/dev/null || missing+=("a C++ compiler (${CXX:-c++})")
+    [[ -f /usr/include/rapidjson/rapidjson.h || -n "${RapidJSON_DIR:-}" ]] || missing+=("the RapidJSON headers")
+    if ((${#missing[@]})); then
+        local IFS=,
+        echo "no ${missing[*]} (Debian: apt-get install cmake g++ rapidjson-dev googletest patchelf)" | sed 's/,/, /g'
+    fi
+}
+
+check_build_tools() {
+    local missing
+    missing="$(missing_build_tools)"
+    [[ -z "$missing" ]] || fail "$missing"
 }
 
 # Unpack backend, core and common (and the archives named as arguments) from $SRC_ARCHIVES into $WORK/src and add

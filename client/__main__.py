@@ -9,11 +9,11 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,8 +42,8 @@ def parse_labels(value: str | None) -> list[str] | None:
 
 
 
-async def _run(client: AsyncNerClient, texts: Iterator[str], total: int | None, pretty: bool,
-               show_progress: bool, **parameters) -> tuple[int, int]:
+async def _run(client: AsyncNerClient, texts: Generator[str, None, None], total: int | None, pretty: bool,
+               show_progress: bool, **parameters: Any) -> tuple[int, int]:
     """Print the entities of every text in order; return how many texts and entities."""
     from rich.console import Console
 

@@ -30,7 +30,7 @@ class AsyncNerClient(_BaseClient):
     def _http_options(self) -> dict[str, Any]:
         return {"conn_limit": self.concurrency, "conn_timeout": self.timeout}
 
-    def _connection(self, address: str):
+    def _connection(self, address: str) -> Any:
         self._check_open()
         if address not in self._clients:
             self._clients[address] = self._new_connection(address)
@@ -57,7 +57,7 @@ class AsyncNerClient(_BaseClient):
                       stride: int | None = None) -> Entities | list[Entities]:
         """See :meth:`NerClient.predict`; at most ``concurrency`` requests run at once."""
         single = isinstance(texts, str)
-        results = [entities async for entities in self.predict_iter([texts] if single else texts,
+        results = [entities async for entities in self.predict_iter([texts] if isinstance(texts, str) else texts,
                                                                     aggregation_strategy, ignore_labels, stride)]
         return results[0] if single else results
 
@@ -99,5 +99,5 @@ class AsyncNerClient(_BaseClient):
     async def __aenter__(self) -> AsyncNerClient:
         return self
 
-    async def __aexit__(self, *_) -> None:
+    async def __aexit__(self, *_: object) -> None:
         await self.close()

@@ -47,7 +47,8 @@ def resolve(host: str, port: int) -> list[str]:
     Raises:
         OSError: The name does not resolve.
     """
-    found = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    # An IPv4 or IPv6 socket address starts with the host as a string.
+    found = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     return sorted(join_address(address, port) for address in found)
 
 
@@ -111,10 +112,12 @@ class Balancer:
         try:
             self._addresses = self._fixed or self._resolve()
         except OSError as error:
+            assert self._name is not None  # only a dns:/// name is resolved
             raise ServerUnreachable(f"cannot resolve {DNS_SCHEME}{join_address(*self._name)}: "
                                     f"{error.strerror or error}") from None
 
     def _resolve(self) -> list[str]:
+        assert self._name is not None  # only a dns:/// name is resolved
         addresses = self._resolver(*self._name)
         if not addresses:
             raise OSError(f"{self._name[0]} resolves to no address")

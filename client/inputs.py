@@ -4,7 +4,7 @@ field per line), read lazily so that a large file streams through."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -50,7 +50,7 @@ def _file_texts(path: Path) -> Iterator[str]:
         raise InputError(f"{path}: {error.strerror or error}") from None
 
 
-def read_texts(arguments: Iterable[str], files: Iterable[Path], stdin: TextIO) -> Iterator[str]:
+def read_texts(arguments: Iterable[str], files: Iterable[Path], stdin: TextIO) -> Generator[str, None, None]:
     """The arguments, then each file in turn (``-`` is stdin); stdin alone when there are neither."""
     arguments, files = list(arguments), list(files)
     yield from arguments

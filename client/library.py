@@ -127,7 +127,7 @@ class _BaseClient:
     def _http_options(self) -> dict[str, Any]:
         return {"connection_timeout": self.timeout, "network_timeout": self.timeout}
 
-    def _new_connection(self, address: str):
+    def _new_connection(self, address: str) -> Any:
         """A tritonclient ``InferenceServerClient`` of this client's protocol on ``address``."""
         options = {"ssl": self.ssl, **self._tls} if self.protocol is Protocol.GRPC else self._http_options()
         return importlib.import_module(self._MODULES[self.protocol]).InferenceServerClient(address, **options)
@@ -156,7 +156,7 @@ class _BaseClient:
         return [tensor], [self._tensors.InferRequestedOutput(names.ENTITIES)]
 
     @staticmethod
-    def _entities(result) -> list[Entities]:
+    def _entities(result: Any) -> list[Entities]:
         return [json.loads(document) for document in result.as_numpy(names.ENTITIES)]
 
     def _retry_delay(self, error: Exception, attempt: int, first: int, address: str) -> float:
@@ -233,7 +233,7 @@ class NerClient(_BaseClient):
         # Now, so that a missing certificate file fails here and not at the first request.
         self._connection(self.balancer.addresses[0])
 
-    def _connection(self, address: str):
+    def _connection(self, address: str) -> Any:
         self._check_open()
         with self._lock:
             connections = self._shared if self.protocol is Protocol.GRPC else vars(self._local)
@@ -275,8 +275,8 @@ class NerClient(_BaseClient):
             DeadlineExceeded: No answer within ``timeout``.
         """
         single = isinstance(texts, str)
-        results = list(self.predict_iter([texts] if single else texts, aggregation_strategy, ignore_labels,
-                                         stride))
+        results = list(self.predict_iter([texts] if isinstance(texts, str) else texts, aggregation_strategy,
+                                         ignore_labels, stride))
         return results[0] if single else results
 
     def predict_iter(self, texts: Iterable[str], aggregation_strategy: str | None = None,
@@ -324,7 +324,7 @@ class NerClient(_BaseClient):
     def __enter__(self) -> NerClient:
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

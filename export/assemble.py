@@ -7,12 +7,14 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -23,6 +25,14 @@ from triton_ner.export import configs, convert, steps
 from triton_ner.export.configs import ServingOptions
 from triton_ner.export.model_io import check_config_against_model
 from triton_ner.export.source import Checkpoint, ExportError
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # the same class, named there before Python 3.11
+    from importlib.abc import Traversable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # The Python-backend models whose code (<model>/1/model.py) every export copies from the package data
 # triton_ner.model_repository (the folder model_repository/ of a checkout).
@@ -92,6 +102,7 @@ def models_code() -> Traversable:
 def _is_models_code(folder: Path) -> bool:
     """Whether ``folder`` is where the models' code is installed from (model_repository/ of a checkout)."""
     template, copy = (root / names.TEXT_STEP / "1" / "model.py" for root in (models_code(), folder))
+    assert isinstance(copy, Path)  # under folder; typed as the Traversable it shares with template
     return isinstance(template, Path) and copy.exists() and copy.samefile(template)
 
 
@@ -120,7 +131,7 @@ def code_is_current(repository: Path, code: Traversable | None = None) -> bool:
     return all(same(model) for model in PYTHON_MODELS)
 
 
-def _save_tokenizer(tokenizer, model, folder: Path) -> None:
+def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, model: Any, folder: Path) -> None:
     """The tokenizer files and the checkpoint's config.json (labels), which the text step reads."""
     folder.mkdir(parents=True)
     tokenizer.save_pretrained(folder)
@@ -133,7 +144,7 @@ def _existing_export(output: Path) -> bool:
 
 
 def build(checkpoint: Checkpoint, output: Path, plan: ExportPlan = ExportPlan(), force: bool = False,
-          log=print) -> dict:
+          log: Callable[[str], None] = print) -> dict:
     """Export ``checkpoint`` into the repository ``output``; return the manifest.
 
     Every artifact is proven before the repository is moved in place, so a failed export leaves nothing

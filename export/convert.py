@@ -11,8 +11,10 @@ import contextlib
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +23,9 @@ from triton_ner.core import names
 from triton_ner.core.runners import Runner
 from triton_ner.export import corpus
 from triton_ner.export.source import ExportError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -38,7 +43,7 @@ PROOF_TEXTS = (
 )
 
 
-def load_model(path: Path):
+def load_model(path: Path) -> Any:
     """The checkpoint as an eval-mode PyTorch token classifier (eager attention, exportable)."""
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
@@ -54,11 +59,11 @@ def load_model(path: Path):
 class LogitsOnly(torch.nn.Module):
     """The model with only the logits tensor as output, so the graph has exactly the output ``logits``."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
@@ -80,19 +85,19 @@ class PortableLogits(LogitsOnly):
     Runtime's optimizer fuses attention only on transformers' own mask pattern.
     """
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         weights = self.model.get_input_embeddings().weight
         padded = 1.0 - attention_mask[:, None, None, :].type_as(weights)
         return self.model(input_ids=input_ids, attention_mask=padded * MASKED).logits
 
 
-def _example(tokenizer):
+def _example(tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:
     sample = tokenizer(list(PROOF_TEXTS[:2]), padding=True, return_tensors="pt")
     return sample["input_ids"], sample["attention_mask"]
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """Silence the converters' chatter (deprecations, tracer notes, advice); the proofs judge the result."""
     from transformers.utils import logging as hf_logging
 
@@ -109,7 +114,7 @@ def _quiet():
         hf_logging.set_verbosity(hf_level)
 
 
-def export_onnx(model, tokenizer, output: Path) -> Path:
+def export_onnx(model: Any, tokenizer: PreTrainedTokenizerBase, output: Path) -> Path:
     """Write the model as ONNX (opset 17) with named, dynamic batch and sequence axes."""
     axes = {0: "batch", 1: "sequence"}
     # eval(): the exporter puts the wrapper back in its previous mode afterwards, and a fresh module is in
@@ -126,7 +131,8 @@ def export_onnx(model, tokenizer, output: Path) -> Path:
     return output
 
 
-def export_torchscript(model, tokenizer, output: Path, attention: str = "sdpa") -> Path:
+def export_torchscript(model: Any, tokenizer: PreTrainedTokenizerBase, output: Path, attention: str = "sdpa"
+                       ) -> Path:
     """Trace the model to TorchScript; any batch size and length up to 512 (the proof checks other shapes).
 
     ``attention``: transformers' attention implementation in the traced graph. ``sdpa`` (PyTorch's
@@ -199,7 +205,7 @@ def torchscript_inputs(path: Path) -> list[str]:
     return [argument.name for argument in module.forward.schema.arguments[1:]]
 
 
-def _optimizer_model(source: Path, config):
+def _optimizer_model(source: Path, config: Any) -> Any:
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet():
@@ -207,13 +213,13 @@ def _optimizer_model(source: Path, config):
                               hidden_size=config.hidden_size)
 
 
-def optimize_onnx(source: Path, output: Path, config) -> Path:
+def optimize_onnx(source: Path, output: Path, config: Any) -> Path:
     """ONNX Runtime's transformer optimizer: fused attention, GELU and layer normalization."""
     _optimizer_model(source, config).save_model_to_file(str(output))
     return output
 
 
-def fp16_onnx(source: Path, output: Path, config) -> Path:
+def fp16_onnx(source: Path, output: Path, config: Any) -> Path:
     """Optimized, then float16 inside with int64 inputs and float32 logits (for GPU)."""
     optimized = _optimizer_model(source, config)
     with _quiet():
@@ -252,7 +258,7 @@ def calibration_corpus() -> list[str]:
     return corpus.texts(CALIBRATION_TEXTS, seed=7)
 
 
-def int8_openvino(source: Path, output: Path, tokenizer) -> Path:
+def int8_openvino(source: Path, output: Path, tokenizer: PreTrainedTokenizerBase) -> Path:
     """The OpenVINO IR quantized by NNCF: weights and activations of the matrix products in INT8, their ranges
     calibrated on :func:`calibration_corpus` (static post-training quantization, transformer preset: SmoothQuant,
     no quantizers where BERT-like models lose accuracy)."""
@@ -272,7 +278,7 @@ def int8_openvino(source: Path, output: Path, tokenizer) -> Path:
 
 
 @contextlib.contextmanager
-def _no_progress():
+def _no_progress() -> Iterator[None]:
     """NNCF's log lines and progress bars (rich, on stdout) off: the export prints one line per step."""
     import io
 
@@ -299,7 +305,7 @@ class LogitProof:
         return self.max_abs_diff <= TOLERANCE
 
 
-def prove_logits(model, tokenizer, run: Runner) -> LogitProof:
+def prove_logits(model: Any, tokenizer: PreTrainedTokenizerBase, run: Runner) -> LogitProof:
     """Compare ``run`` with PyTorch on each proof text alone and on all of them in one padded batch."""
     batches = [[t] for t in PROOF_TEXTS] + [list(PROOF_TEXTS)]
     worst = 0.0

@@ -18,10 +18,16 @@ import random
 import shutil
 import string
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triton_ner.core.names import CONLL_LABELS
 from triton_ner.export import corpus
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import DistilBertTokenizer, PreTrainedTokenizerBase
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -92,14 +98,15 @@ def benchmark_vocabulary() -> dict[str, int]:
     return tokens
 
 
-def tokenizer(vocab: dict[str, int] | None = None):
+def tokenizer(vocab: dict[str, int] | None = None) -> DistilBertTokenizer:
     """A fast tokenizer with bert-base-cased's normalization (no lower-casing, accents kept)."""
     from transformers import DistilBertTokenizer
 
     return DistilBertTokenizer(vocab=vocab or vocabulary(), do_lower_case=False, model_max_length=512)
 
 
-def _encode(tok, sentences: list[corpus.Sentence], label2id: dict[str, int]):
+def _encode(tok: PreTrainedTokenizerBase, sentences: list[corpus.Sentence], label2id: dict[str, int]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids and token labels: the word's tag on its first token, ``I-`` on the rest, -100 on specials."""
     import torch
 
@@ -197,7 +204,7 @@ def benchmark_model() -> Path:
     return _cached("benchmark-distilbert", build_benchmark)
 
 
-def _cached(name: str, make) -> Path:
+def _cached(name: str, make: Callable[[Path], Path]) -> Path:
     target = cache_dir() / f"{name}-{_code_hash()}"
     if (target / "config.json").exists():
         return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -34,7 +35,7 @@ def model_io(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
 
         graph = onnx.load(str(path), load_external_data=False).graph
 
-        def spec(value) -> TensorSpec:
+        def spec(value: onnx.ValueInfoProto) -> TensorSpec:
             tensor = value.type.tensor_type
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
             return TensorSpec(_ONNX_TYPES.get(onnx.TensorProto.DataType.Name(tensor.elem_type), mc.TYPE_INVALID),
@@ -46,7 +47,7 @@ def model_io(path: Path) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
 
         model = ov.Core().read_model(str(path))
 
-        def port(value) -> tuple[str, TensorSpec]:
+        def port(value: Any) -> tuple[str, TensorSpec]:  # an openvino Output
             shape = tuple(d.get_length() if d.is_static else -1 for d in value.get_partial_shape())
             return value.get_any_name(), TensorSpec(_OPENVINO_TYPES.get(value.get_element_type().get_type_name(),
                                                                         mc.TYPE_INVALID), shape)
@@ -66,7 +67,7 @@ def _resolve(name: str, available: list[str]) -> str:
     return name if name in available else ""
 
 
-def _shape_text(shape) -> str:
+def _shape_text(shape: list[int]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 

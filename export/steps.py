@@ -11,12 +11,18 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from triton_ner.core import variants
 from triton_ner.core.runners import load_runner
 from triton_ner.core.variants import MODEL_FILES, Format, Precision
 from triton_ner.export import convert
 from triton_ner.export.source import EntitiesDisagree, LogitsDiffer, UnsafeGraph
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from triton_ner.export.assemble import ExportPlan
 
 PYTORCH = "PyTorch (the checkpoint, FP32 on CPU)"
 PLAIN_ONNX = ".plain.onnx"  # the exported graph before ONNX Runtime's fusions: OpenVINO's source too
@@ -58,7 +64,7 @@ class Step:
         return proof_key(self.file, self.run_in)
 
 
-def plan_steps(model, tokenizer, plan) -> list[Step]:
+def plan_steps(model: Any, tokenizer: PreTrainedTokenizerBase, plan: ExportPlan) -> list[Step]:
     """The steps of an :class:`~triton_ner.export.assemble.ExportPlan`, in the order they run."""
     onnx, ir = MODEL_FILES[Format.ONNX, Precision.FP32], MODEL_FILES[Format.OPENVINO, Precision.FP32]
     traced = MODEL_FILES[Format.TORCHSCRIPT, Precision.FP32]
@@ -117,7 +123,7 @@ def plan_steps(model, tokenizer, plan) -> list[Step]:
     return found
 
 
-def _trace(model, tokenizer, path: Path) -> dict:
+def _trace(model: Any, tokenizer: PreTrainedTokenizerBase, path: Path) -> dict:
     """The TorchScript file, refused if its graph would not run the same everywhere or in every precision."""
     convert.export_torchscript(model, tokenizer, path)
     devices = convert.torchscript_constants(path)
@@ -147,7 +153,8 @@ def _has_cuda() -> bool:
 class _Prover:
     """Proves each step's file; keeps each reference file's entities, found once."""
 
-    def __init__(self, model, tokenizer, tokenizer_dir: Path, min_agreement: float, say: Callable[[str], None]):
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, tokenizer_dir: Path, min_agreement: float,
+                 say: Callable[[str], None]) -> None:
         self.model, self.tokenizer, self.tokenizer_dir = model, tokenizer, tokenizer_dir
         self.min_agreement, self.say = min_agreement, say
         self.references: dict[Path, set] = {}
@@ -163,6 +170,7 @@ class _Prover:
 
     def entities(self, step: Step, path: Path) -> tuple[dict, EntitiesDisagree | None]:
         """The proof's figures, and the error when the entities agree less than the minimum."""
+        assert step.reference is not None  # only a step with a reference is proven on entities
         reference = path.with_name(step.reference)
         device = "cuda" if step.run_in is Precision.FP16 and path.suffix == ".pt" and _has_cuda() else "cpu"
         if reference not in self.references:
@@ -195,13 +203,14 @@ def run_steps(steps: list[Step], version_dir: Path, prover: _Prover, keep_going:
         if step.says:
             say(step.says)
         if step.reference is None:
+            assert step.make is not None  # a step proven on logits writes its own file
             try:
                 made = step.make(version_dir)
                 proof = prover.logits(path, step.label or step.file)
-            except Exception as error:  # noqa: BLE001 - a fallback exists for a failure of any kind
+            except Exception as failure:  # noqa: BLE001 - a fallback exists for a failure of any kind
                 if step.fallback is None:
                     raise
-                say(f"{step.file}: {str(error).splitlines()[0]}; the plain graph instead")
+                say(f"{step.file}: {str(failure).splitlines()[0]}; the plain graph instead")
                 made = step.fallback(version_dir)
                 proof = prover.logits(path, step.file)
             if not step.intermediate:
@@ -225,8 +234,8 @@ def run_steps(steps: list[Step], version_dir: Path, prover: _Prover, keep_going:
     return proofs, refused
 
 
-def export_files(model, tokenizer, tokenizer_dir: Path, version_dir: Path, plan, say: Callable[[str], None]
-                 ) -> tuple[dict, dict]:
+def export_files(model: Any, tokenizer: PreTrainedTokenizerBase, tokenizer_dir: Path, version_dir: Path,
+                 plan: ExportPlan, say: Callable[[str], None]) -> tuple[dict, dict]:
     """Write and prove every model file of ``plan`` (:func:`plan_steps`, :func:`run_steps`)."""
     prover = _Prover(model, tokenizer, tokenizer_dir, plan.min_agreement, say)
     return run_steps(plan_steps(model, tokenizer, plan), version_dir, prover, plan.keep_going, say)

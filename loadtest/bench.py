@@ -140,7 +140,7 @@ class Rows(str, enum.Enum):
     TAIL = "tail"  # tail latency over windows from ready, both protocols (loadtest/tail.py)
 
 
-def prepare_repository(output: Path, log) -> Path:
+def prepare_repository(output: Path, log: Callable[[str], None]) -> Path:
     """The benchmark model exported with its FP32 and INT8 ONNX variants, the BF16 TorchScript variant and the
     OpenVINO variants for CPU and its GPU configs (FP32 ONNX in NVIDIA's onnxruntime backend), reused when
     present."""
@@ -175,7 +175,8 @@ def onnxruntime_backend_repository(repository: Path, output: Path, threads: int)
     return output
 
 
-def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say) -> None:
+def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path, say: Callable[[str], None]
+                    ) -> None:
     """The serving path's ceiling (:mod:`triton_ner_loadtest.ceiling`): its table, targets, JSON and plot, and the
     docs page of the table and plot (``docs/ceiling.md``)."""
     from triton_ner.server.installation import onnxruntime_backend
@@ -207,7 +208,7 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
     say(f"wrote {docs / 'ceiling.md'} and {docs / 'ceiling.png'}")
 
 
-def tail_section(repository: Path, output: Path, docs: Path, say) -> None:
+def tail_section(repository: Path, output: Path, docs: Path, say: Callable[[str], None]) -> None:
     """Tail latency over windows (:mod:`triton_ner_loadtest.tail`) on the fixture export: table, targets, JSON and
     the docs page (``docs/tail.md``)."""
     from triton_ner_loadtest import ceiling, tail
@@ -276,7 +277,7 @@ def main(
     def served_rows(server: TritonServer, name: str, precision: str) -> None:
         served_run(server.grpc_url, corpus[:64], 8)  # warm-up
         for concurrency in CONCURRENCY:
-            with MemorySampler(server.process.pid) as memory:
+            with MemorySampler(server.started.pid) as memory:
                 seconds, latencies = served_run(server.grpc_url, corpus, concurrency)
             record(Row(name, precision, concurrency, len(corpus), seconds, latencies, memory.peak_mb))
 
@@ -322,7 +323,7 @@ def main(
             served_rows(server, name, precision)
             if openvino and (name, variant) in SHORT:
                 for concurrency in SHORT_CONCURRENCY:
-                    with MemorySampler(server.process.pid) as memory:
+                    with MemorySampler(server.started.pid) as memory:
                         seconds, latencies = served_run(server.grpc_url, short, concurrency)
                     record(Row(f"{name} short", precision, concurrency, len(short), seconds, latencies,
                                memory.peak_mb))

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def find_row(rows: list[Row], name: str, precision: str, concurrency: int | None
                 and (concurrency is None or r.concurrency == concurrency))
 
 
-def _measurable(specs) -> list[Check]:
+def _measurable(specs: Iterable[tuple[str, Callable[..., float], float, bool]]) -> list[Check]:
     """The checks whose rows this run has: each spec is ``(text, figure, bound, at_least)`` with ``figure`` a
     function of no argument, which finds no row (StopIteration, ValueError) when a variant was left out."""
     checks = []
@@ -85,13 +86,13 @@ def _measurable(specs) -> list[Check]:
 
 def targets(rows: list[Row]) -> list[Check]:
     """The serving targets, all ratios (or differences) of this run; those of a variant left out are left out."""
-    def find(name, precision, concurrency=None):
+    def find(name: str, precision: str, concurrency: int | None = None) -> Row:
         return find_row(rows, name, precision, concurrency)
 
-    def served(p):
+    def served(p: str) -> Row:
         return find("served", p, 32)
 
-    def ceiling(p):
+    def ceiling(p: str) -> Row:
         return max((r for r in rows if r.name.startswith("in-process batch") and r.precision == p),
                    key=lambda r: r.texts_per_s)
 
@@ -125,17 +126,17 @@ def openvino_targets(rows: list[Row], proofs: dict) -> list[Check]:
     """OpenVINO against FP32 (config.pbtxt) in this run: throughput on the corpus and on its short sentences, server
     memory, and the export's entity agreement with FP32 (random weights: near-ties that rounding flips, so the bar
     is 95% here; the trained fixture model is held to 99% by the export's tests)."""
-    def find(name, precision, concurrency):
+    def find(name: str, precision: str, concurrency: int) -> Row:
         return find_row(rows, name, precision, concurrency)
 
-    specs = []
+    specs: list[tuple[str, Callable[..., float], float, bool]] = []
     for suffix, label in (("", ""), (" short", f", sentences of at most {SHORT_WORDS} words")):
         for precision, concurrency, gain in OPENVINO_GAINS:
             specs.append((f"served openvino {precision} c={concurrency} / served fp32 c={concurrency}{label}",
                           lambda s=suffix, p=precision, c=concurrency: find(f"served openvino{s}", p, c).texts_per_s
                           / find(f"served{s}", "fp32", c).texts_per_s, gain, True))
 
-    def memory(name, precision):
+    def memory(name: str, precision: str) -> float:
         return max(r.server_rss_mb or 0 for r in rows if r.name == name and r.precision == precision)
 
     specs.append(("server memory under load, openvino bf16 / config.pbtxt fp32",

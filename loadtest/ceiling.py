@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +21,9 @@ from triton_ner.core import names
 from triton_ner_loadtest import plots
 from triton_ner_loadtest.checks import Check
 from triton_ner_loadtest.http_load import model_statistics, step_figures, text_step_own_ms_per_text
+
+if TYPE_CHECKING:
+    from triton_ner.server.launcher import TritonServer
 
 CONCURRENCY = (1, 16, 64, 256)
 TEXTS_PER_REQUEST = (1, 8)
@@ -104,16 +110,17 @@ async def grpc_closed_loop(url: str, concurrency: int, texts: list[str], seconds
         await client.close()
 
 
-def measure(server, variant: str, concurrency: int, texts_per_request: int, seconds: float = 8.0) -> Point:
+def measure(server: TritonServer, variant: str, concurrency: int, texts_per_request: int, seconds: float = 8.0
+            ) -> Point:
     """``concurrency`` clients sending ``texts_per_request`` short sentences per request for ``seconds`` to
     ``server`` (a running :class:`TritonServer`), with the CPU time of its parts."""
     from triton_ner.server.processes import tree_cpu_seconds
 
     texts = [SENTENCE] * texts_per_request
     asyncio.run(grpc_closed_loop(server.grpc_url, min(concurrency, 8), texts, 1.0))  # warm-up
-    before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+    before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
     elapsed, samples = asyncio.run(grpc_closed_loop(server.grpc_url, concurrency, texts, seconds))
-    after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+    after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
     served = len(samples) * texts_per_request
     return Point(variant, concurrency, texts_per_request, len(samples), elapsed, [ms for _, ms in samples],
                  step_figures(before, after, served),
@@ -136,9 +143,11 @@ def markdown(points: list[Point]) -> str:
     return "\n".join(lines)
 
 
-def serve_points(repository, variant: str, say, config_name: str | None = None,
-                 loads=tuple((c, t) for t in TEXTS_PER_REQUEST for c in CONCURRENCY), seconds: float = 8.0,
-                 ) -> list[Point]:
+def serve_points(repository: Path, variant: str, say: Callable[[str], None], config_name: str | None = None,
+                 loads: tuple[tuple[int, int], ...] = tuple(
+                     (c, t)  # type: ignore[name-defined]  # mypy misses a default's comprehension names (mypy#9346)
+                     for t in TEXTS_PER_REQUEST for c in CONCURRENCY),
+                 seconds: float = 8.0) -> list[Point]:
     """Start the local Triton on ``repository`` and measure each ``(clients, texts per request)`` of ``loads``."""
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
@@ -147,7 +156,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
     points = []
     with TritonServer(repository, free_ports(), config_name=config_name) as server:
         for concurrency, texts in loads:
-            with MemorySampler(server.process.pid) as memory:
+            with MemorySampler(server.started.pid) as memory:
                 point = measure(server, variant, concurrency, texts, seconds)
             point.server_rss_mb = memory.peak_mb
             points.append(point)
@@ -156,7 +165,7 @@ def serve_points(repository, variant: str, say, config_name: str | None = None,
     return points
 
 
-def fixture_repository(output, log):
+def fixture_repository(output: Path, log: Callable[[str], None]) -> Path:
     """The fixture model exported with its CPU and GPU configs, reused when present and of this code."""
     from triton_ner.export.fixture import fixture_model
     from triton_ner_loadtest.exports import cached_export
@@ -178,7 +187,7 @@ def text_cpu_ms(point: Point) -> float:
 
 def targets(points: list[Point]) -> list[Check]:
     """The serving path's targets, from this run's points."""
-    def find(variant, concurrency, texts):
+    def find(variant: str, concurrency: int, texts: int) -> Point | None:
         return next((p for p in points if (p.variant, p.concurrency, p.texts_per_request) ==
                      (variant, concurrency, texts)), None)
 
@@ -199,7 +208,7 @@ def targets(points: list[Point]) -> list[Check]:
     return [Check(*check) for check in checks]
 
 
-def plot(points: list[Point], path) -> None:
+def plot(points: list[Point], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triton_ner.core import names
 
+if TYPE_CHECKING:
+    from triton_ner.export.assemble import ExportPlan
 
-def cached_export(checkpoint: Path, output: Path, plan=None, variants: tuple[str, ...] = (),
+
+def cached_export(checkpoint: Path, output: Path, plan: ExportPlan | None = None, variants: tuple[str, ...] = (),
                   log: Callable[[str], None] = print) -> Path:
     """``output`` holding ``checkpoint`` exported with ``plan`` (the export's default when None): reused when its
     manifest names that checkpoint, its models' code is this tree's, the model step has every config of
@@ -29,7 +33,7 @@ def cached_export(checkpoint: Path, output: Path, plan=None, variants: tuple[str
     return output
 
 
-def _configs_current(repository: Path, plan) -> bool:
+def _configs_current(repository: Path, plan: ExportPlan) -> bool:
     """Whether each config of ``plan`` that the export did not refuse is, to the letter, the one this tree writes
     for it, and the model file it names exists."""
     from dataclasses import replace

@@ -77,9 +77,10 @@ def _environment(device: str) -> dict:
     import torch
     import transformers
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "tokenizers": tokenizers.__version__, "numpy": np.__version__, "device": device,
-           "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    env: dict[str, str | int | float | None] = {
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__, "numpy": np.__version__, "device": device,
+        "float32_matmul_precision": torch.get_float32_matmul_precision()}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(device)
         env |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
@@ -104,8 +105,8 @@ def trace(plan: Plan, work: Path) -> Traced:
                   convert.export_torchscript(model, tokenizer, work / "model_eager.pt", attention="eager"))
 
 
-def time_run(run, input_ids: np.ndarray, attention_mask: np.ndarray, sync: Callable[[], None], warmup: int,
-             repeats: int, max_seconds: float = 5.0) -> list[float]:
+def time_run(run: Callable[[np.ndarray, np.ndarray], object], input_ids: np.ndarray, attention_mask: np.ndarray,
+             sync: Callable[[], None], warmup: int, repeats: int, max_seconds: float = 5.0) -> list[float]:
     """Seconds of each of ``repeats`` calls after ``warmup`` calls (at least 3 calls once ``max_seconds`` pass)."""
     for _ in range(warmup):  # TorchScript's profiling executor specializes on the first calls of a shape
         run(input_ids, attention_mask)

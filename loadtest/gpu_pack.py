@@ -29,11 +29,16 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triton_ner import cli
 from triton_ner.core import names
+
+if TYPE_CHECKING:
+    from triton_ner.export.assemble import ExportPlan
 
 DEFAULT_PACK = Path("build/gpu-check/serving-pack.tar.xz")
 MODELS = ("benchmark", "fixture")
@@ -45,7 +50,7 @@ STEPS = "steps"  # the steps' packages (numpy below 2) in the archive
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 
 
-def export_plan():
+def export_plan() -> ExportPlan:
     """The served export: TorchScript in FP32 (``config.pbtxt``, CPU) and FP16 (``configs/cuda.pbtxt``, GPU)."""
     from triton_ner.core.variants import Format, Precision, Target
     from triton_ner.export.assemble import ExportPlan
@@ -84,7 +89,7 @@ def steps_wheels(python: str, into: Path) -> list[Path]:
 
 
 def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, python: str | None = None,
-         log=print) -> Path:
+         log: Callable[[str], None] = print) -> Path:
     """Write the archive: the installed wheel's Triton runtime with the stub of Python ``python`` (default: this
     one), the steps' numpy for it, and each model's repository without weights."""
     from triton_ner.export.assemble import build
@@ -118,8 +123,8 @@ def pack(output: Path = DEFAULT_PACK, models: tuple[str, ...] = MODELS, python: 
         for model in models:
             checkpoint = benchmark_model() if model == "benchmark" else fixture_model()
             repository = Path(folder) / model
-            build(Checkpoint(checkpoint, model), repository, export_plan(), log=lambda m, model=model: log(
-                f"{model}: {m}"))
+            build(Checkpoint(checkpoint, model), repository, export_plan(),
+                  log=lambda m, model=model: log(f"{model}: {m}"))  # type: ignore[misc]  # mypy#12557: lambda defaults
             (repository / WEIGHTS).unlink()
             archive.add(repository, f"repositories/{model}", filter=_skip)
         description = json.dumps({"models": list(models), "weights": WEIGHTS, "python": python, "steps": STEPS,
@@ -142,7 +147,9 @@ class Unpacked:
 def unpack(archive: Path, into: Path, model: str, torchscript: Path) -> Unpacked:
     """Unpack ``archive`` into ``into`` and put ``torchscript`` (the traced ``model``) into its repository."""
     with tarfile.open(archive) as packed:
-        described = json.loads(packed.extractfile("pack.json").read())
+        member = packed.extractfile("pack.json")
+        assert member is not None  # pack() writes it as a regular file
+        described = json.loads(member.read())
         python = described.get("python", "any")
         if python != this_python():
             raise ValueError(f"{archive} is made for Python {python}, and this is Python {this_python()}: make it "

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SKIPPED_NO_TRITON = ("skipped: no serving pack and no local tritonserver (make gpu-check-pack where the "
                      "nvidia-pytriton wheel is installed)")
@@ -82,8 +86,8 @@ class Traced:
     (fused attention) and one with transformers' eager attention, measured beside it."""
 
     checkpoint: Path
-    model: object
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     torchscript: Path
     torchscript_eager: Path
 

@@ -68,7 +68,7 @@ def prove(plan: Plan, traced: Traced, log: Callable[[str], None]) -> tuple[list[
     batch = prepare(vocab.tokenizer, texts, RequestOptions(), max_windows=1 << 30)
     real = batch.attention_mask.astype(bool)
 
-    def run_corpus(run) -> tuple[np.ndarray, set[tuple]]:
+    def run_corpus(run: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, set[tuple]]:
         logits = run_in_groups(run, batch.input_ids, batch.attention_mask, 16384)
         found = aggregate_texts(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, logits,
                                 batch.text_index, vocab)

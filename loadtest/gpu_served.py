@@ -10,11 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from triton_ner.core import variants
 from triton_ner_loadtest.gpu_plan import SERVED_TEXTS, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan, Runner, Traced
+
+if TYPE_CHECKING:
+    from triton_ner_loadtest.http_load import LoadResult
 
 
 def local_triton() -> bool:
@@ -99,7 +103,8 @@ def _limit(row: dict, instances: dict[str, int]) -> dict:
     text, model = row["steps"].get("ner_text", {}), row["steps"].get("ner_model", {})
     cpu = row.get("server_cpu_ms_per_text"), row.get("generator_cpu_ms_per_text")
     busy = {"load generator": row.get("generator_busy"),
-            "host cores": None if None in cpu else sum(cpu) * rate / (os.cpu_count() or 1),
+            "host cores": None if None in cpu else (
+                sum(cpu) * rate / (os.cpu_count() or 1)),  # type: ignore[arg-type]  # `None in cpu` narrows nothing
             "ner_model executes": (model.get("compute_ms_per_text") or 0) * rate / instances["ner_model"],
             "ner_text own work": (row.get("text_step_own_ms_per_text") or 0) * rate / instances["ner_text"],
             "ner_text instances": (text.get("compute_ms_per_text") or 0) * rate / instances["ner_text"]}
@@ -111,7 +116,7 @@ def _limit(row: dict, instances: dict[str, int]) -> dict:
 
 
 
-def _cpu_figures(before: dict[str, float], after: dict[str, float], load, texts: int) -> dict:
+def _cpu_figures(before: dict[str, float], after: dict[str, float], load: LoadResult, texts: int) -> dict:
     """CPU time per text served (user and system, from /proc): the server's by part (tritonserver, each step's
     stubs) and in all, and the load generator's, with how busy its processes were (near 1: it is the limit)."""
     if not texts:
@@ -153,7 +158,7 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                       steps_python=served.steps_python) as server:
         ready_s = time.monotonic() - started
         memory = _device_memory_used(plan.device)
-        memory = None if memory is None else memory - memory_before
+        memory = None if memory is None or memory_before is None else memory - memory_before
         instances = {name: model_instances(server.http_url, name) for name in (names.TEXT_STEP, names.MODEL)}
         log(f"Triton ready ({config_name or 'config'}.pbtxt) in {ready_s:.1f} s; instances {instances}"
             + ("" if memory is None else f"; {memory:.2f} GiB of GPU memory taken by the server"))
@@ -164,9 +169,9 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
                 if time.monotonic() > deadline:
                     rows.append(row | {"error": SKIPPED_BUDGET})
                     continue
-                before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+                before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
                 load = run_load(server.http_url, texts, concurrency, per_request, plan.served_seconds)
-                after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.process.pid)
+                after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
                 served_texts = load.requests * per_request
                 steps = step_figures(before, after, served_texts)
                 batch = steps[names.MODEL]["average_batch"]

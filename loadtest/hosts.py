@@ -16,7 +16,7 @@ def is_allowed_host(url: str, allowed_hosts: frozenset[str] = ALLOWED_HOSTS) -> 
     if host in allowed_hosts:
         return True
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)

@@ -24,6 +24,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from locust import User, events, tag, task  # noqa: E402
+from locust.argument_parser import LocustArgumentParser  # noqa: E402
+from locust.env import Environment  # noqa: E402
 
 from triton_ner.client import NerClient  # noqa: E402
 from triton_ner.core import names  # noqa: E402
@@ -32,7 +34,7 @@ from triton_ner_loadtest.texts import scenario_text  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener
-def _options(parser):
+def _options(parser: LocustArgumentParser) -> None:
     parser.add_argument("--grpc-url", default=f"localhost:{names.GRPC_PORT}",
                         help="host:port of Triton's gRPC endpoint")
     parser.add_argument("--http-url", default=f"localhost:{names.HTTP_PORT}",
@@ -44,7 +46,7 @@ def _options(parser):
 
 
 @events.init.add_listener
-def _refuse_remote_targets(environment, **_kwargs):
+def _refuse_remote_targets(environment: Environment, **_kwargs: object) -> None:
     options = environment.parsed_options
     if options is None:
         return
@@ -56,7 +58,7 @@ def _refuse_remote_targets(environment, **_kwargs):
 
 
 @events.quitting.add_listener
-def _check_thresholds(environment, **_kwargs):
+def _check_thresholds(environment: Environment, **_kwargs: object) -> None:
     options, total = environment.parsed_options, environment.stats.total
     if options is None:
         return
@@ -77,8 +79,9 @@ class _NerUser(User):
     abstract = True
     protocol = "grpc"
 
-    def on_start(self):
+    def on_start(self) -> None:
         options = self.environment.parsed_options
+        assert options is not None  # Locust's command line parsed (_options)
         url = options.grpc_url if self.protocol == "grpc" else options.http_url
         # No client-side retries: the load test must see every failure the server returns.
         self.ner = NerClient(url, self.protocol, retries=0)
@@ -86,7 +89,7 @@ class _NerUser(User):
         self.strategy = options.strategy
         self.rng = random.Random()
 
-    def on_stop(self):
+    def on_stop(self) -> None:
         # Without this the gRPC channel keeps the headless Locust process alive after the run.
         self.ner.close()
 
@@ -105,17 +108,17 @@ class _NerUser(User):
 
     @tag("short")
     @task(6)
-    def short(self):
+    def short(self) -> None:
         self._predict("short")
 
     @tag("news")
     @task(3)
-    def news(self):
+    def news(self) -> None:
         self._predict("news")
 
     @tag("long")
     @task(1)
-    def long(self):
+    def long(self) -> None:
         self._predict("long")
 
 

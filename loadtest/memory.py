@@ -23,7 +23,7 @@ def tree_rss_mb(pid: int) -> float:
 class MemorySampler:
     """The peak of :func:`tree_rss_mb` while a load runs (a context manager)."""
 
-    def __init__(self, pid: int, every: float = 0.2):
+    def __init__(self, pid: int, every: float = 0.2) -> None:
         self.pid = pid
         self.every = every
         self.peak_mb = 0.0
@@ -42,6 +42,6 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()

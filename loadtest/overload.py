@@ -24,7 +24,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -32,6 +33,9 @@ import typer
 from triton_ner import cli
 from triton_ner.core import names
 from triton_ner_loadtest.memory import MemorySampler, tree_rss_mb
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PROG = "overload"
 SHORT = "Wolfgang lives in Berlin and works for Siemens ."
@@ -47,7 +51,7 @@ class Outcome:
     entities: list | None = None
 
 
-def _module(protocol: str):
+def _module(protocol: str) -> ModuleType:
     if protocol == "grpc":
         import tritonclient.grpc.aio as module
     else:
@@ -223,7 +227,7 @@ def retried_burst(grpc_url: str, requests: list[list[str]], retries: int = 20, b
                           failed_after - failed), results
 
 
-def window_texts(tokenizer, count: int) -> list[str]:
+def window_texts(tokenizer: PreTrainedTokenizerFast, count: int) -> list[str]:
     """``count`` texts of one full window each (the model's length less [CLS] and [SEP]): as many tokens as
     a request of ``count`` windows can hold."""
     from triton_ner.core.tokenization import window_tokens
@@ -309,14 +313,15 @@ def main(
         build(Checkpoint(checkpoint, model), repository, ExportPlan(options=options), log=lambda _: None)
         with TritonServer(repository, free_ports()) as server:
             requests = burst_texts(size, texts_per_request)
-            figures, _ = burst(server.grpc_url, server.process.pid, requests)
+            figures, _ = burst(server.grpc_url, server.started.pid, requests)
             lines = figures.lines()
             retried, _ = retried_burst(server.grpc_url, requests)
             lines += retried.lines()
             if heavy_request:
-                from transformers import AutoTokenizer
+                from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
                 tokenizer = AutoTokenizer.from_pretrained(repository / names.TEXT_STEP / "1" / names.TOKENIZER_DIR)
+                assert isinstance(tokenizer, PreTrainedTokenizerFast)  # the text step's tokenizer is a fast one
                 windows = options.max_tokens_per_request // tokenizer.model_max_length
                 lines += heavy(server.grpc_url, window_texts(tokenizer, windows),
                                windows * tokenizer.model_max_length, heavy_timeout).lines()

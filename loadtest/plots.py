@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
-def finish(figure, axes, ticks: tuple[int, ...], path: Path) -> None:
+def finish(figure: Figure, axes: Iterable[Axes], ticks: tuple[int, ...], path: Path) -> None:
     """Label ``axes`` at the concurrency ``ticks``, add grid and legend, and write ``figure`` to ``path``."""
     for axis in axes:
         axis.set_xticks(ticks, [str(t) for t in ticks])

@@ -37,7 +37,8 @@ def process_names(server_pid: int) -> dict[int, str]:
     return {server_pid: "tritonserver", **{pid: f"{model} ({pid})" for pid, model in stubs.items()}}
 
 
-def sample_memory(server_pid: int, every: float, stop: threading.Event, rows: list[tuple[float, str, float]]):
+def sample_memory(server_pid: int, every: float, stop: threading.Event, rows: list[tuple[float, str, float]]
+                  ) -> None:
     """Append ``(seconds, process, RSS MB)`` every ``every`` seconds until ``stop`` is set."""
     import psutil
 
@@ -77,7 +78,7 @@ def load_rows(history: Path, duration_s: float) -> list[tuple[float, float, floa
     start = int(rows[0]["Timestamp"])
     peak = max(int(row["User Count"]) for row in rows)
     reached = False
-    found = []
+    found: list[tuple[float, float, float]] = []
     for row in rows:
         seconds, users = int(row["Timestamp"]) - start, int(row["User Count"])
         reached = reached or users == peak
@@ -95,7 +96,7 @@ def p99_drift(history: Path, warmup_s: float, duration_s: float) -> tuple[float,
         return float("nan"), float("nan")
     quarter = max(1, len(steady) // 4)
 
-    def median(values):
+    def median(values: list[float]) -> float:
         return sorted(values)[len(values) // 2]
 
     return median(steady[:quarter]), median(steady[-quarter:])
@@ -157,7 +158,7 @@ def main(
     with cli.one_line_errors("soak", ServerError), TritonServer(model_repository, ports) as server:
         rows: list[tuple[float, str, float]] = []
         stop = threading.Event()
-        sampler = threading.Thread(target=sample_memory, args=(server.process.pid, sample_seconds, stop, rows))
+        sampler = threading.Thread(target=sample_memory, args=(server.started.pid, sample_seconds, stop, rows))
         sampler.start()
         command = locust_command(results, users, users, f"{round(minutes * 60)}s", protocol, None, 1, "simple",
                                  ports, None, None) + ["--csv-full-history"]

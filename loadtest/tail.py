@@ -13,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from triton_ner_loadtest.checks import Check
+
+if TYPE_CHECKING:
+    from triton_ner.server.launcher import TritonServer
 
 WINDOW_S = 5.0
 # (clients, windows): 16 clients for 50 s per protocol, 64 clients for 20 s.
@@ -64,7 +69,7 @@ def windows(protocol: str, clients: int, samples: list[tuple[float, float]], sta
     return found
 
 
-def samples_of(protocol: str, server, clients: int, seconds: float) -> list[tuple[float, float]]:
+def samples_of(protocol: str, server: TritonServer, clients: int, seconds: float) -> list[tuple[float, float]]:
     """(completion time, latency ms) of every request of ``clients`` closed-loop clients for ``seconds``."""
     if protocol == "grpc":
         from triton_ner_loadtest.ceiling import grpc_closed_loop
@@ -78,7 +83,8 @@ def samples_of(protocol: str, server, clients: int, seconds: float) -> list[tupl
     return load.completions
 
 
-def measure(repository: Path, say, loads=LOADS, protocols=PROTOCOLS, window_s: float = WINDOW_S) -> list[Window]:
+def measure(repository: Path, say: Callable[[str], None], loads: tuple[tuple[int, int], ...] = LOADS,
+            protocols: tuple[str, ...] = PROTOCOLS, window_s: float = WINDOW_S) -> list[Window]:
     """Each protocol on a fresh server of ``repository``: every load of ``loads`` in turn, the first from ready."""
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer

@@ -77,6 +77,7 @@ def main() -> None:
     imported = {_file(m) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
     files = {os.path.realpath(p) for folder in folders for p in folder.rglob("*.py")
              if p.name != "__main__.py" and "__pycache__" not in p.parts and not _is_code_of_a_model(p)}
+    # A model's folder is a package without a file (it holds only its code, 1/model.py, as data): None.
     print(json.dumps({"loaded_twice": loaded_twice(), "not_imported": sorted(files - imported),
                       "modules": {m.__name__: _file(m) for m in modules}}))
 

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 if TYPE_CHECKING:
     import typer
@@ -97,11 +97,11 @@ def dataclass_options(settings: type, name: str) -> Callable[[Callable[..., None
             for field in options.values()]
 
         @functools.wraps(command)
-        def with_settings(**values) -> None:
+        def with_settings(**values: Any) -> None:
             given = settings(**{option: values.pop(option) for option in options})
             return command(**values, **{name: given})
 
-        with_settings.__signature__ = own.replace(
+        with_settings.__signature__ = own.replace(  # type: ignore[attr-defined]  # read by inspect.signature (typer)
             parameters=[p for p in own.parameters.values() if p.name != name] + added)
         return with_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -25,6 +25,7 @@ def main(
 ) -> None:
     """Export MODEL, serve it with Triton, send texts over gRPC and print the entities."""
     from triton_ner.client import ClientError, NerClient
+    from triton_ner.client.library import Entities
     from triton_ner.core.errors import ServerError
     from triton_ner.export.assemble import build
     from triton_ner.export.source import ExportError, resolve
@@ -43,7 +44,8 @@ def main(
             say(f"Triton ready on gRPC {server.grpc_url}")
             with NerClient(server.grpc_url) as client:
                 asked = texts or [SEED_SENTENCE]
-                for text, entities in zip(asked, client.predict(asked), strict=True):
+                found = cast(list[Entities], client.predict(asked))  # a list of texts: a list per text
+                for text, entities in zip(asked, found, strict=True):
                     print(f"\n{text}")
                     for entity in entities:
                         print(f"  {entity['entity_group']:<5} {entity['word']!r:<24} "

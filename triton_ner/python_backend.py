@@ -11,14 +11,22 @@ import os
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from triton_ner.core.errors import Code, InvalidInput, ModelStepError, ServingError, Stopped
+from triton_ner.core.runners import Runner
+
+# The Python backend's objects (triton_python_backend_utils carries no type information): a model's ``args``,
+# a request, a response.
+Args = dict[str, str]
+Request = Any
+Response = Any
 
 
-def config_parameters(args: dict) -> dict[str, str]:
+def config_parameters(args: Args) -> dict[str, str]:
     """The ``parameters`` of the model's configuration."""
     return {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
 
@@ -28,12 +36,12 @@ def log_info(message: str) -> None:
     pb_utils.Logger.log_info(message)
 
 
-def repository_path(args: dict, relative: str) -> Path:
+def repository_path(args: Args, relative: str) -> Path:
     """A path given relative to the model repository's root."""
     return Path(args["model_repository"]).parent / relative
 
 
-def error_response(error: Exception):
+def error_response(error: Exception) -> Response:
     """The response for a failed request: a :class:`~triton_ner.core.errors.ServingError` with its own code and
     message; any other exception is a bug, ``INTERNAL``, with its traceback in the server's log."""
     if not isinstance(error, ServingError):
@@ -43,7 +51,7 @@ def error_response(error: Exception):
                                                                                      error.code.value)))
 
 
-def _code(error) -> Code:
+def _code(error: Any) -> Code:
     """The :class:`~triton_ner.core.errors.Code` of a ``TritonError``."""
     number = error.code()
     return next((code for code in Code if getattr(pb_utils.TritonError, code.value) == number), Code.INTERNAL)
@@ -62,7 +70,7 @@ class StopCheck:
     direct or BLS call is.
     """
 
-    def __init__(self, requests: list, started: float):
+    def __init__(self, requests: list[Request], started: float):
         self.requests = requests
         self.started = started
         self.asked: set[int] = set()
@@ -78,7 +86,7 @@ class StopCheck:
         return None
 
 
-def model_runner(model_name: str, inputs: tuple[str, str], output: str):
+def model_runner(model_name: str, inputs: tuple[str, ...], output: str) -> Runner:
     """A runner (``(input_ids, attention_mask) -> logits``) that calls another model of the server (BLS)."""
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -93,7 +101,7 @@ def model_runner(model_name: str, inputs: tuple[str, str], output: str):
     return run
 
 
-def instance_threads(args: dict, configured: int, spinning: bool = True) -> int:
+def instance_threads(args: Args, configured: int, spinning: bool = True) -> int:
     """Intra-op threads of a model instance: ``configured``; with 0, every core this process may use for a runtime
     whose threads do not spin (ONNX Runtime, OpenVINO), else those cores shared evenly among the model's CPU instances
     (two instances on two cores: one thread each, so that neither spins on the other's core while a short request
@@ -108,17 +116,17 @@ def instance_threads(args: dict, configured: int, spinning: bool = True) -> int:
     return max(1, cores // instances)
 
 
-def instance_device(args: dict) -> str:
+def instance_device(args: Args) -> str:
     """``cuda:N`` for an instance Triton placed on GPU N (``KIND_GPU``), else ``cpu``."""
     return f"cuda:{args['model_instance_device_id']}" if args.get("model_instance_kind") == "GPU" else "cpu"
 
 
-def input_array(request, name: str) -> np.ndarray:
+def input_array(request: Request, name: str) -> np.ndarray:
     """The named input of ``request`` as a numpy array."""
     return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
 
 
-def input_texts(request, name: str, max_bytes: int | None = None) -> list[str]:
+def input_texts(request: Request, name: str, max_bytes: int | None = None) -> list[str]:
     """The named BYTES input as Python strings; a text that is not UTF-8, or larger than ``max_bytes``, is invalid."""
     texts = []
     for i, value in enumerate(input_array(request, name).reshape(-1)):
@@ -131,11 +139,11 @@ def input_texts(request, name: str, max_bytes: int | None = None) -> list[str]:
     return texts
 
 
-def request_parameters(request) -> dict:
+def request_parameters(request: Request) -> dict[str, Any]:
     """The request's parameters as a dict."""
     return json.loads(request.parameters() or "{}")
 
 
-def response(**tensors: np.ndarray):
+def response(**tensors: np.ndarray) -> Response:
     """An inference response with the given output tensors."""
     return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in tensors.items()])

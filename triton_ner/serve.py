@@ -7,6 +7,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -122,7 +123,7 @@ def main(
         server = options.server(config_name, tuple(triton_args or ()))
     stopping = False
 
-    def stop(signum, _frame):
+    def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         if stopping:  # a second signal while in-flight requests finish: no more waiting, and no exception in stop()
             cli.say("serve", f"{signal.Signals(signum).name} again, killing the server")
@@ -138,9 +139,9 @@ def main(
         cli.say("serve", f"ready: gRPC {server.grpc_url}, HTTP {server.http_url}, "
                 f"metrics localhost:{options.metrics_port}/metrics (Ctrl-C stops)")
         # Poll rather than Popen.wait(): a signal handler must not interrupt a wait that holds its lock.
-        while server.process.poll() is None:
+        while server.started.poll() is None:
             time.sleep(0.5)
-        code = server.process.returncode
+        code = server.started.returncode
         cli.say("serve", f"tritonserver exited with code {code}")
     except ServerError as error:
         cli.say("serve", f"error: {error}")

@@ -50,7 +50,7 @@ def test_every_module_of_the_checkout_loads_under_one_name(where, tmp_path):
     assert report["loaded_twice"] == {}
     assert report["not_imported"] == []
     folders = {name: Path(file).parent.relative_to(PROJECT_ROOT).as_posix()
-               for name, file in report["modules"].items() if Path(file).name == "__init__.py"}
+               for name, file in report["modules"].items() if file and Path(file).name == "__init__.py"}
     assert folders == {"triton_ner": "triton_ner", "triton_ner.core": "triton_ner/core",
                        "triton_ner.server": "triton_ner/server", "triton_ner.evaluate": "triton_ner/evaluate",
                        "triton_ner.client": "client", "triton_ner.export": "export",

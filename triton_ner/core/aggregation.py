@@ -12,6 +12,7 @@ average), the same calls are made on the same values.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,7 @@ import numpy as np
 from triton_ner.core.parameters import Strategy
 from triton_ner.core.vocabulary import Lexicon, Vocabulary
 
+orjson: types.ModuleType | None
 try:
     import orjson
 except ImportError:  # the steps' other dependencies alone (a bare GPU host): the standard library's json, slower
@@ -83,7 +85,10 @@ class _Tokens:
     """The non-special tokens of many requests' windows, pooled in window order, with what aggregation reads."""
 
     def __init__(self, requests: Sequence[Windows], scores: Sequence[np.ndarray], lex: Lexicon):
-        parts, texts, window_text, window_request = [], [], [], []
+        parts: list[tuple[np.ndarray, ...]] = []
+        texts: list[str] = []
+        window_text: list[int] = []
+        window_request: list[int] = []
         for k, (r, s) in enumerate(zip(requests, scores, strict=True)):
             w, t = np.nonzero(r.special_tokens_mask == 0)
             parts.append((w + len(window_text), t, r.input_ids[w, t], r.offsets[w, t], s[w, t]))
@@ -246,13 +251,13 @@ def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[l
     labels = requests[0].logits.shape[-1]
     scores = softmax(np.concatenate([r.logits.reshape(-1, labels) for r in requests]))
     bounds = np.cumsum([0, *(r.logits.size // labels for r in requests)])
-    scores = [scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape) for k, r in enumerate(requests)]
+    per_request = [scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape) for k, r in enumerate(requests)]
     results: list[list[list[dict]]] = [[[] for _ in r.texts] for r in requests]
     lex = vocab.lexicon
     for strategy in dict.fromkeys(Strategy(r.strategy) for r in requests):
         members = [k for k, r in enumerate(requests) if Strategy(r.strategy) is strategy]
         subset = [requests[k] for k in members]
-        found = _texts_entities(subset, [scores[k] for k in members], strategy, lex)
+        found = _texts_entities(subset, [per_request[k] for k in members], strategy, lex)
         for k, entities in zip(members, found, strict=True):
             results[k] = entities
     return results

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
+M = TypeVar("M")
 R = TypeVar("R")
 
 
@@ -44,7 +45,7 @@ def padded_widths(lengths: np.ndarray, pad_lengths: tuple[int, ...] = PAD_LENGTH
     return np.where(index < len(ordered), ordered[np.minimum(index, len(ordered) - 1)], lengths)
 
 
-def each_alone_on_failure(run: Callable[[list], R], members: list) -> list[tuple[list, R | Exception]]:
+def each_alone_on_failure(run: Callable[[list[M]], R], members: list[M]) -> list[tuple[list[M], R | Exception]]:
     """``[(members, run(members))]``, or when that raises, each member run alone: ``[([m], run([m]) or its
     error), ...]``, so that one bad member (a request) fails alone and the others get their results. A lone member
     keeps the error it raised."""
@@ -53,7 +54,7 @@ def each_alone_on_failure(run: Callable[[list], R], members: list) -> list[tuple
     except Exception as error:  # noqa: BLE001 - find the member at fault
         if len(members) == 1:
             return [(members, error)]
-    alone: list[tuple[list, R | Exception]] = []
+    alone: list[tuple[list[M], R | Exception]] = []
     for member in members:
         try:
             alone.append(([member], run([member])))

@@ -9,10 +9,14 @@ path the tests run; only the capture and the replay need a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from triton_ner.core.batching import GPU_MAX_ROWS, MAX_TOKENS_PER_RUN, PAD_LENGTHS
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -62,25 +66,27 @@ class GraphRunner:
     two threads at once: the buffers are shared.
     """
 
-    def __init__(self, module, shapes: Shapes, device: str = "cpu"):
+    def __init__(self, module: torch.jit.ScriptModule, shapes: Shapes, device: str = "cpu"):
         import torch
 
         self.torch, self.module, self.shapes, self.device = torch, module, shapes, torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.buffers: dict[tuple[int, int], tuple] = {}
+        # (host tokens, device tokens, the graph, its output on the device and on the host) by shape; the last
+        # three once captured.
+        self.buffers: dict[tuple[int, int], tuple[Any, ...]] = {}
         if self.cuda:
             self._capture()
 
-    def _buffers(self, shape: tuple[int, int]):
+    def _buffers(self, shape: tuple[int, int]) -> tuple[Any, ...]:
         """The host and device token buffers of ``shape``, ``[2, rows, length]``: ids, then the mask."""
         if shape not in self.buffers:
             torch = self.torch
             host = torch.zeros((2, *shape), dtype=torch.int64, pin_memory=self.cuda)
             device = host.to(self.device) if self.cuda else host
-            self.buffers[shape] = (host, device, None, None)  # (+ the graph, its output) once captured
+            self.buffers[shape] = (host, device, None, None)
         return self.buffers[shape]
 
-    def _forward(self, tokens):
+    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
         with self.torch.jit.optimized_execution(False):
             return self.module(tokens[0], tokens[1]).float()
 

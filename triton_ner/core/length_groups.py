@@ -4,7 +4,9 @@ error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -13,11 +15,11 @@ from triton_ner.core.runners import Runner
 
 
 def length_group_runs(lengths: np.ndarray, pad_lengths: tuple[int, ...], max_rows: int,
-                max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
+                      max_tokens: int | None = None) -> list[tuple[np.ndarray, int]]:
     """``(rows, width)`` runs, shortest width first: rows grouped by the smallest of ``pad_lengths`` that holds each
     one (a longer row at its own length), at most ``max_rows`` rows and ``max_tokens`` padded tokens a run."""
     widths = padded_widths(lengths, pad_lengths)
-    runs = []
+    runs: list[tuple[np.ndarray, int]] = []
     for width in np.unique(widths):
         rows = np.flatnonzero(widths == width)
         step = max(1, min(max_rows, max_tokens // int(width))) if max_tokens else max_rows
@@ -26,8 +28,9 @@ def length_group_runs(lengths: np.ndarray, pad_lengths: tuple[int, ...], max_row
 
 
 def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], pad_lengths: tuple[int, ...],
-                            max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
-                            max_tokens: int | None = None, lanes: Callable = map) -> list[np.ndarray | Exception]:
+                         max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
+                         max_tokens: int | None = None,
+                         lanes: Callable[..., Iterable[Any]] = map) -> list[np.ndarray | Exception]:
     """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
     :func:`length_group_runs`, or the exception that stopped it.
 
@@ -48,7 +51,7 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
         return rows, run(padded_ids, padded_mask)[:, :kept]
 
     def lane(runs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        done = []
+        done: list[tuple[np.ndarray, np.ndarray]] = []
         for rows, width in runs:
             for i in np.unique(owners[rows]).tolist():
                 if i not in failed and stopped is not None and (reason := stopped(i)) is not None:
@@ -57,8 +60,8 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
             if not len(rows):
                 continue
             members = np.unique(owners[rows]).tolist()
-            for group, found in each_alone_on_failure(
-                    lambda ms, rows=rows, width=width: call(rows[np.isin(owners[rows], ms)], width), members):
+            for group, found in each_alone_on_failure(functools.partial(_call_members, call, owners, rows, width),
+                                                      members):
                 if isinstance(found, Exception):
                     failed.update(dict.fromkeys(group, found))
                 else:
@@ -76,3 +79,9 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
         logits[rows, :out.shape[1]] = out
     pieces = split_like(logits, [i for i, _ in inputs])
     return [failed.get(i, piece) for i, piece in enumerate(pieces)]
+
+
+def _call_members(call: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], owners: np.ndarray,
+                  rows: np.ndarray, width: int, members: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``call`` on those of ``rows`` that belong to ``members`` (``owners[row]`` is a row's request)."""
+    return call(rows[np.isin(owners[rows], members)], width)

@@ -3,6 +3,7 @@ groups of at most a token budget; each request gets back its own rows or its own
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -46,7 +47,7 @@ def run_in_groups(run: Callable[[np.ndarray, np.ndarray], np.ndarray], input_ids
     cancelled or past its timeout stops between runs, and rows left out stay zero.
     """
     lengths = attention_mask.sum(axis=1)
-    logits = None
+    logits: np.ndarray | None = None
     for rows in plan_runs(lengths, max_tokens):
         if keep is not None:
             rows = rows[keep(rows)]
@@ -83,25 +84,30 @@ def run_requests(run: Callable[[np.ndarray, np.ndarray], np.ndarray],
     before each run that holds rows of request ``i``, returns an exception (a :class:`Stopped`) when that
     request must stop: its remaining rows are left out and the exception is its answer.
     """
-    results: list[np.ndarray | Exception | None] = [x if isinstance(x, Exception) else None for x in inputs]
-    valid = [i for i, x in enumerate(inputs) if not isinstance(x, Exception)]
+    results: list[np.ndarray | Exception] = [x if isinstance(x, Exception) else _NOT_RUN for x in inputs]
+    rows = {i: x for i, x in enumerate(inputs) if not isinstance(x, Exception)}
     halted: dict[int, Exception] = {}
 
     def pooled(indices: list[int]) -> list[np.ndarray]:
-        ids, masks = [inputs[i][0] for i in indices], [inputs[i][1] for i in indices]
+        ids, masks = [rows[i][0] for i in indices], [rows[i][1] for i in indices]
         owners = np.repeat(indices, [len(a) for a in ids])
 
-        def keep(rows: np.ndarray) -> np.ndarray:
-            for i in np.unique(owners[rows]).tolist():
-                if i not in halted and (reason := stopped(i)) is not None:
+        def keep(chosen: np.ndarray, ask: Callable[[int], Exception | None]) -> np.ndarray:
+            for i in np.unique(owners[chosen]).tolist():
+                if i not in halted and (reason := ask(i)) is not None:
                     halted[i] = reason
-            return ~np.isin(owners[rows], list(halted))
+            return ~np.isin(owners[chosen], list(halted))
 
         logits = run_in_groups(run, pad_stack(ids), pad_stack(masks), max_tokens,
-                               keep if stopped is not None else None)
+                               None if stopped is None else functools.partial(keep, ask=stopped))
         return split_like(logits, ids)
 
-    for group, found in each_alone_on_failure(pooled, valid) if valid else []:
-        for i, logits in zip(group, found if not isinstance(found, Exception) else [found] * len(group), strict=True):
+    for group, found in each_alone_on_failure(pooled, list(rows)) if rows else []:
+        answers: list[np.ndarray | Exception] = [found] * len(group) if isinstance(found, Exception) else [*found]
+        for i, logits in zip(group, answers, strict=True):
             results[i] = logits
     return [halted.get(i, result) for i, result in enumerate(results)]
+
+
+# What a request's place holds until its rows have run (each_alone_on_failure answers every member).
+_NOT_RUN = np.empty(0, dtype=np.float32)

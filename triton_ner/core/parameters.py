@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,8 @@ def _stride(value: Any) -> int:
     raise InvalidInput(f"stride {value!r} must be a whole number of tokens, 0 or more")
 
 
-_READERS = {"aggregation_strategy": _strategy, "ignore_labels": _labels, "stride": _stride}
+_READERS: dict[str, Callable[[Any], Any]] = {"aggregation_strategy": _strategy, "ignore_labels": _labels,
+                                             "stride": _stride}
 
 
 def parse(parameters: dict[str, Any]) -> RequestOptions:

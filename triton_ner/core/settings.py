@@ -67,7 +67,7 @@ def to_parameters(settings: object) -> dict[str, str]:
     found: dict[str, str] = {}
     for field in fields(settings):  # type: ignore[arg-type]  # a settings dataclass
         value = getattr(settings, field.name)
-        if is_dataclass(value):
+        if is_dataclass(value) and not isinstance(value, type):
             found |= to_parameters(value)
         elif isinstance(value, tuple):
             found[field.name] = ",".join(map(str, value))
@@ -86,10 +86,10 @@ def from_parameters(kind: type[S], parameters: dict[str, str]) -> S:
             the error names the setting.
     """
     hints = typing.get_type_hints(kind)
-    values = {}
+    values: dict[str, object] = {}
     for field in fields(kind):  # type: ignore[arg-type]  # a settings dataclass
         hint = hints[field.name]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             values[field.name] = from_parameters(hint, parameters)
         elif field.name in parameters:
             values[field.name] = _parse(field.name, hint, parameters[field.name])

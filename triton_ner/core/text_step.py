@@ -7,7 +7,8 @@ bad request fails alone. No Triton import: the Python-backend model ``ner_text``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ Entities = list[list[dict]]  # per text of a request, the pipeline's records
 def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tuple[list[str], RequestOptions]
                                                                            | Exception], limits: Limits,
                          stopped: Callable[[int], Exception | None] | None = None,
-                         lanes: Callable = map) -> list[Entities | Exception]:
+                         lanes: Callable[..., Iterable[Any]] = map) -> list[Entities | Exception]:
     """The entities of each request's texts, or its error.
 
     Args:
@@ -39,14 +40,18 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_in_length_groups`): ``map`` one
             after the other, an executor's ``map`` at once.
     """
-    answers: list = list(requests)
-    valid = [i for i, answer in enumerate(answers) if not isinstance(answer, Exception)]
-    for i, batch in zip(valid, prepare_requests(vocab.tokenizer, [answers[i] for i in valid], limits.max_windows,
+    answers: list[Entities | Exception] = [r if isinstance(r, Exception) else [] for r in requests]
+    asked = {i: r for i, r in enumerate(requests) if not isinstance(r, Exception)}
+    batches: dict[int, Batch] = {}
+    for i, batch in zip(asked, prepare_requests(vocab.tokenizer, list(asked.values()), limits.max_windows,
                                                 limits.max_tokens_per_request), strict=True):
-        answers[i] = batch
-    tokenized = [i for i, answer in enumerate(answers) if isinstance(answer, Batch)]
+        if isinstance(batch, Exception):
+            answers[i] = batch
+        else:
+            batches[i] = batch
+    tokenized = list(batches)
     logits = run_in_length_groups(
-        run, [(answers[i].input_ids, answers[i].attention_mask) for i in tokenized], limits.pad_lengths,
+        run, [(batches[i].input_ids, batches[i].attention_mask) for i in tokenized], limits.pad_lengths,
         limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
         None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call or None,
         lanes) if tokenized else []
@@ -55,8 +60,7 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         if isinstance(result, Exception):
             answers[i] = result
         else:
-            texts, options = requests[i]
-            batch = answers[i]
+            (texts, options), batch = asked[i], batches[i]
             windows[i] = Windows(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, result,
                                  batch.text_index, strategy=options.aggregation_strategy,
                                  ignore_labels=options.ignore_labels)
@@ -71,7 +75,7 @@ def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Ex
     pooled = each_alone_on_failure(lambda members: aggregate_requests([requests[m] for m in members], vocab),
                                    list(range(len(requests))))
     for members, result in pooled:
-        answers = [result] * len(members) if isinstance(result, Exception) else result
+        answers: list[Entities | Exception] = [result] * len(members) if isinstance(result, Exception) else [*result]
         for m, entities in zip(members, answers, strict=True):
             found[m] = entities
     return found

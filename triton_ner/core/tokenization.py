@@ -11,11 +11,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from triton_ner.core.errors import InvalidInput
 from triton_ner.core.parameters import RequestOptions, Strategy
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast as FastTokenizer
 
 DEFAULT_STRIDE = 128
 
@@ -31,12 +36,12 @@ class Batch:
     text_index: np.ndarray  # [windows] int64, the text each window belongs to
 
 
-def window_tokens(tokenizer) -> int:
+def window_tokens(tokenizer: FastTokenizer) -> int:
     """Text tokens per window: the model's maximum length less [CLS] and [SEP]."""
     return tokenizer.model_max_length - tokenizer.num_special_tokens_to_add()
 
 
-def check_stride(tokenizer, stride: int) -> None:
+def check_stride(tokenizer: FastTokenizer, stride: int) -> None:
     """Refuse a stride the tokenizer cannot use (it must leave each window at least one new token)."""
     limit = window_tokens(tokenizer)
     if not 0 <= stride < limit:
@@ -51,7 +56,7 @@ def window_count(tokens: int, per_window: int, stride: int) -> int:
     return 1 + math.ceil((tokens - per_window) / (per_window - stride))
 
 
-def count_windows(tokenizer, texts: list[str], stride: int) -> list[int]:
+def count_windows(tokenizer: FastTokenizer, texts: list[str], stride: int) -> list[int]:
     """Windows per text, without building them (tokenizes ids only)."""
     per_window = window_tokens(tokenizer)
     ids = tokenizer(texts, add_special_tokens=False, truncation=False, return_attention_mask=False,
@@ -59,7 +64,7 @@ def count_windows(tokenizer, texts: list[str], stride: int) -> list[int]:
     return [window_count(len(row), per_window, stride) for row in ids]
 
 
-def most_windows(tokenizer, texts: list[str], stride: int) -> int:
+def most_windows(tokenizer: FastTokenizer, texts: list[str], stride: int) -> int:
     """An upper bound of the windows of ``texts``, from their lengths alone.
 
     A WordPiece token covers at least one character; 4 tokens per character also covers byte-fallback
@@ -69,7 +74,7 @@ def most_windows(tokenizer, texts: list[str], stride: int) -> int:
 
 
 @lru_cache(maxsize=16)
-def _windowing(tokenizer, stride: int):
+def _windowing(tokenizer: FastTokenizer, stride: int) -> Tokenizer:
     """A copy of the tokenizer's Rust tokenizer, configured once per stride as transformers configures it for
     ``tokenizer(texts, truncation=True, stride=stride, return_overflowing_tokens=True, padding=True)``; the
     tokenizer itself is left as it is."""
@@ -83,7 +88,7 @@ def _windowing(tokenizer, stride: int):
     return backend
 
 
-def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
+def encode(tokenizer: FastTokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     """Tokenize ``texts`` into windows as the pipeline does with ``stride``, padded to the longest window.
 
     A text that fits in one window gives exactly the pipeline's tokens without ``stride``. The Rust tokenizer is
@@ -91,7 +96,8 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     compares them) without transformers' per-window Python dictionaries.
     """
     check_stride(tokenizer, stride)
-    windows, text_index = [], []
+    windows: list = []
+    text_index: list[int] = []
     for k, encoding in enumerate(_windowing(tokenizer, stride).encode_batch(texts, add_special_tokens=True)):
         windows += [encoding, *encoding.overflowing]
         text_index += [k] * (1 + len(encoding.overflowing))
@@ -104,7 +110,7 @@ def encode(tokenizer, texts: list[str], stride: int = DEFAULT_STRIDE) -> Batch:
     )
 
 
-def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: int,
+def prepare(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions, max_windows: int,
             max_tokens: int | None = None) -> Batch:
     """The windows of one request's texts (:func:`prepare_requests` for one request); raises its refusal."""
     batch = prepare_requests(tokenizer, [(texts, options)], max_windows, max_tokens)[0]
@@ -113,8 +119,8 @@ def prepare(tokenizer, texts: list[str], options: RequestOptions, max_windows: i
     return batch
 
 
-def prepare_requests(tokenizer, requests: Sequence[tuple[list[str], RequestOptions]], max_windows: int,
-                     max_tokens: int | None = None) -> list[Batch | InvalidInput]:
+def prepare_requests(tokenizer: FastTokenizer, requests: Sequence[tuple[list[str], RequestOptions]],
+                     max_windows: int, max_tokens: int | None = None) -> list[Batch | InvalidInput]:
     """One :class:`Batch` of windows per request (one tokenizer call per stride), or the :class:`InvalidInput` it
     is refused with, the others unchanged.
 
@@ -138,7 +144,9 @@ def prepare_requests(tokenizer, requests: Sequence[tuple[list[str], RequestOptio
                 results[i] = batch
             except InvalidInput as error:
                 results[i] = error
-    return results
+    found = [r for r in results if r is not None]
+    assert len(found) == len(requests)  # each request got its windows or its refusal
+    return found
 
 
 def split_texts(batch: Batch, counts: list[int]) -> list[Batch]:
@@ -157,7 +165,7 @@ def split_texts(batch: Batch, counts: list[int]) -> list[Batch]:
     return parts
 
 
-def _admit(tokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> int:
+def _admit(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> int:
     """The request's stride, after refusing what can be refused before tokenizing."""
     if not texts:
         raise InvalidInput("TEXT is empty: send at least one text")
@@ -173,7 +181,8 @@ def _admit(tokenizer, texts: list[str], options: RequestOptions, max_windows: in
     return stride
 
 
-def _check_windows(tokenizer, batch: Batch, options: RequestOptions, max_tokens: int | None) -> None:
+def _check_windows(tokenizer: FastTokenizer, batch: Batch, options: RequestOptions,
+                   max_tokens: int | None) -> None:
     """Refuse a request whose windows cost more tokens than allowed, or that ``none`` cannot answer."""
     tokens = int(batch.attention_mask.sum())
     if max_tokens is not None and tokens > max_tokens:

@@ -106,7 +106,7 @@ class Variant:
         """``config.pbtxt`` or ``configs/<name>.pbtxt``."""
         return f"configs/{self.config_name}.pbtxt" if self.config_name else "config.pbtxt"
 
-    def but(self, **changes) -> Variant:
+    def but(self, **changes: object) -> Variant:
         """This variant with some fields changed (a precision, a config name)."""
         return Variant(**asdict(self) | changes)
 

@@ -77,7 +77,9 @@ def parse_conll(lines: Iterable[str], source: str = "<data>") -> list[Sentence]:
     def close() -> None:
         if tokens:
             sentences.append(Sentence(tuple(tokens), tuple(tags), tuple(numbers)))
-            tokens.clear(), tags.clear(), numbers.clear()
+            tokens.clear()
+            tags.clear()
+            numbers.clear()
 
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -222,10 +224,10 @@ def tags_from_entities(spans: Sequence[tuple[int, int]], entities: Iterable[dict
             if owner[index] is None and start < entity["end"] and entity["start"] < end:
                 owner[index] = len(kinds) - 1
     tags = []
-    for index, entity in enumerate(owner):
-        if entity is None:
+    for index, number in enumerate(owner):
+        if number is None:
             tags.append("O")
         else:
-            prefix = "I-" if index > 0 and owner[index - 1] == entity else "B-"
-            tags.append(prefix + kinds[entity])
+            prefix = "I-" if index > 0 and owner[index - 1] == number else "B-"
+            tags.append(prefix + kinds[number])
     return to_iob1(tags) if scheme is Scheme.IOB1 else tags

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,6 +46,9 @@ from triton_ner.evaluate.conll import (
     tags_from_entities,
     token_spans,
 )
+
+if TYPE_CHECKING:
+    from transformers import TokenClassificationPipeline
 
 app = cli.command()
 
@@ -123,7 +126,7 @@ def failures(served: Scores, in_process: Scores | None, min_f1: float | None, ma
 # Predictions
 
 def predict_served(texts: Iterable[str], strategy: str, advance: Callable[[], None] = lambda: None,
-                   **client_options) -> list[Entities]:
+                   **client_options: Any) -> list[Entities]:
     """Entities of each text from the served ensemble, through :class:`client.NerClient`."""
     found = []
     with NerClient(**client_options) as client:
@@ -134,7 +137,7 @@ def predict_served(texts: Iterable[str], strategy: str, advance: Callable[[], No
     return found
 
 
-def load_pipeline(model: str | Path, strategy: str):
+def load_pipeline(model: str | Path, strategy: str) -> TokenClassificationPipeline:
     """``transformers.pipeline("token-classification")`` on a Hub id, a local checkpoint or ``fixture``.
 
     The checkpoint goes through the exporter's resolution: a Hub id is looked up with a short timeout and falls
@@ -162,10 +165,12 @@ def load_pipeline(model: str | Path, strategy: str):
         raise DataUnavailable(f"--model {model}: {str(error).splitlines()[0]}") from None
 
 
-def predict_in_process(pipe, texts: Iterable[str], advance: Callable[[], None] = lambda: None) -> list[Entities]:
+def predict_in_process(pipe: TokenClassificationPipeline, texts: Iterable[str],
+                       advance: Callable[[], None] = lambda: None) -> list[Entities]:
     """Entities of each text from the pipeline; a text longer than one window is cut with the server's stride."""
     from triton_ner.core.tokenization import DEFAULT_STRIDE
 
+    assert pipe.tokenizer is not None  # a token-classification pipeline always has one
     limit = pipe.tokenizer.model_max_length
     found = []
     for text in texts:
@@ -315,7 +320,8 @@ def main(
     gold = [list(s.tags) for s in sentences]
     texts = [s.text for s in sentences]
     try:
-        pipe = load_pipeline(model, strategy.value) if in_process else None  # first: a bad --model fails fast
+        # First: a bad --model fails fast (in_process without a model was refused above).
+        pipe = load_pipeline(model, strategy.value) if in_process and model is not None else None
         started = time.monotonic()
         with progress_bar(show, "eval: served", "sentences", len(texts)) as advance:
             entities = predict_served(texts, strategy.value, advance, **connection.client_settings(batch_size))

@@ -36,9 +36,9 @@ def restricted_api_args(key: str, apis: tuple[str, ...] = RESTRICTED_APIS) -> li
     """``tritonserver`` arguments that put ``apis`` behind the header ``admin-key: <key>`` on HTTP and gRPC."""
     if not _HEADER_VALUE.fullmatch(key):
         raise ServerError("the admin key must be printable ASCII without spaces")
-    apis = ",".join(apis)
-    return [f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}",
-            f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}"]
+    listed = ",".join(apis)
+    return [f"--http-restricted-api={listed}:{ADMIN_HEADER}={key}",
+            f"--grpc-restricted-protocol={listed}:{ADMIN_HEADER}={key}"]
 
 
 @dataclass(frozen=True)

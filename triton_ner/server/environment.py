@@ -18,6 +18,7 @@ import site
 import subprocess
 import sys
 import venv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -75,7 +76,7 @@ def probe(executable: Path | None = None) -> StepsPython:
 
 def check(python: StepsPython, stub: Path) -> None:
     """Refuse, in one line naming the cause and the fix, an environment in which ``stub`` cannot run the steps."""
-    if python.numpy is not None and python.numpy_major >= 2 and NUMPY2_MARK not in stub.read_bytes():
+    if python.numpy_major is not None and python.numpy_major >= 2 and NUMPY2_MARK not in stub.read_bytes():
         raise ServerError(f"the Python-backend steps would run numpy {python.numpy} ({python.executable}), and this "
                           "Triton's Python backend predates numpy 2 (its stub crashes on the first request): install "
                           "numpy<2 there (pip install 'numpy<2'), or serve with --steps-python naming an environment "
@@ -111,7 +112,7 @@ def _left_out(folder: Path) -> set[str]:
     return names
 
 
-def make(target: Path, first: list[Path], extra_paths: list[Path] = ()) -> Path:
+def make(target: Path, first: list[Path], extra_paths: Sequence[Path] = ()) -> Path:
     """A virtual environment for the steps at ``target``, from this interpreter. Its path: the folders ``first``
     (an unpacked wheel of numpy below 2); then ``extra_paths`` (where the project's packages are); then this
     interpreter's site-packages, seen through a folder of links that leaves out numpy and the compiled

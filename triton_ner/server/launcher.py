@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event, Thread
+from typing import TextIO
 
 from triton_ner.core.errors import ServerError
 from triton_ner.health import wait_ready
@@ -61,7 +62,7 @@ class TritonServer:
     is orphaned on its ports if the launcher dies.
     """
 
-    model_repository: str | Path
+    model_repository: Path
     ports: Ports = Ports()
     log: Path | None = None
     echo: bool = False
@@ -74,7 +75,7 @@ class TritonServer:
     runtime: Path | None = None
     steps_python: Path | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.model_repository = Path(self.model_repository).resolve()
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
@@ -86,13 +87,26 @@ class TritonServer:
         self._errors: deque[str] = deque(maxlen=10)
         self._drainer: Thread | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
-        self._log_file = None
+        self._log_file: TextIO | None = None
         self._watchdog: subprocess.Popen | None = None
         self._watch_pipe: int | None = None
         self._supervisor: Thread | None = None
         self._stopping = Event()
         self._replaced = 0  # copies swapped out after a stub died, which Triton 2.51 never releases
         self.died: str | None = None  # how the server ended, if it ended while serving
+
+    @property
+    def started(self) -> subprocess.Popen:
+        """The server's process, once :meth:`start` has started it (``process`` is None before and after)."""
+        if self.process is None:
+            raise ServerError("the server is not started")
+        return self.process
+
+    @property
+    def _work(self) -> tempfile.TemporaryDirectory:
+        """The server's working folder, once :meth:`start` has made it."""
+        assert self._workdir is not None, "the server is not started"
+        return self._workdir
 
     @property
     def http_url(self) -> str:
@@ -202,7 +216,7 @@ class TritonServer:
         read, self._watch_pipe = os.pipe()  # both ends non-inheritable: no other child holds the write end
         try:
             self._watchdog = subprocess.Popen(
-                watchdog.command(self.process.pid, self.exit_timeout + 5, self._workdir.name,
+                watchdog.command(self.started.pid, self.exit_timeout + 5, self._work.name,
                                  str(SHM_DIR / self.shm_prefix)),
                 stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
@@ -211,7 +225,8 @@ class TritonServer:
     def _supervise(self) -> None:
         """The supervisor's loop (:mod:`triton_ner.server.supervisor`) while the server runs; then, if the server
         ended on its own, say so."""
-        self._replaced = supervise(self.process.pid, lambda: self.process.poll() is None, self._stopping,
+        process = self.started
+        self._replaced = supervise(process.pid, lambda: process.poll() is None, self._stopping,
                                    self.repository.ready, self.reload, self.exit_timeout,
                                    lambda message: print(f"server: {message}", file=sys.stderr, flush=True))
         if not self._stopping.is_set():
@@ -221,9 +236,9 @@ class TritonServer:
         """Say on stderr, once, that tritonserver exited while it was meant to serve: how, and its last lines."""
         if self._drainer:
             self._drainer.join(2)  # the output up to the exit
-        code = self.process.returncode
+        code = self.started.returncode
         how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
-        self.died = f"tritonserver (pid {self.process.pid}) {how} while serving"
+        self.died = f"tritonserver (pid {self.started.pid}) {how} while serving"
         print(f"server: {self.died}; its last lines:\n{self._last_lines()}", file=sys.stderr, flush=True)
 
     def reload(self, model: str, timeout: float = 180.0) -> bool:
@@ -272,12 +287,12 @@ class TritonServer:
         return "\n".join([line for line in errors if line not in lines] + lines)
 
     def _wait_ready(self, timeout: float) -> None:
-        if wait_ready(self.http_url, timeout, alive=lambda: self.process.poll() is None):
+        if wait_ready(self.http_url, timeout, alive=lambda: self.started.poll() is None):
             return
-        if self.process.poll() is not None:
+        if self.started.poll() is not None:
             if self._drainer:
                 self._drainer.join(2)  # the output up to the exit, the reason included
-            raise self._failure(f"tritonserver exited with code {self.process.returncode}")
+            raise self._failure(f"tritonserver exited with code {self.started.returncode}")
         raise self._failure(f"tritonserver was not ready after {timeout:.0f} s")
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -318,7 +333,8 @@ class TritonServer:
             os.write(self._watch_pipe, b"s")  # stopped here: the watchdog exits without touching anything
             os.close(self._watch_pipe)
             self._watch_pipe = None
-            self._watchdog.wait()
+            if self._watchdog is not None:
+                self._watchdog.wait()
         if self._log_file:
             self._log_file.close()
             self._log_file = None
@@ -329,5 +345,5 @@ class TritonServer:
     def __enter__(self) -> TritonServer:
         return self.start()
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()

@@ -9,14 +9,19 @@ on the instance's GPU, in the configured precision, replaying a CUDA graph per p
 
 import time
 
+import numpy as np
+
 from triton_ner.core import names
 from triton_ner.core.batching import PAD_LENGTHS
-from triton_ner.core.cuda_graphs import served_shapes
+from triton_ner.core.cuda_graphs import GraphRunner, served_shapes
 from triton_ner.core.model_runs import check_rows, run_requests
 from triton_ner.core.runners import load_runner, warm_up
 from triton_ner.core.settings import ModelStepSettings, from_parameters
 from triton_ner.core.vocabulary import checkpoint_config
 from triton_ner.python_backend import (
+    Args,
+    Request,
+    Response,
     StopCheck,
     config_parameters,
     error_response,
@@ -30,7 +35,7 @@ from triton_ner.python_backend import (
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: Args) -> None:
         settings = from_parameters(ModelStepSettings, config_parameters(args))
         path = f"{args['model_repository']}/{args['model_version']}/{settings.model_file}"
         threads = instance_threads(args, settings.intra_op_threads, spinning=path.endswith(".pt"))
@@ -40,7 +45,7 @@ class TritonPythonModel:
         shapes = served_shapes(rows, self.max_tokens, self.max_length) if rows else None
         started = time.monotonic()
         self.run = load_runner(path, threads, instance_device(args), settings.precision, shapes)
-        if shapes is not None:
+        if shapes is not None and isinstance(self.run, GraphRunner):
             log_info(f"{args['model_name']}: {len(shapes.all())} fixed shapes (up to {rows} rows of "
                      f"{lengths[0]}-{lengths[-1]} tokens) ready in {time.monotonic() - started:.1f} s; "
                      f"{self.run.memory_bytes() / 2**30:.2f} GiB of {instance_device(args)} memory held")
@@ -48,7 +53,7 @@ class TritonPythonModel:
         # Every length the text step pads to, before the model reports ready: no first request pays for a shape.
         warm_up(self.run, lengths, token=min(100, self.vocab_size - 1))
 
-    def _inputs(self, request):
+    def _inputs(self, request: Request) -> tuple[np.ndarray, np.ndarray] | Exception:
         try:
             ids, mask = input_array(request, names.INPUT_IDS), input_array(request, names.ATTENTION_MASK)
             check_rows(ids, mask, self.max_length, self.vocab_size)
@@ -56,7 +61,7 @@ class TritonPythonModel:
         except Exception as error:  # noqa: BLE001 - refused alone, the rest of the batch runs
             return error
 
-    def execute(self, requests):
+    def execute(self, requests: list[Request]) -> list[Response]:
         started = time.monotonic()
         results = run_requests(self.run, [self._inputs(r) for r in requests], self.max_tokens,
                                StopCheck(requests, started))
