@@ -225,13 +225,19 @@ def test_the_promql_check_can_fail(tmp_path):
 
 
 def _package_folders() -> set[str]:
-    """The source folders of the wheel: pyproject.toml's package-dir mappings and triton_ner's subpackages."""
+    """The source folders of the wheel's packages, as setuptools finds them: under the nearest package-dir mapping
+    of pyproject.toml, else as the name says."""
     import tomllib
 
     setup = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapped = set(setup["package-dir"].values())
-    return mapped | {name.replace(".", "/") for name in setup["packages"]
-                     if name.startswith("triton_ner") and name not in setup["package-dir"]}
+    mapped: dict[str, str] = setup["package-dir"]
+
+    def folder(name: str) -> str:
+        parts = name.split(".")
+        prefix = next((k for k in range(len(parts), 0, -1) if ".".join(parts[:k]) in mapped), 0)
+        return "/".join([mapped[".".join(parts[:prefix])], *parts[prefix:]] if prefix else parts)
+
+    return {folder(name) for name in setup["packages"]}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

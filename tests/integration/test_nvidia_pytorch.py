@@ -61,7 +61,7 @@ def test_gpu_torchscript_loads_in_nvidias_pytorch_backend_and_equals_the_pipelin
     assert [g.kind for g in loaded.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
     assert loaded.parameters["DISABLE_OPTIMIZED_EXECUTION"].string_value == "true"
     pipe = pipelines("simple")
-    for text, got in zip(texts, served, strict=True):
+    for text, got in zip(texts, served[:-1], strict=True):
         assert_same(got, pipe(text), text)
     assert_same(served[-1], pipe(long_text, stride=128), "1,200 tokens")
 
