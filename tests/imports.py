@@ -4,7 +4,8 @@
 and ``loadtest/pyproject.toml``: ``triton_ner`` and its subpackages, ``triton_ner_loadtest``), from wherever the
 Python running it finds them (an editable checkout, installed wheels), and prints one JSON report: the files loaded
 under more than one module name, and the ``.py`` files of the packages' folders that no import reached. The tests run
-it in each environment; :func:`loaded_twice` also checks the test session's own modules.
+it in each environment; :func:`loaded_twice` also checks the test session's own modules. ``modules`` gives each
+module's file as it was found (through links, not resolved).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> None:
              if p.name != "__main__.py" and "__pycache__" not in p.parts and not _is_code_of_a_model(p)}
     # A model's folder is a package without a file (it holds only its code, 1/model.py, as data): None.
     print(json.dumps({"loaded_twice": loaded_twice(), "not_imported": sorted(files - imported),
-                      "modules": {m.__name__: _file(m) for m in modules}}))
+                      "modules": {m.__name__: getattr(m, "__file__", None) for m in modules}}))
 
 
 if __name__ == "__main__":

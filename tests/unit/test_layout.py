@@ -1,6 +1,7 @@
 """The package's shape: a pure core, one name per module, the models' code shipped with the package."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,28 +34,40 @@ def test_the_core_imports_nothing_of_triton_the_server_or_the_command_lines(modu
     assert not found, f"importing triton_ner.core.{module} loads {found}"
 
 
-def _one_name_report(*command: str, cwd: Path) -> dict:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+def _one_name_report(*command: str, cwd: Path, env: dict[str, str] | None = None) -> dict:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("where", ["the checkout's root", "another folder"])
+@pytest.mark.parametrize("where", ["the checkout's root", "another folder", "make checkout-tree's links"])
 def test_every_module_of_the_checkout_loads_under_one_name(where, tmp_path):
     """From the root (on ``sys.path``, as under pytest and ``python -m``), where ``client/`` and ``export/`` could
-    also import as ``client`` and ``export``, and from elsewhere (the stubs, an installed command)."""
-    if where == "another folder":
-        report = _one_name_report(sys.executable, str(PROJECT_ROOT / "tests" / "imports.py"), cwd=tmp_path)
-    else:
+    also import as ``client`` and ``export``; from elsewhere (the stubs, an installed command); and through the
+    links that a Python without the project installed runs (``make gpu-check`` on a GPU machine as it comes)."""
+    script = str(PROJECT_ROOT / "tests" / "imports.py")
+    base = PROJECT_ROOT
+    if where == "the checkout's root":
         report = _one_name_report(sys.executable, "-m", "tests.imports", cwd=PROJECT_ROOT)
+    elif where == "another folder":
+        report = _one_name_report(sys.executable, script, cwd=tmp_path)
+    else:  # as make gpu-check runs it: the links first on the path, not the working directory
+        base = tmp_path / "checkout"
+        subprocess.run(["make", "--no-print-directory", "checkout-tree", f"CHECKOUT_TREE={base}"], cwd=PROJECT_ROOT,
+                       capture_output=True, check=True, timeout=60)
+        report = _one_name_report(sys.executable, script, cwd=PROJECT_ROOT,
+                                  env={**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(base)})
     assert report["loaded_twice"] == {}
     assert report["not_imported"] == []
-    folders = {name: Path(file).parent.relative_to(PROJECT_ROOT).as_posix()
+    folders = {name: Path(file).parent.relative_to(base).as_posix()
                for name, file in report["modules"].items() if file and Path(file).name == "__init__.py"}
-    assert folders == {"triton_ner": "triton_ner", "triton_ner.core": "triton_ner/core",
-                       "triton_ner.server": "triton_ner/server", "triton_ner.evaluate": "triton_ner/evaluate",
-                       "triton_ner.client": "client", "triton_ner.export": "export",
-                       "triton_ner.model_repository": "model_repository", "triton_ner_loadtest": "loadtest"}
+    if base == PROJECT_ROOT:
+        assert folders == {"triton_ner": "triton_ner", "triton_ner.core": "triton_ner/core",
+                           "triton_ner.server": "triton_ner/server", "triton_ner.evaluate": "triton_ner/evaluate",
+                           "triton_ner.client": "client", "triton_ner.export": "export",
+                           "triton_ner.model_repository": "model_repository", "triton_ner_loadtest": "loadtest"}
+    else:  # laid out as the wheels are
+        assert folders == {name: name.replace(".", "/") for name in folders} and len(folders) == 8, folders
 
 
 def test_the_one_name_check_finds_a_file_loaded_twice():
