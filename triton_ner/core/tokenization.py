@@ -20,6 +20,7 @@ from triton_ner.core.parameters import RequestOptions, Strategy
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerBase
     from transformers import PreTrainedTokenizerFast as FastTokenizer
 
 DEFAULT_STRIDE = 128
@@ -36,12 +37,12 @@ class Batch:
     text_index: np.ndarray  # [windows] int64, the text each window belongs to
 
 
-def window_tokens(tokenizer: FastTokenizer) -> int:
+def window_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Text tokens per window: the model's maximum length less [CLS] and [SEP]."""
     return tokenizer.model_max_length - tokenizer.num_special_tokens_to_add()
 
 
-def check_stride(tokenizer: FastTokenizer, stride: int) -> None:
+def check_stride(tokenizer: PreTrainedTokenizerBase, stride: int) -> None:
     """Refuse a stride the tokenizer cannot use (it must leave each window at least one new token)."""
     limit = window_tokens(tokenizer)
     if not 0 <= stride < limit:
