@@ -52,6 +52,39 @@ class Windows:
     ignore_labels: tuple[str, ...] = ("O",)
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """The windows of many requests at once, rows of one width, the requests one after another: what the text step
+    aggregates in one go."""
+
+    texts: list[str]  # the texts of all requests
+    input_ids: np.ndarray  # [windows, tokens]
+    offsets: np.ndarray  # [windows, tokens, 2]
+    special_tokens_mask: np.ndarray  # [windows, tokens], 1 for special tokens and padding
+    logits: np.ndarray  # [windows, tokens, labels]
+    text_index: np.ndarray  # [windows] each window's text, in ``texts``
+    window_request: np.ndarray  # [windows] each window's request, a position in ``options``
+    first_text: np.ndarray  # [requests + 1] where each request's texts start in ``texts``
+    options: list[tuple[Strategy | str, tuple[str, ...]]]  # each request's strategy and ignore_labels
+
+
+def pooled(requests: Sequence[Windows]) -> Pooled:
+    """:class:`Windows` of several requests as one :class:`Pooled`, padded to the widest."""
+    width = max(r.input_ids.shape[1] for r in requests)
+
+    def stacked(field: str, value: float) -> np.ndarray:
+        arrays = [getattr(r, field) for r in requests]
+        return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),
+                                      constant_values=value) for a in arrays])
+
+    first_text = np.cumsum([0] + [len(r.texts) for r in requests])
+    return Pooled([t for r in requests for t in r.texts], stacked("input_ids", 0), stacked("offsets", 0),
+                  stacked("special_tokens_mask", 1), stacked("logits", 0.0),
+                  np.concatenate([r.text_index + n for r, n in zip(requests, first_text, strict=False)]),
+                  np.repeat(np.arange(len(requests)), [len(r.text_index) for r in requests]), first_text,
+                  [(r.strategy, tuple(r.ignore_labels)) for r in requests])
+
+
 def _ends(first: np.ndarray, count: int) -> np.ndarray:
     """Where each run that starts at ``first`` ends (exclusive), the last one at ``count``."""
     last = np.empty_like(first)
@@ -82,22 +115,17 @@ def _group_scores(scores: np.ndarray, first: np.ndarray, last: np.ndarray) -> np
 
 
 class _Tokens:
-    """The non-special tokens of many requests' windows, pooled in window order, with what aggregation reads."""
+    """The non-special tokens of a :class:`Pooled` (of those of its windows in ``rows``), in window order, with
+    what aggregation reads."""
 
-    def __init__(self, requests: Sequence[Windows], scores: Sequence[np.ndarray], lex: Lexicon):
-        parts: list[tuple[np.ndarray, ...]] = []
-        texts: list[str] = []
-        window_text: list[int] = []
-        window_request: list[int] = []
-        for k, (r, s) in enumerate(zip(requests, scores, strict=True)):
-            w, t = np.nonzero(r.special_tokens_mask == 0)
-            parts.append((w + len(window_text), t, r.input_ids[w, t], r.offsets[w, t], s[w, t]))
-            window_text.extend((r.text_index + len(texts)).tolist())
-            window_request.extend([k] * len(r.text_index))
-            texts.extend(r.texts)
-        window, self.index, ids, offsets, self.scores = (np.concatenate(p) for p in zip(*parts, strict=True))
-        self.texts, self.window_request = texts, np.array(window_request, int)
-        self.window_text = np.array(window_text, int)  # the text (of all requests) of each window
+    def __init__(self, pool: Pooled, rows: np.ndarray | None, lex: Lexicon):
+        window, self.index = np.nonzero(pool.special_tokens_mask == 0)
+        if rows is not None:
+            chosen = rows[window]
+            window, self.index = window[chosen], self.index[chosen]
+        ids, offsets = pool.input_ids[window, self.index], pool.offsets[window, self.index]
+        self.scores = softmax(pool.logits[window, self.index])
+        self.texts, self.window_request, self.window_text = pool.texts, pool.window_request, pool.text_index
         self.window, self.ids = window, ids
         self.start, self.end = offsets[:, 0], offsets[:, 1]
         self.best = self.scores.argmax(axis=1)
@@ -185,10 +213,10 @@ class _Items:
         return tuple(self.word(i) for i in range(first, last))
 
 
-def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
-    """``none``: one record per token that ``ignore_labels`` keeps, with the text it belongs to."""
+def _token_records(tokens: _Tokens, ignore_labels: list[tuple[str, ...]]) -> list[tuple[int, dict]]:
+    """``none``: one record per token that ``ignore_labels`` (each request's) keeps, with the text it belongs to."""
     lex = tokens.lex
-    drop = np.stack([lex.dropped(r.ignore_labels)[0] for r in requests])
+    drop = np.stack([lex.dropped(ignored)[0] for ignored in ignore_labels])
     kept = np.flatnonzero(~drop[tokens.window_request[tokens.window], tokens.best])
     pieces = tokens.pieces
     return [(text, {"entity": lex.labels[label], "score": score, "index": index, "word": pieces[i], "start": start,
@@ -199,7 +227,7 @@ def _token_records(tokens: _Tokens, requests: Sequence[Windows]) -> list[tuple[i
                 tokens.end[kept].tolist(), strict=True)]
 
 
-def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int, dict]]:
+def _group_records(items: _Items, ignore_labels: list[tuple[str, ...]]) -> list[tuple[int, dict]]:
     """Items joined into entity groups (a ``B-`` item or another type opens a new one, as does a new window),
     each group that ``ignore_labels`` keeps as a record, with the text it belongs to."""
     tokens, lex = items.tokens, items.tokens.lex
@@ -207,7 +235,7 @@ def _group_records(items: _Items, requests: Sequence[Windows]) -> list[tuple[int
     opens = np.r_[True, (items.window[1:] != items.window[:-1]) | (types[1:] != types[:-1])] | lex.opens[items.label]
     first = np.flatnonzero(opens)
     last = _ends(first, len(items.label))
-    drop = np.stack([lex.dropped(r.ignore_labels)[1] for r in requests])
+    drop = np.stack([lex.dropped(ignored)[1] for ignored in ignore_labels])
     kept = np.flatnonzero(~drop[tokens.window_request[items.window[first]], items.label[first]])
     first, last = first[kept], last[kept]
     scores = _group_scores(items.score, first, last)
@@ -240,49 +268,40 @@ def resolve_overlaps(entities: list[dict]) -> list[dict]:
 
 
 def aggregate_requests(requests: Sequence[Windows], vocab: Vocabulary) -> list[list[list[dict]]]:
-    """Entities of every text of many requests, each request with its own strategy and ``ignore_labels``: one
-    softmax over the rows of all of them, then the array work once per strategy present.
+    """Entities of every text of many requests, each request with its own strategy and ``ignore_labels``
+    (:func:`aggregate_pooled` of them pooled).
 
     Returns:
         Per request, per text, the pipeline's records (numpy scores included, see :func:`to_python`).
     """
-    if not requests:
-        return []
-    labels = requests[0].logits.shape[-1]
-    scores = softmax(np.concatenate([r.logits.reshape(-1, labels) for r in requests]))
-    bounds = np.cumsum([0, *(r.logits.size // labels for r in requests)])
-    per_request = [scores[bounds[k]:bounds[k + 1]].reshape(r.logits.shape) for k, r in enumerate(requests)]
-    results: list[list[list[dict]]] = [[[] for _ in r.texts] for r in requests]
+    return aggregate_pooled(pooled(requests), vocab) if requests else []
+
+
+def aggregate_pooled(pool: Pooled, vocab: Vocabulary, members: list[int] | None = None) -> list[list[list[dict]]]:
+    """Entities of every text of the requests ``members`` of ``pool`` (all when None): the array work once per
+    strategy present, over the tokens of all of them.
+
+    Returns:
+        Per member, per text, the pipeline's records (numpy scores included, see :func:`to_python`).
+    """
+    members = list(range(len(pool.options))) if members is None else members
+    strategies = {k: Strategy(pool.options[k][0]) for k in members}
+    ignore_labels = [ignored for _, ignored in pool.options]
     lex = vocab.lexicon
-    for strategy in dict.fromkeys(Strategy(r.strategy) for r in requests):
-        members = [k for k, r in enumerate(requests) if Strategy(r.strategy) is strategy]
-        subset = [requests[k] for k in members]
-        found = _texts_entities(subset, [per_request[k] for k in members], strategy, lex)
-        for k, entities in zip(members, found, strict=True):
-            results[k] = entities
-    return results
-
-
-def _texts_entities(requests: Sequence[Windows], scores: Sequence[np.ndarray], strategy: Strategy,
-                    lex: Lexicon) -> list[list[list[dict]]]:
-    """Entities per request and text for requests of one strategy."""
-    tokens = _Tokens(requests, scores, lex)
-    if not len(tokens.ids):
-        records = []
-    elif strategy is Strategy.NONE:
-        records = _token_records(tokens, requests)
-    else:
-        records = _group_records(_Items(tokens, strategy), requests)
-    per_text: list[list[dict]] = [[] for _ in tokens.texts]
-    for text, record in records:
-        per_text[text].append(record)
-    windows = np.bincount(tokens.window_text, minlength=len(tokens.texts))
-    per_text = [resolve_overlaps(e) if windows[i] > 1 else e for i, e in enumerate(per_text)]
-    found, start = [], 0
-    for r in requests:
-        found.append(per_text[start:start + len(r.texts)])
-        start += len(r.texts)
-    return found
+    per_text: list[list[dict]] = [[] for _ in pool.texts]
+    for strategy in dict.fromkeys(strategies.values()):
+        chosen = [k for k in members if strategies[k] is strategy]
+        rows = None if len(chosen) == len(pool.options) else np.isin(pool.window_request, chosen)
+        tokens = _Tokens(pool, rows, lex)
+        if not len(tokens.ids):
+            continue
+        records = (_token_records(tokens, ignore_labels) if strategy is Strategy.NONE
+                   else _group_records(_Items(tokens, strategy), ignore_labels))
+        for text, record in records:
+            per_text[text].append(record)
+    for text in np.flatnonzero(np.bincount(pool.text_index, minlength=len(pool.texts)) > 1).tolist():
+        per_text[text] = resolve_overlaps(per_text[text])
+    return [per_text[pool.first_text[k]:pool.first_text[k + 1]] for k in members]
 
 
 def aggregate_texts(texts: Sequence[str], input_ids: np.ndarray, offsets: np.ndarray,

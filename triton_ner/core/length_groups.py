@@ -31,16 +31,27 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
                          max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
                          max_tokens: int | None = None,
                          lanes: Callable[..., Iterable[Any]] = map) -> list[np.ndarray | Exception]:
-    """Logits of each request's ``(input_ids, attention_mask)``, the rows of all of them pooled into the runs of
-    :func:`length_group_runs`, or the exception that stopped it.
+    """Logits of each request's ``(input_ids, attention_mask)``, or the exception that stopped it: the requests
+    pooled (:func:`run_pooled`) and the logits cut back per request."""
+    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
+    logits, failed = run_pooled(run, pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs]),
+                                owners, pad_lengths, max_rows, pad_id, stopped, max_tokens, lanes)
+    pieces = split_like(logits, [i for i, _ in inputs])
+    return [failed.get(i, piece) for i, piece in enumerate(pieces)]
+
+
+def run_pooled(run: Runner, ids: np.ndarray, masks: np.ndarray, owners: np.ndarray, pad_lengths: tuple[int, ...],
+               max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
+               max_tokens: int | None = None, lanes: Callable[..., Iterable[Any]] = map
+               ) -> tuple[np.ndarray, dict[int, Exception]]:
+    """Logits ``[rows, tokens, labels]`` of the pooled windows of many requests (``owners[row]`` is a row's
+    request), computed in the runs of :func:`length_group_runs`, and the exception of each request that failed or
+    was stopped (its rows are left zero).
 
     ``lanes(function, lanes)`` runs the lanes (the runs of one width each): ``map`` one after the other, an
     executor's ``map`` at once. ``stopped(i)``, asked before each run with rows of request ``i``, returns the
     exception that ends that request. A failed run is rerun request by request, so that a bad request fails alone.
     """
-    lengths = np.concatenate([mask.sum(axis=1) for _, mask in inputs])
-    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
-    ids, masks = pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs])
     failed: dict[int, Exception] = {}
 
     def call(rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +80,7 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
         return done
 
     by_width: dict[int, list] = {}
-    for rows, width in length_group_runs(lengths, pad_lengths, max_rows, max_tokens):
+    for rows, width in length_group_runs(masks.sum(axis=1), pad_lengths, max_rows, max_tokens):
         by_width.setdefault(width, []).append((rows, width))
     run_lanes = lanes if len(by_width) > 1 else map  # one lane needs no other thread
     finished = [piece for pieces in run_lanes(lane, list(by_width.values())) for piece in pieces]
@@ -77,8 +88,7 @@ def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]
     logits = np.zeros((*ids.shape, labels), dtype=np.float32)
     for rows, out in finished:
         logits[rows, :out.shape[1]] = out
-    pieces = split_like(logits, [i for i, _ in inputs])
-    return [failed.get(i, piece) for i, piece in enumerate(pieces)]
+    return logits, failed
 
 
 def _call_members(call: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], owners: np.ndarray,

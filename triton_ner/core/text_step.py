@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from triton_ner.core.aggregation import Windows, aggregate_requests
+from triton_ner.core.aggregation import Pooled, aggregate_pooled
 from triton_ner.core.batching import each_alone_on_failure
-from triton_ner.core.length_groups import run_in_length_groups
+from triton_ner.core.length_groups import run_pooled
 from triton_ner.core.parameters import RequestOptions
 from triton_ner.core.runners import Runner
 from triton_ner.core.settings import Limits
-from triton_ner.core.tokenization import Batch, prepare_requests
+from triton_ner.core.tokenization import prepare_pool
 from triton_ner.core.vocabulary import Vocabulary
 
 Entities = list[list[dict]]  # per text of a request, the pipeline's records
@@ -37,48 +37,35 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         limits: What one request may cost; how the model is called.
         stopped: ``stopped(i)`` returns an exception when request ``i`` must stop (cancelled, past its timeout);
             asked before each model call that holds its windows.
-        lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_in_length_groups`): ``map`` one
-            after the other, an executor's ``map`` at once.
+        lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_pooled`): ``map`` one after the
+            other, an executor's ``map`` at once.
     """
     answers: list[Entities | Exception] = [r if isinstance(r, Exception) else [] for r in requests]
-    asked = {i: r for i, r in enumerate(requests) if not isinstance(r, Exception)}
-    batches: dict[int, Batch] = {}
-    for i, batch in zip(asked, prepare_requests(vocab.tokenizer, list(asked.values()), limits.max_windows,
-                                                limits.max_tokens_per_request), strict=True):
-        if isinstance(batch, Exception):
-            answers[i] = batch
-        else:
-            batches[i] = batch
-    tokenized = list(batches)
-    logits = run_in_length_groups(
-        run, [(batches[i].input_ids, batches[i].attention_mask) for i in tokenized], limits.pad_lengths,
-        limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
-        None if stopped is None else lambda k: stopped(tokenized[k]), limits.max_tokens_per_call or None,
-        lanes) if tokenized else []
-    windows = {}
-    for i, result in zip(tokenized, logits, strict=True):
-        if isinstance(result, Exception):
-            answers[i] = result
-        else:
-            (texts, options), batch = asked[i], batches[i]
-            windows[i] = Windows(texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, result,
-                                 batch.text_index, strategy=options.aggregation_strategy,
-                                 ignore_labels=options.ignore_labels)
-    for i, found in zip(windows, _aggregate(list(windows.values()), vocab), strict=True):
-        answers[i] = found
+    asked = [i for i, r in enumerate(requests) if not isinstance(r, Exception)]
+    options = [r[1] for r in requests if not isinstance(r, Exception)]
+    pool, refused = prepare_pool(vocab.tokenizer, [r for r in requests if not isinstance(r, Exception)],
+                                 limits.max_windows, limits.max_tokens_per_request)
+    for k, error in refused.items():
+        answers[asked[k]] = error
+    if not pool.requests:
+        return answers
+    owner = [asked[i] for i in pool.requests]  # each pooled request's index in ``requests``
+    batch = pool.batch
+    logits, failed = run_pooled(run, batch.input_ids, batch.attention_mask, pool.window_request, limits.pad_lengths,
+                                limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
+                                None if stopped is None else lambda k: stopped(owner[k]),
+                                limits.max_tokens_per_call or None, lanes)
+    for k, failure in failed.items():
+        answers[owner[k]] = failure
+    windows = Pooled(pool.texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, logits, batch.text_index,
+                     pool.window_request, pool.first_text,
+                     [(options[i].aggregation_strategy, options[i].ignore_labels) for i in pool.requests])
+    ran = [k for k in range(len(pool.requests)) if k not in failed]
+    for members, found in each_alone_on_failure(lambda m: aggregate_pooled(windows, vocab, m), ran) if ran else []:
+        results: list[Entities | Exception] = [found] * len(members) if isinstance(found, Exception) else [*found]
+        for k, entities in zip(members, results, strict=True):
+            answers[owner[k]] = entities
     return answers
-
-
-def _aggregate(requests: list[Windows], vocab: Vocabulary) -> list[Entities | Exception]:
-    """:func:`aggregate_requests` of all; if that fails, each request alone, so that only the one at fault fails."""
-    found: list[Entities | Exception] = [[] for _ in requests]
-    pooled = each_alone_on_failure(lambda members: aggregate_requests([requests[m] for m in members], vocab),
-                                   list(range(len(requests))))
-    for members, result in pooled:
-        answers: list[Entities | Exception] = [result] * len(members) if isinstance(result, Exception) else [*result]
-        for m, entities in zip(members, answers, strict=True):
-            found[m] = entities
-    return found
 
 
 def warm_up_logits(labels: int) -> Runner:

@@ -71,7 +71,8 @@ def most_windows(tokenizer: FastTokenizer, texts: list[str], stride: int) -> int
     A WordPiece token covers at least one character; 4 tokens per character also covers byte-fallback
     tokenizers (UTF-8), so the bound holds for any fast tokenizer.
     """
-    return sum(window_count(4 * len(text), window_tokens(tokenizer), stride) for text in texts)
+    per_window = window_tokens(tokenizer)
+    return sum(window_count(4 * len(text), per_window, stride) for text in texts)
 
 
 @lru_cache(maxsize=16)
@@ -111,9 +112,47 @@ def encode(tokenizer: FastTokenizer, texts: list[str], stride: int = DEFAULT_STR
     )
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The windows of many requests' texts in one :class:`Batch`, the requests one after another: what the text step
+    hands the model step and aggregation at once. ``batch.text_index`` counts the texts of all of them."""
+
+    batch: Batch
+    texts: list[str]
+    requests: list[int]  # the pooled requests, as indices of the list prepared, in the pool's order
+    window_request: np.ndarray  # [windows] each window's request, as a position in ``requests``
+    first_text: np.ndarray  # [len(requests) + 1] where each request's texts start in ``texts``
+
+    def only(self, kept: list[int]) -> Pool:
+        """The pool of the requests at positions ``kept`` (in order), at the same width."""
+        if kept == list(range(len(self.requests))):
+            return self
+        rows = np.isin(self.window_request, kept)
+        counts = np.diff(self.first_text)[kept]
+        old_first = self.first_text[kept]
+        new_first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        position = np.full(len(self.requests), -1)
+        position[kept] = np.arange(len(kept))
+        owners = self.window_request[rows]
+        b = self.batch
+        return Pool(Batch(b.input_ids[rows], b.attention_mask[rows], b.offsets[rows], b.special_tokens_mask[rows],
+                          b.text_index[rows] - old_first[position[owners]] + new_first[position[owners]]),
+                    [t for k in kept for t in self.texts[self.first_text[k]:self.first_text[k + 1]]],
+                    [self.requests[k] for k in kept], position[owners], new_first)
+
+    def request_batch(self, k: int) -> Batch:
+        """The windows of the request at position ``k`` alone, padded to its own longest window, as
+        :func:`encode` gives them for its texts."""
+        rows = np.flatnonzero(self.window_request == k)
+        b = self.batch
+        width = int(b.attention_mask[rows].sum(axis=1).max())
+        return Batch(b.input_ids[rows, :width], b.attention_mask[rows, :width], b.offsets[rows, :width],
+                     b.special_tokens_mask[rows, :width], b.text_index[rows] - self.first_text[k])
+
+
 def prepare(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions, max_windows: int,
             max_tokens: int | None = None) -> Batch:
-    """The windows of one request's texts (:func:`prepare_requests` for one request); raises its refusal."""
+    """The windows of one request's texts (:func:`prepare_pool` of one request); raises its refusal."""
     batch = prepare_requests(tokenizer, [(texts, options)], max_windows, max_tokens)[0]
     if isinstance(batch, InvalidInput):
         raise batch
@@ -122,48 +161,82 @@ def prepare(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions,
 
 def prepare_requests(tokenizer: FastTokenizer, requests: Sequence[tuple[list[str], RequestOptions]],
                      max_windows: int, max_tokens: int | None = None) -> list[Batch | InvalidInput]:
-    """One :class:`Batch` of windows per request (one tokenizer call per stride), or the :class:`InvalidInput` it
-    is refused with, the others unchanged.
+    """One :class:`Batch` of windows per request (:func:`prepare_pool`, cut per request), or its refusal."""
+    pool, refused = prepare_pool(tokenizer, requests, max_windows, max_tokens)
+    found: list[Batch | InvalidInput] = [refused[i] if i in refused else pool.request_batch(pool.requests.index(i))
+                                         for i in range(len(requests))]
+    return found
+
+
+def prepare_pool(tokenizer: FastTokenizer, requests: Sequence[tuple[list[str], RequestOptions]],
+                 max_windows: int, max_tokens: int | None = None) -> tuple[Pool, dict[int, InvalidInput]]:
+    """The windows of all requests in one :class:`Pool` (one tokenizer call per stride), and the
+    :class:`InvalidInput` each refused request is refused with (by its index), the others unchanged.
 
     Refused: no text; a stride the tokenizer cannot use; ``none`` on a text longer than one window (the pipeline
     cannot combine windows then); more windows than ``max_windows`` or more tokens (special tokens and overlaps
     included) than ``max_tokens``, which bound what one request costs while other clients wait.
     """
-    results: list[Batch | InvalidInput | None] = [None] * len(requests)
+    refused: dict[int, InvalidInput] = {}
     by_stride: dict[int, list[int]] = {}
     for i, (texts, options) in enumerate(requests):
         try:
             by_stride.setdefault(_admit(tokenizer, texts, options, max_windows), []).append(i)
         except InvalidInput as error:
-            results[i] = error
-    for stride, members in by_stride.items():
-        counts = [len(requests[i][0]) for i in members]
-        encoded = encode(tokenizer, [text for i in members for text in requests[i][0]], stride)
-        for i, batch in zip(members, split_texts(encoded, counts), strict=True):
-            try:
-                _check_windows(tokenizer, batch, requests[i][1], max_tokens)
-                results[i] = batch
-            except InvalidInput as error:
-                results[i] = error
-    found = [r for r in results if r is not None]
-    assert len(found) == len(requests)  # each request got its windows or its refusal
-    return found
+            refused[i] = error
+    pools = [_encode_pool(tokenizer, [requests[i][0] for i in members], members, stride)
+             for stride, members in by_stride.items()]
+    pool = pools[0] if len(pools) == 1 else _joined(pools, tokenizer.pad_token_id)
+    tokens = np.bincount(pool.window_request, pool.batch.attention_mask.sum(axis=1), len(pool.requests))
+    windows = np.bincount(pool.window_request, minlength=len(pool.requests))
+    per_text = np.bincount(pool.batch.text_index, minlength=len(pool.texts))
+    kept = []
+    for k, i in enumerate(pool.requests):
+        if max_tokens is not None and tokens[k] > max_tokens:
+            refused[i] = InvalidInput(f"the texts need {int(tokens[k]):,} tokens in {windows[k]} windows; the most "
+                                      f"per request is {max_tokens:,} tokens: send fewer or shorter texts, in "
+                                      "several requests")
+        elif requests[i][1].aggregation_strategy is Strategy.NONE and (
+                long := np.flatnonzero(per_text[pool.first_text[k]:pool.first_text[k + 1]] > 1)).size:
+            refused[i] = InvalidInput(f"TEXT[{long[0]}] is longer than the model's {tokenizer.model_max_length} "
+                                      "tokens and aggregation_strategy 'none' cannot combine windows (as in the "
+                                      "pipeline): choose simple, first, average or max")
+        else:
+            kept.append(k)
+    return pool.only(kept), refused
 
 
-def split_texts(batch: Batch, counts: list[int]) -> list[Batch]:
-    """Cut a :class:`Batch` of consecutive groups of ``counts`` texts into one batch per group, each padded to its
-    own longest window and with its own ``text_index`` from 0."""
-    bounds = np.cumsum([0, *counts])
-    rows = np.searchsorted(batch.text_index, bounds)  # windows of a text are consecutive, texts in order
-    parts = []
-    for k in range(len(counts)):
-        window = slice(rows[k], rows[k + 1])
-        width = int(batch.attention_mask[window].sum(axis=1).max())
-        parts.append(Batch(
-            input_ids=batch.input_ids[window, :width], attention_mask=batch.attention_mask[window, :width],
-            offsets=batch.offsets[window, :width], special_tokens_mask=batch.special_tokens_mask[window, :width],
-            text_index=batch.text_index[window] - bounds[k]))
-    return parts
+def _encode_pool(tokenizer: FastTokenizer, texts: list[list[str]], requests: list[int], stride: int) -> Pool:
+    """The :class:`Pool` of requests of one stride: their texts encoded in one call."""
+    counts = [len(t) for t in texts]
+    first_text = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    batch = encode(tokenizer, [text for group in texts for text in group], stride)
+    text_request = np.repeat(np.arange(len(texts)), counts)
+    return Pool(batch, [text for group in texts for text in group], requests, text_request[batch.text_index],
+                first_text)
+
+
+def _joined(pools: list[Pool], pad_id: int) -> Pool:
+    """Pools of several strides (or none) as one, at the widest width."""
+    if not pools:
+        empty = np.zeros((0, 0), dtype=np.int64)
+        return Pool(Batch(empty, empty, np.zeros((0, 0, 2), dtype=np.int64), empty, np.zeros(0, np.int64)), [], [],
+                    np.zeros(0, np.int64), np.zeros(1, np.int64))
+    width = max(p.batch.input_ids.shape[1] for p in pools)
+
+    def padded(field: str, value: int) -> np.ndarray:
+        arrays = [getattr(p.batch, field) for p in pools]
+        return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),
+                                      constant_values=value) for a in arrays])
+
+    texts_before = np.cumsum([0] + [len(p.texts) for p in pools])
+    requests_before = np.cumsum([0] + [len(p.requests) for p in pools])
+    return Pool(Batch(padded("input_ids", pad_id), padded("attention_mask", 0), padded("offsets", 0),
+                      padded("special_tokens_mask", 1),
+                      np.concatenate([p.batch.text_index + n for p, n in zip(pools, texts_before, strict=False)])),
+                [t for p in pools for t in p.texts], [i for p in pools for i in p.requests],
+                np.concatenate([p.window_request + n for p, n in zip(pools, requests_before, strict=False)]),
+                np.concatenate([[0]] + [p.first_text[1:] + n for p, n in zip(pools, texts_before, strict=False)]))
 
 
 def _admit(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions, max_windows: int) -> int:
@@ -180,18 +253,3 @@ def _admit(tokenizer: FastTokenizer, texts: list[str], options: RequestOptions, 
             raise InvalidInput(f"the texts need {needed} windows of {tokenizer.model_max_length} tokens; the most "
                                f"per request is {max_windows}: send fewer or shorter texts, or a smaller stride")
     return stride
-
-
-def _check_windows(tokenizer: FastTokenizer, batch: Batch, options: RequestOptions,
-                   max_tokens: int | None) -> None:
-    """Refuse a request whose windows cost more tokens than allowed, or that ``none`` cannot answer."""
-    tokens = int(batch.attention_mask.sum())
-    if max_tokens is not None and tokens > max_tokens:
-        raise InvalidInput(f"the texts need {tokens:,} tokens in {len(batch.text_index)} windows; the most per "
-                           f"request is {max_tokens:,} tokens: send fewer or shorter texts, in several requests")
-    if options.aggregation_strategy is Strategy.NONE:
-        long = np.flatnonzero(np.bincount(batch.text_index) > 1)
-        if len(long):
-            raise InvalidInput(f"TEXT[{long[0]}] is longer than the model's {tokenizer.model_max_length} tokens "
-                               "and aggregation_strategy 'none' cannot combine windows (as in the pipeline): "
-                               "choose simple, first, average or max")
