@@ -25,13 +25,15 @@ def plan_runs(lengths: np.ndarray, max_tokens: int, max_padding: float = 2.0,
     for width in sorted(np.unique(widths).tolist(), reverse=True):
         members = np.flatnonzero(widths == width)
         order = members[np.argsort(-lengths[members], kind="stable")]
+        ordered = lengths[order]
         start = 0
         while start < len(order):
-            longest = max(int(lengths[order[start]]), 1)
-            end = start + 1
-            while (end < len(order) and (end - start + 1) * longest <= max_tokens
-                   and lengths[order[end]] * max_padding >= longest):
-                end += 1
+            longest = max(int(ordered[start]), 1)
+            # Rows join while the run stays in the budget and each is long enough (lengths only fall from here).
+            joins = ((np.arange(1, len(order) - start + 1) * longest <= max_tokens)
+                     & (ordered[start:] * max_padding >= longest))
+            joins[0] = True
+            end = start + (len(joins) if joins.all() else int(joins.argmin()))
             runs.append(order[start:end])
             start = end
     return runs
