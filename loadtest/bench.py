@@ -160,16 +160,13 @@ def prepare_repository(output: Path, log: Callable[[str], None]) -> Path:
 def onnxruntime_backend_repository(repository: Path, output: Path, threads: int) -> Path:
     """A copy of ``repository`` (hard links) whose model step's ``configs/gpu.pbtxt`` runs on CPU in NVIDIA's
     onnxruntime backend with ``threads`` intra-op threads: serve it with ``variants.GPU.config_name``."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
     from triton_ner.core import names
-    from triton_ner.export.configs import on_cpu, render
+    from triton_ner.export.configs import on_cpu, parse, render
 
     shutil.rmtree(output, ignore_errors=True)
     shutil.copytree(repository, output, copy_function=os.link)
     config = output / names.MODEL / "configs" / "gpu.pbtxt"
-    switched = on_cpu(text_format.Parse(config.read_text(), mc.ModelConfig()), threads)
+    switched = on_cpu(parse(config.read_text()), threads)
     config.unlink()  # a hard link to the original: write a new file
     config.write_text(render(switched))
     return output
@@ -185,6 +182,8 @@ def ceiling_section(full_size: Path, repository: Path, output: Path, docs: Path,
     fixture = ceiling.fixture_repository(repository.with_name(f"{repository.name}-fixture"),
                                          lambda m: say(f"export: {m}"))
     points = ceiling.serve_points(fixture, ceiling.CPU_DEFAULT, say)
+    points += ceiling.serve_points(fixture, ceiling.NULL_MODEL, say, config_name=ceiling.with_null_model_step(fixture),
+                                   loads=ceiling.NULL_LOADS)
     if onnxruntime_backend() is None:
         say("NVIDIA's onnxruntime backend is not built (make backends): no GPU-config rows in the ceiling")
     else:

@@ -31,6 +31,9 @@ STEPS = (names.TEXT_STEP, names.MODEL)
 CPU_DEFAULT = "config.pbtxt"
 GPU_ON_CPU = "gpu on CPU"  # configs/gpu.pbtxt switched to CPU (export.configs.on_cpu): NVIDIA's onnxruntime backend
 FULL_SIZE_GPU = "full-size, gpu on CPU"
+NULL_MODEL = "null model step"  # config.pbtxt with the model step's null runner: the serving path alone
+NULL_CONFIG = "null-model"
+NULL_LOADS = tuple((c, t) for t in TEXTS_PER_REQUEST for c in (16, 64, 256))
 SENTENCE = "Angela Merkel met Emmanuel Macron in Paris on Monday to talk about Airbus and the European Union."
 
 
@@ -68,6 +71,17 @@ class Point:
     @property
     def server_cpu_ms_per_text(self) -> float:
         return sum(self.cpu_ms_per_text.values()) if self.cpu_ms_per_text else float("nan")
+
+    @property
+    def model_cpu_ms_per_text(self) -> float:
+        """The model step's processes (a Python-backend step's stubs; NaN for a backend inside tritonserver)."""
+        return self.cpu_ms_per_text.get(names.MODEL, float("nan"))
+
+    @property
+    def outside_model_cpu_ms_per_text(self) -> float:
+        """The server's CPU time but the model step's: gRPC, the ensemble, the text step and the calls between
+        them (NaN where the model step runs inside tritonserver and cannot be told apart)."""
+        return self.server_cpu_ms_per_text - self.model_cpu_ms_per_text
 
     @property
     def texts_per_s(self) -> float:
@@ -130,17 +144,23 @@ def measure(server: TritonServer, variant: str, concurrency: int, texts_per_requ
 
 def markdown(points: list[Point]) -> str:
     lines = ["| variant | clients | texts/request | texts/s | p50 ms | p99 ms | p99.9 ms | max ms | ner_text ms/text | "
-             "ner_model ms/text | text step's own ms/text | ner_text CPU ms/text | server CPU ms/text | requests per "
-             "ner_text execute | ner_model average batch | server RSS MB |", "|---" * 16 + "|"]
+             "ner_model ms/text | text step's own ms/text | ner_text CPU ms/text | server CPU ms/text | server CPU "
+             "ms/text outside ner_model | ner_model CPU ms/text | requests per ner_text execute | ner_model average "
+             "batch | server RSS MB |", "|---" * 18 + "|"]
     for p in points:
         step = [f"{p.step_ms_per_text(m):.3f}" for m in STEPS]
         lines.append(f"| {p.variant} | {p.concurrency} | {p.texts_per_request} | {p.texts_per_s:.0f} | "
                      f"{p.percentile(50):.1f} | {p.percentile(99):.1f} | {p.percentile(99.9):.1f} | "
                      f"{max(p.latencies_ms, default=float('nan')):.1f} | {' | '.join(step)} | {text_step_ms(p):.3f} | "
                      f"{text_cpu_ms(p):.3f} | {p.server_cpu_ms_per_text:.3f} | "
+                     f"{_ms(p.outside_model_cpu_ms_per_text)} | {_ms(p.model_cpu_ms_per_text)} | "
                      f"{p.text_average_batch:.1f} | {p.model_average_batch:.1f} | "
                      f"{f'{p.server_rss_mb:.0f}' if p.server_rss_mb else '-'} |")
     return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN: not measured apart
 
 
 def serve_points(repository: Path, variant: str, say: Callable[[str], None], config_name: str | None = None,
@@ -173,6 +193,27 @@ def fixture_repository(output: Path, log: Callable[[str], None]) -> Path:
     return cached_export(fixture_model(), output, log=log)
 
 
+def with_null_model_step(repository: Path, config_name: str | None = None) -> str:
+    """Write into ``repository`` a config under which ``ner_model`` runs the null runner (its Python-backend step,
+    ``model_file`` ``null``) and ``ner_text`` runs as under ``config_name`` (``config.pbtxt`` when None); return
+    that config's name, to serve with (``--model-config-name``)."""
+    import shutil
+
+    from triton_ner.export.configs import null_model_step, parse, render
+
+    name = NULL_CONFIG if config_name is None else f"{NULL_CONFIG}-{config_name}"
+    model = parse((repository / names.MODEL / "config.pbtxt").read_text())
+    written = repository / names.MODEL / "configs" / f"{name}.pbtxt"
+    written.parent.mkdir(exist_ok=True)
+    written.unlink(missing_ok=True)  # it may be a hard link of a copy of the repository: a new file
+    written.write_text(render(null_model_step(model)))
+    if config_name is not None:
+        text = repository / names.TEXT_STEP / "configs"
+        (text / f"{name}.pbtxt").unlink(missing_ok=True)
+        shutil.copyfile(text / f"{config_name}.pbtxt", text / f"{name}.pbtxt")
+    return name
+
+
 def text_step_ms(point: Point) -> float:
     """The text step's own compute per text (:func:`text_step_own_ms_per_text`)."""
     own = text_step_own_ms_per_text(point.steps)
@@ -202,6 +243,14 @@ def targets(points: list[Point]) -> list[Check]:
         checks += [("  text step's own compute, ms per text (8 texts per request)", text_step_ms(eight), 0.15,
                     False),
                    ("  text step's CPU time, ms per text (8 texts per request)", text_cpu_ms(eight), 0.15, False)]
+    # The serving path near its floor: the server's CPU outside the model step, and the null model step's own.
+    outside = [(find(CPU_DEFAULT, 64, texts), texts, bound) for texts, bound in ((1, 0.30), (8, 0.08))]
+    checks += [(f"config.pbtxt, 64 clients x {texts} text{'s' * (texts > 1)}: server CPU outside the model step, "
+                "ms per text", point.outside_model_cpu_ms_per_text, bound, False)
+               for point, texts, bound in outside if point is not None]
+    if (null := find(NULL_MODEL, 64, 1)) is not None:
+        checks.append(("null model step, 64 clients x 1 text: ner_model CPU ms per text", null.model_cpu_ms_per_text,
+                       0.03, False))
     if (full := find(FULL_SIZE_GPU, 64, 1)) is not None:
         checks.append(("full-size model, gpu on CPU, 64 clients: ner_model average batch", full.model_average_batch,
                        16.0, True))
@@ -215,7 +264,7 @@ def plot(points: list[Point], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for variant, colour in ((CPU_DEFAULT, "tab:blue"), (GPU_ON_CPU, "tab:green")):
+    for variant, colour in ((CPU_DEFAULT, "tab:blue"), (GPU_ON_CPU, "tab:green"), (NULL_MODEL, "tab:grey")):
         for texts, style in zip(TEXTS_PER_REQUEST, ("o-", "s--"), strict=True):
             line = [p for p in points if p.variant == variant and p.texts_per_request == texts]
             if line:
@@ -246,9 +295,14 @@ includes its wait for its `ner_model` calls, so the text step's own compute is i
 spent at `ner_model`, queued or running (from `ner_model`'s per-request statistics). Those are wall times, which
 on cores shared with the load generator include waits for a core; the CPU columns are the CPU time (user and
 system, from the operating system) of `ner_text`'s processes and of the whole server (tritonserver and every stub)
-per text. `gpu on CPU` is `configs/gpu.pbtxt` switched to CPU (`export.configs.on_cpu`: NVIDIA's onnxruntime
-backend, one intra-op thread); the last row is the full-size benchmark model (random weights) in that
-configuration, whose model step is the slowest, as on a GPU under load.
+per text, and the server's CPU time outside the model step and the model step's own, where it runs in processes of
+its own (the Python backend; `-` where NVIDIA's backend runs it inside tritonserver). `null model step` is
+`config.pbtxt` with the model step's null runner (`model_file` `null`: zero logits, no model): what is left is the
+serving path alone, the throughput ceiling of the host around any model (on a GPU, the model is cheap and the host
+pays for the rest); [the serving path's profile](serving-path.md) says where its CPU time goes. `gpu on CPU` is
+`configs/gpu.pbtxt` switched to CPU (`export.configs.on_cpu`: NVIDIA's onnxruntime backend, one intra-op thread);
+the last row is the full-size benchmark model (random weights) in that configuration, whose model step is the
+slowest, as on a GPU under load.
 
 {table}
 

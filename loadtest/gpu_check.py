@@ -240,7 +240,8 @@ def run_check(dry_run: bool | None = None, budget_s: float = DEFAULT_BUDGET_S,
         if results["served"]["status"] != "ok":
             say(f"served: {results['served']['status']}")
         failures += [f"served c={r['concurrency']} x {r['texts_per_request']}: {r['error']}"
-                     for r in results["served"]["rows"] if r.get("error") and r["error"] != SKIPPED_BUDGET]
+                     for r in results["served"]["rows"] + results["served"].get("null_model_rows", [])
+                     if r.get("error") and r["error"] != SKIPPED_BUDGET]
     results |= {"ok": not failures, "failures": failures, "seconds": time.monotonic() - started}
     return results
 

@@ -53,13 +53,16 @@ def markdown(results: dict) -> str:
                       f"{served.get('instances')}" + ("" if memory is None else f"; GPU memory {memory:.2f} GiB"),
                   "compute from Triton's statistics, CPU from /proc, per text served; limit: the part busy more "
                   f"than {BUSY:.0%} of its time (clients: none is)", "",
-                  "| clients | texts/request | texts/s | p50 ms | p99 ms | ner_text ms/text | ner_text ms/execute | "
-                  "requests per ner_text execute | text step's own ms/text | ner_model ms/text | ner_model ms/execute "
-                  "| ner_model average batch | server CPU ms/text | load generator CPU ms/text (busy) | model alone | "
-                  "× model alone | limit |", "|" + "---|" * 17]
-        for r in served["rows"]:
+                  "| model step | clients | texts/request | texts/s | p50 ms | p99 ms | ner_text ms/text | ner_text "
+                  "ms/execute | requests per ner_text execute | text step's own ms/text | ner_model ms/text | "
+                  "ner_model ms/execute | ner_model average batch | server CPU ms/text | server CPU ms/text outside "
+                  "ner_model | ner_model CPU ms/text | load generator CPU ms/text (busy) | model alone | × model alone "
+                  "| limit |", "|" + "---|" * 20]
+        rows = [("served", r) for r in served["rows"]] + [("null", r) for r in served.get("null_model_rows", [])]
+        for model_step, r in rows:
             if "texts_per_s" not in r:
-                lines.append(f"| {r['concurrency']} | {r['texts_per_request']} | {r['error']} |" + " |" * 14)
+                lines.append(f"| {model_step} | {r['concurrency']} | {r['texts_per_request']} | {r['error']} |"
+                             + " |" * 16)
                 continue
             text, model = (r.get("steps", {}).get(name, {}) for name in ("ner_text", "ner_model"))
             alone = (f"{r['model_alone']}: {r['model_alone_sequences_per_s']:,.0f}/s",
@@ -67,12 +70,13 @@ def markdown(results: dict) -> str:
             generator = (f"{_number(r.get('generator_cpu_ms_per_text'), 3)} ({r['generator_busy']:.0%} of "
                          f"{r['generator_processes']})") if "generator_busy" in r else "-"
             lines.append(" | ".join([
-                f"| {r['concurrency']}", str(r["texts_per_request"]), f"{r['texts_per_s']:,.1f}",
+                f"| {model_step}", str(r["concurrency"]), str(r["texts_per_request"]), f"{r['texts_per_s']:,.1f}",
                 _number(r["p50_ms"], 1), _number(r["p99_ms"], 1), _number(text.get("compute_ms_per_text"), 3),
                 _number(text.get("compute_ms_per_execute"), 2), _number(text.get("average_batch"), 1),
                 _number(r.get("text_step_own_ms_per_text"), 3), _number(model.get("compute_ms_per_text"), 3),
                 _number(model.get("compute_ms_per_execute"), 2), _number(r["model_average_batch"], 1),
-                _number(r.get("server_cpu_ms_per_text"), 3), generator, alone[0], alone[1],
+                _number(r.get("server_cpu_ms_per_text"), 3), _number(r.get("outside_model_cpu_ms_per_text"), 3),
+                _number(r.get("model_cpu_ms_per_text"), 3), generator, alone[0], alone[1],
                 f"{_limit_text(r)} |"]))
     else:
         lines += ["", f"served: {served['status']}"]

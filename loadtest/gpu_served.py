@@ -18,6 +18,7 @@ from triton_ner.core import variants
 from triton_ner_loadtest.gpu_plan import SERVED_TEXTS, SKIPPED_BUDGET, SKIPPED_NO_TRITON, Plan, Runner, Traced
 
 if TYPE_CHECKING:
+    from triton_ner.server.launcher import TritonServer
     from triton_ner_loadtest.http_load import LoadResult
 
 
@@ -116,13 +117,20 @@ def _limit(row: dict, instances: dict[str, int]) -> dict:
 
 
 
-def _cpu_figures(before: dict[str, float], after: dict[str, float], load: LoadResult, texts: int) -> dict:
+def _cpu_figures(before: dict[str, float], after: dict[str, float], load: LoadResult, texts: int,
+                 apart: bool) -> dict:
     """CPU time per text served (user and system, from /proc): the server's by part (tritonserver, each step's
-    stubs) and in all, and the load generator's, with how busy its processes were (near 1: it is the limit)."""
+    stubs) and in all; with the model step in processes of its own (``apart``), the server's outside it and the
+    model step's; and the load generator's, with how busy its processes were (near 1: it is the limit)."""
     if not texts:
         return {}
+    from triton_ner.core import names
+
     parts = {part: (after[part] - before.get(part, 0.0)) * 1000 / texts for part in after}
+    model = parts.get(names.MODEL, 0.0)
     return {"server_cpu_ms_per_text": sum(parts.values()), "server_cpu_ms_per_text_by_part": parts,
+            **({"outside_model_cpu_ms_per_text": sum(parts.values()) - model, "model_cpu_ms_per_text": model}
+               if apart else {}),
             "generator_cpu_ms_per_text": load.generator_cpu_s * 1000 / texts,
             "generator_processes": load.processes, "generator_busy": load.generator_busy}
 
@@ -130,7 +138,8 @@ def _cpu_figures(before: dict[str, float], after: dict[str, float], load: LoadRe
 
 def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable[[str], None],
           pack: Path | None = None, grid: list[dict] | None = None) -> dict:
-    """Step 4: serve the TorchScript repository and load it at each concurrency and texts per request."""
+    """Step 4: serve the TorchScript repository and load it at each concurrency and texts per request; then, for
+    the serving path alone, the same repository with the null model step (no model) at the most clients."""
     served = _served_repository(plan, traced, work, pack, log)
     if served is None:
         return {"status": SKIPPED_NO_TRITON, "rows": []}
@@ -138,20 +147,14 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
     from triton_ner.export import corpus
     from triton_ner.server.arguments import free_ports
     from triton_ner.server.launcher import TritonServer
-    from triton_ner.server.processes import tree_cpu_seconds
-    from triton_ner_loadtest.http_load import (
-        model_instances,
-        model_statistics,
-        run_load,
-        step_figures,
-        text_step_own_ms_per_text,
-    )
+    from triton_ner.server.processes import stub_processes
+    from triton_ner_loadtest.ceiling import with_null_model_step
+    from triton_ner_loadtest.http_load import model_instances
 
     config_name = variants.CUDA.config_name if plan.device.startswith("cuda") else None
     rng = random.Random(0)
     texts = [corpus.sentence(rng).text for _ in range(SERVED_TEXTS)]
     tokens = int(np.median([len(traced.tokenizer(text)["input_ids"]) for text in texts]))
-    rows: list[dict] = []
     memory_before = _device_memory_used(plan.device)
     started = time.monotonic()
     with TritonServer(served.repository, free_ports(), config_name=config_name, runtime=served.runtime,
@@ -160,45 +163,67 @@ def serve(plan: Plan, traced: Traced, work: Path, deadline: float, log: Callable
         memory = _device_memory_used(plan.device)
         memory = None if memory is None or memory_before is None else memory - memory_before
         instances = {name: model_instances(server.http_url, name) for name in (names.TEXT_STEP, names.MODEL)}
+        # A model step in its own processes (the Python backend) can be told apart from tritonserver's CPU time.
+        apart = names.MODEL in stub_processes(server.started.pid).values()
         log(f"Triton ready ({config_name or 'config'}.pbtxt) in {ready_s:.1f} s; instances {instances}"
             + ("" if memory is None else f"; {memory:.2f} GiB of GPU memory taken by the server"))
-        run_load(server.http_url, texts, 8, 8, 1.0, processes=1)  # warmup: every step has run a few batches
-        for concurrency in plan.concurrency:
-            for per_request in plan.texts_per_request:
-                row: dict = {"concurrency": concurrency, "texts_per_request": per_request}
-                if time.monotonic() > deadline:
-                    rows.append(row | {"error": SKIPPED_BUDGET})
-                    continue
-                before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
-                load = run_load(server.http_url, texts, concurrency, per_request, plan.served_seconds)
-                after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
-                served_texts = load.requests * per_request
-                steps = step_figures(before, after, served_texts)
-                batch = steps[names.MODEL]["average_batch"]
-                row |= {"seconds": load.seconds, "requests": load.requests, "texts_per_s": load.texts_per_s,
-                        "p50_ms": load.percentile(50), "p99_ms": load.percentile(99),
-                        "model_average_batch": batch, "errors": len(load.errors),
-                        "steps": {m: steps[m] for m in (names.TEXT_STEP, names.MODEL)},
-                        **_cpu_figures(cpu_before, cpu_after, load, served_texts)}
-                if served_texts:
-                    row["text_step_own_ms_per_text"] = text_step_own_ms_per_text(steps)
-                    row |= _limit(row, instances)
-                reference = _model_alone_reference(grid or [], plan.served, batch, tokens)
-                if reference:
-                    row |= {"model_alone": f"{plan.served.name} batch {reference['batch']} x {reference['length']} "
-                                           "tokens",
-                            "model_alone_sequences_per_s": reference["sequences_per_s"],
-                            "ratio_to_model_alone": load.texts_per_s / reference["sequences_per_s"]}
-                if load.errors:
-                    row["error"] = f"{len(load.errors)} failed requests, first: {load.errors[0]}"
-                rows.append(row)
-                log(f"served c={concurrency} x {per_request}: {load.texts_per_s:,.0f} texts/s, p50 "
-                    f"{row['p50_ms'] or 0:.1f} ms, ner_model average batch {batch or 0:.1f}")
+        loads = [(c, t) for c in plan.concurrency for t in plan.texts_per_request]
+        rows = _load_rows(server, texts, loads, plan, deadline, instances, apart, log,
+                          lambda batch: _model_alone_reference(grid or [], plan.served, batch, tokens))
+    null_config = with_null_model_step(served.repository, config_name)
+    with TritonServer(served.repository, free_ports(), config_name=null_config, runtime=served.runtime,
+                      steps_python=served.steps_python) as server:
+        loads = [(max(plan.concurrency), t) for t in plan.texts_per_request]
+        null_rows = _load_rows(server, texts, loads, plan, deadline, instances, True, log, lambda batch: None)
     model_step = f"TorchScript {plan.served.name} on {'cuda' if config_name else 'cpu'}"
     return {"status": "ok", "config_name": config_name or "config", "model_step": model_step,
             "triton": "serving pack" if served.runtime else "nvidia-pytriton wheel", "median_tokens": tokens,
-            "ready_s": ready_s, "gpu_memory_gib": memory, "instances": instances, "rows": rows}
+            "ready_s": ready_s, "gpu_memory_gib": memory, "instances": instances, "rows": rows,
+            "null_model_rows": null_rows}
 
+
+def _load_rows(server: TritonServer, texts: list[str], loads: list[tuple[int, int]], plan: Plan, deadline: float,
+               instances: dict[str, int], apart: bool, log: Callable[[str], None],
+               reference: Callable[[float | None], dict | None]) -> list[dict]:
+    """One row per ``(clients, texts per request)`` of ``loads``: throughput, latency, each step's figures, the
+    server's CPU (outside the model step too, when ``apart``), what limits it, and the model alone at its batch
+    (``reference``)."""
+    from triton_ner.core import names
+    from triton_ner.server.processes import tree_cpu_seconds
+    from triton_ner_loadtest.http_load import model_statistics, run_load, step_figures, text_step_own_ms_per_text
+
+    run_load(server.http_url, texts, 8, 8, 1.0, processes=1)  # warmup: every step has run a few batches
+    rows: list[dict] = []
+    for concurrency, per_request in loads:
+        row: dict = {"concurrency": concurrency, "texts_per_request": per_request}
+        if time.monotonic() > deadline:
+            rows.append(row | {"error": SKIPPED_BUDGET})
+            continue
+        before, cpu_before = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
+        load = run_load(server.http_url, texts, concurrency, per_request, plan.served_seconds)
+        after, cpu_after = model_statistics(server.http_url), tree_cpu_seconds(server.started.pid)
+        served_texts = load.requests * per_request
+        steps = step_figures(before, after, served_texts)
+        batch = steps[names.MODEL]["average_batch"]
+        row |= {"seconds": load.seconds, "requests": load.requests, "texts_per_s": load.texts_per_s,
+                "p50_ms": load.percentile(50), "p99_ms": load.percentile(99),
+                "model_average_batch": batch, "errors": len(load.errors),
+                "steps": {m: steps[m] for m in (names.TEXT_STEP, names.MODEL)},
+                **_cpu_figures(cpu_before, cpu_after, load, served_texts, apart)}
+        if served_texts:
+            row["text_step_own_ms_per_text"] = text_step_own_ms_per_text(steps)
+            row |= _limit(row, instances)
+        alone = reference(batch)
+        if alone:
+            row |= {"model_alone": f"{plan.served.name} batch {alone['batch']} x {alone['length']} tokens",
+                    "model_alone_sequences_per_s": alone["sequences_per_s"],
+                    "ratio_to_model_alone": load.texts_per_s / alone["sequences_per_s"]}
+        if load.errors:
+            row["error"] = f"{len(load.errors)} failed requests, first: {load.errors[0]}"
+        rows.append(row)
+        log(f"served c={concurrency} x {per_request}: {load.texts_per_s:,.0f} texts/s, p50 "
+            f"{row['p50_ms'] or 0:.1f} ms, ner_model average batch {batch or 0:.1f}")
+    return rows
 
 
 def _device_memory_used(device: str) -> float | None:

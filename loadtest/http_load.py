@@ -173,6 +173,7 @@ def step_figures(before: dict[str, dict], after: dict[str, dict], texts: int) ->
 
 def text_step_own_ms_per_text(steps: dict[str, dict]) -> float | None:
     """The text step's own work per text (tokenization, aggregation) from :func:`step_figures`: its compute less
-    the time its calls spent at the model step, queued or running."""
+    the time its calls spent at the model step, queued or running; at least 0 (two wall clocks whose edges differ
+    by a few microseconds a call: where the own work is as small, the difference can fall below it)."""
     text, model = steps[names.TEXT_STEP]["compute_ms_per_text"], steps[names.MODEL]["request_ms_per_text"]
-    return None if text is None or model is None else text - model
+    return None if text is None or model is None else max(0.0, text - model)

@@ -90,17 +90,29 @@ def _check_served(results: dict, done: subprocess.CompletedProcess, triton: str)
         assert row["steps"]["ner_model"]["average_batch"] == row["model_average_batch"]
         assert row["server_cpu_ms_per_text"] > 0 and set(row["server_cpu_ms_per_text_by_part"]) == {
             "tritonserver", "ner_text", "ner_model"}
+        assert row["model_cpu_ms_per_text"] == row["server_cpu_ms_per_text_by_part"]["ner_model"] > 0
+        assert math.isclose(row["outside_model_cpu_ms_per_text"] + row["model_cpu_ms_per_text"],
+                            row["server_cpu_ms_per_text"])
         assert row["generator_cpu_ms_per_text"] > 0 and 0 < row["generator_busy"] <= 1.5
         assert math.isfinite(row["text_step_own_ms_per_text"])
         # The part that limits the row, from those figures: each part's busy share of its time.
         assert set(row["busy"]) == {"load generator", "host cores", "ner_model executes", "ner_text own work",
                                     "ner_text instances"}
-        assert all(0 < share < 2 for share in row["busy"].values()), row["busy"]
+        assert all(0 < share < 2 for part, share in row["busy"].items() if part != "ner_text own work"), row["busy"]
+        assert 0 <= row["busy"]["ner_text own work"] < 2, row["busy"]  # a difference of two clocks, at least 0
         busiest = max((v, p) for p, v in row["busy"].items() if p != "ner_text instances")
         assert row["limit"] == (busiest[1] if busiest[0] >= gpu_check.BUSY else row["limit"]), row
         assert row["limit"] in {*row["busy"], "clients"}
+    # The serving path alone: the same repository with the null model step, at the most clients.
+    assert [(r["concurrency"], r["texts_per_request"]) for r in served["null_model_rows"]] == [
+        (max(plan["concurrency"]), n) for n in plan["texts_per_request"]]
+    for row in served["null_model_rows"]:
+        assert row["errors"] == 0 and row["requests"] > 0 and row["steps"]["ner_model"]["executions"] > 0, row
+        assert 0 < row["model_cpu_ms_per_text"] < row["outside_model_cpu_ms_per_text"], row
     assert f"served (config.pbtxt: TorchScript fp32 sdpa on cpu, {triton}); ready in " in done.stdout
-    assert "| server CPU ms/text | load generator CPU ms/text (busy) |" in done.stdout
+    assert ("| server CPU ms/text | server CPU ms/text outside ner_model | ner_model CPU ms/text | load generator "
+            "CPU ms/text (busy) |") in done.stdout
+    assert "\n| null | 16 | 8 | " in done.stdout
 
 
 def test_dry_run_proves_measures_and_serves_with_the_local_triton(tmp_path):

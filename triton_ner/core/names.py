@@ -28,3 +28,5 @@ METRICS_PORT = 8002
 # Files inside the repository.
 MANIFEST = "manifest.json"  # written last by the export: its presence means the repository is complete
 TOKENIZER_DIR = "tokenizer"  # holds the tokenizer files and the checkpoint's config.json (labels)
+# The model step's ``model_file`` that runs no model: the null runner, which measures the serving path alone.
+NULL_MODEL_FILE = "null"

@@ -101,6 +101,17 @@ def openvino_runner(path: Path, threads: int = 0, precision: Precision = Precisi
     return run
 
 
+def null_runner(labels: int) -> Runner:
+    """Logits of the right shape, all zero, at almost no cost: a model step that computes nothing, with which the
+    serving path around it (gRPC, the ensemble, the text step, the model step's glue) is measured alone. A
+    measurement tool, not a model to serve: every token gets the first label."""
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return np.zeros((*input_ids.shape, labels), dtype=np.float32)
+
+    return run
+
+
 def load_runner(path: str | Path, threads: int = 0, device: str = "cpu",
                 precision: Precision | str = Precision.FP32, shapes: Shapes | None = None) -> Runner:
     """A function from token tensors to float32 logits for the model file at ``path``.

@@ -4,7 +4,8 @@ Each request brings ``[windows, tokens]`` of its own length. All rows are pooled
 in groups of at most ``max_tokens_per_run`` padded tokens; each request gets back its own rows, or its own
 error. A request cancelled or past its timeout stops between runs. On ``KIND_GPU`` the TorchScript model runs
 on the instance's GPU, in the configured precision, replaying a CUDA graph per padded shape when
-``max_rows_per_graph`` is above 0.
+``max_rows_per_graph`` is above 0. With ``model_file`` ``null`` it runs no model (the null runner, for measuring
+the serving path alone).
 """
 
 import time
@@ -15,7 +16,7 @@ from triton_ner.core import names
 from triton_ner.core.batching import PAD_LENGTHS
 from triton_ner.core.cuda_graphs import GraphRunner, served_shapes
 from triton_ner.core.model_runs import check_rows, run_requests
-from triton_ner.core.runners import load_runner, warm_up
+from triton_ner.core.runners import load_runner, null_runner, warm_up
 from triton_ner.core.settings import ModelStepSettings, from_parameters
 from triton_ner.core.vocabulary import checkpoint_config
 from triton_ner.python_backend import (
@@ -44,12 +45,16 @@ class TritonPythonModel:
         rows = settings.max_rows_per_graph
         shapes = served_shapes(rows, self.max_tokens, self.max_length) if rows else None
         started = time.monotonic()
-        self.run = load_runner(path, threads, instance_device(args), settings.precision, shapes)
+        checkpoint = checkpoint_config(repository_path(args, settings.tokenizer_dir))
+        if settings.model_file == names.NULL_MODEL_FILE:  # measuring the serving path alone
+            self.run = null_runner(len(checkpoint["id2label"]))
+        else:
+            self.run = load_runner(path, threads, instance_device(args), settings.precision, shapes)
         if shapes is not None and isinstance(self.run, GraphRunner):
             log_info(f"{args['model_name']}: {len(shapes.all())} fixed shapes (up to {rows} rows of "
                      f"{lengths[0]}-{lengths[-1]} tokens) ready in {time.monotonic() - started:.1f} s; "
                      f"{self.run.memory_bytes() / 2**30:.2f} GiB of {instance_device(args)} memory held")
-        self.vocab_size = checkpoint_config(repository_path(args, settings.tokenizer_dir))["vocab_size"]
+        self.vocab_size = checkpoint["vocab_size"]
         # Every length the text step pads to, before the model reports ready: no first request pays for a shape.
         warm_up(self.run, lengths, token=min(100, self.vocab_size - 1))
 
