@@ -43,7 +43,8 @@ class TritonServer:
         echo: Also print the server's output on stderr as it comes.
         config_name: A variant of the repository (``int8``, ``torchscript``, ...): each model loads
             ``configs/<name>.pbtxt`` if it has one, else its ``config.pbtxt``.
-        extra_args: More ``tritonserver`` arguments.
+        extra_args: More ``tritonserver`` arguments (paths in them absolute: the server runs in a working folder
+            of its own).
         admin_key: Put :data:`RESTRICTED_APIS` behind the header ``admin-key: <key>`` (gRPC:
             ``triton-grpc-protocol-admin-key``); Triton reads it from its command line, so other local users
             can see it in the process list.
@@ -59,7 +60,9 @@ class TritonServer:
             the stub cannot run the steps there (:mod:`triton_ner.server.environment`).
 
     The server runs in a process group of its own, watched by :mod:`triton_ner.server.watchdog`, so that no server
-    is orphaned on its ports if the launcher dies.
+    is orphaned on its ports if the launcher dies; and in a working folder of its own, since the stubs put their
+    working folder first on their ``sys.path``: started in a checkout, they would import its ``triton_ner``
+    instead of the steps' environment's.
     """
 
     model_repository: Path
@@ -77,6 +80,9 @@ class TritonServer:
 
     def __post_init__(self) -> None:
         self.model_repository = Path(self.model_repository).resolve()
+        # Absolute, for a server in a working folder of its own; steps_python not resolved (see environment).
+        self.runtime = Path(self.runtime).absolute() if self.runtime else None
+        self.steps_python = Path(self.steps_python).absolute() if self.steps_python else None
         # The model repository API unloads the ensemble on stop (see drain()); without an admin key it is behind a
         # key of this launcher alone, since in explicit model control it could unload models.
         self._repository_key = self.admin_key or secrets.token_urlsafe(16)
@@ -122,7 +128,7 @@ class TritonServer:
             binary = installation.triton_dirs(self.runtime)[0] / "bin" / "tritonserver"
         else:
             found = shutil.which(self.tritonserver)
-            binary = Path(found or self.tritonserver)
+            binary = Path(found).absolute() if found else Path(self.tritonserver)
         if not binary.is_file():
             raise ServerError(f"no tritonserver at {binary}")
         return binary
@@ -181,7 +187,8 @@ class TritonServer:
             # A session of its own: stop() and the watchdog reach every stub process through the process group,
             # and Ctrl-C in a terminal reaches the launcher only, which stops the server in order.
             self.process = subprocess.Popen(self.command(backends), env=environment, stdout=out,
-                                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                            cwd=self._work.name)
             self._watch()
             if out is subprocess.PIPE:
                 self._drainer = Thread(target=self._drain, daemon=True)
