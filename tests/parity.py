@@ -70,3 +70,19 @@ def assert_same(got: list[dict], want: list[dict], label: str = "") -> None:
     for g, w in zip(got, want, strict=True):
         assert {k: v for k, v in g.items() if k != "score"} == {k: v for k, v in w.items() if k != "score"}, label
         assert g["score"] == pytest.approx(float(w["score"]), abs=1e-5), label
+
+
+# A lower precision (INT8, FP16, BF16) must find the transformers pipeline's FP32 entities, type and span, in at
+# least this share of the texts a test serves. Measured on the fixture model over the tests' texts: 0.96 to 1.0
+# (INT8 ONNX and OpenVINO, FP16 ONNX and TorchScript, BF16 TorchScript and OpenVINO); one text in 20 may differ.
+MIN_PIPELINE_AGREEMENT = 0.95
+
+
+def spans(found: list[dict]) -> list[tuple[str, int, int]]:
+    """The entities' types and spans, scores aside."""
+    return [(e["entity_group"], e["start"], e["end"]) for e in found]
+
+
+def pipeline_agreement(served: list[list[dict]], expected: list[list[dict]]) -> float:
+    """The share of texts whose served entities have the pipeline's (``expected``) types and spans."""
+    return sum(spans(got) == spans(want) for got, want in zip(served, expected, strict=True)) / len(expected)

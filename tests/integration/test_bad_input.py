@@ -27,6 +27,7 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from tests.executions import executions, since
 from tests.parity import HARD_CASES, assert_same
 from triton_ner.core import names
 from triton_ner.export.configs import ServingOptions
@@ -351,8 +352,13 @@ def test_bad_input(protocol, request_, expected, triton, stubs, pipelines):
     assert_still_serving(triton, stubs, pipe)
 
 
-def test_cases_tried(capsys):
-    """How many cases were tried, over which protocols (printed)."""
+def test_each_case_goes_over_every_protocol_that_can_carry_it(capsys):
+    """A request made with tritonclient is tried over gRPC and HTTP, a hand-built one over its own protocol, and
+    each protocol meets both outcomes; the counts are printed."""
+    carriers = {Infer: PROTOCOLS, RawGrpc: ("grpc",), RawHttp: ("http",)}
+    assert [name for name, request, _, protocols in CASES if protocols != carriers[type(request)]] == []
+    for protocol in PROTOCOLS:
+        assert {type(expected) for _, _, expected, protocols in CASES if protocol in protocols} == {Entities, Refused}
     pairs = sum(len(case[3]) for case in CASES)
     with capsys.disabled():
         print(f"\nbad input: {len(CASES)} cases, {pairs} case-protocol pairs "
@@ -399,19 +405,27 @@ async def _model_batch(url: str, rows: list[np.ndarray]) -> list:
 
 
 def test_invalid_and_valid_requests_mixed_in_one_batch(triton, stubs, pipelines, parity_texts):
-    """Sent at once, so the dynamic batcher puts them together: each gets its own answer or its own refusal."""
+    """Sent at once, so the dynamic batcher puts them together (Triton's statistics show that requests shared
+    executions): each gets its own answer or its own refusal. These refusals are the steps' input checks, made
+    per request before any pooling; a failure of the pooled model run itself is
+    test_variants.py's ``test_a_request_that_fails_the_pooled_run_fails_alone_in_its_dynamic_batch``."""
     pipe = pipelines("simple")
     valid = parity_texts[:16]
+    before = executions(triton.grpc_url, names.TEXT_STEP)
     results = asyncio.run(_mixed(triton.grpc_url, valid, [b"\xff bad"] * 16))
+    window = since(before, triton.grpc_url, names.TEXT_STEP, 32)
+    assert window.inferences == 32 and window.shared(), window
     for text, got in zip(valid, results[0::2], strict=True):
         assert_same(got, pipe(text))
     for error in results[1::2]:
         assert error.status() == "StatusCode.INVALID_ARGUMENT" and "TEXT[0] is not valid UTF-8" in error.message()
-    # Straight to the model step, where requests do share one execution: token ids out of the vocabulary
-    # beside valid rows.
+    # Straight to the model step: token ids out of the vocabulary beside valid rows, refused by its input checks.
     good = np.array([[1, 5, 6, 2]], dtype=np.int64)
     bad = np.array([[101, 10 ** 9, 102, 0]], dtype=np.int64)
+    before = executions(triton.grpc_url, names.MODEL)
     answers = asyncio.run(_model_batch(triton.grpc_url, [good, bad] * 8))
+    window = since(before, triton.grpc_url, names.MODEL, 16)
+    assert window.inferences == 16 and window.shared(), window
     for answer in answers[0::2]:
         assert isinstance(answer, np.ndarray) and answer.shape[:2] == (1, 4)
         np.testing.assert_allclose(answer, answers[0], atol=1e-5)
