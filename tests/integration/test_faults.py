@@ -14,9 +14,11 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import TextIO
 
 import psutil
 import pytest
+import tritonclient.grpc as grpcclient
 
 from tests.parity import assert_same
 from tests.polling import seconds_until
@@ -193,15 +195,33 @@ def _heavy_request(url: str, results: list, index: int) -> None:
         results[index] = (str(error), time.monotonic(), 0)
 
 
+def _model_runs(grpc_url: str) -> int:
+    """Executions of the model step so far (Triton's statistics)."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        return client.get_inference_statistics(names.MODEL).model_stats[0].execution_count
+    finally:
+        client.close()
+
+
+def _heavy_requests_in_flight(grpc_url: str, count: int) -> tuple[list, list[threading.Thread]]:
+    """``count`` heavy requests sent at once, returned when they are in flight: the text step has tokenized some
+    of them and called the model step (requests sent together have reached the server by then), and none is
+    answered yet. Their results, filled in as they end, and their threads."""
+    results: list = [None] * count
+    threads = [threading.Thread(target=_heavy_request, args=(grpc_url, results, i)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    seconds_until(lambda: _model_runs(grpc_url) > 0, 60)
+    assert results == [None] * count, f"a request ended before it could be stopped: {results}"
+    return results, threads
+
+
 def test_stopping_under_load_finishes_in_flight_refuses_new_and_leaves_nothing(own_server):
     """What ``stop()`` does, in its steps: drain the ensemble, then SIGTERM."""
     own_server.start()
     pgid = own_server.process.pid
-    results: list = [None] * 3
-    threads = [threading.Thread(target=_heavy_request, args=(own_server.grpc_url, results, i)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.5)  # all three in flight
+    results, threads = _heavy_requests_in_flight(own_server.grpc_url, 3)
     stopping = time.monotonic()
     drainer = threading.Thread(target=own_server.drain)
     drainer.start()
@@ -280,22 +300,35 @@ def test_a_killed_launcher_leaves_no_server_on_its_ports(own_repository, scratch
     seconds_until(lambda: not _ours(scratch_tmp), 10)  # the watchdog removes the launcher's temporary folder
 
 
+def _read_lines(stream: TextIO, lines: list[str]) -> None:
+    """Each line of ``stream`` into ``lines`` as it comes, until the stream ends."""
+    for line in stream:
+        lines.append(line)
+
+
 def test_a_second_ctrl_c_while_stopping_kills_at_once(own_repository):
     ports = free_ports()
     serve = _serve(own_repository, ports, "--exit-timeout", "60")
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(serve.stderr, lines), daemon=True)
+    reader.start()
     seconds_until(lambda: is_ready(f"localhost:{ports.http}"), 120)
-    results: list = [None]
-    heavy = threading.Thread(target=_heavy_request, args=(f"localhost:{ports.grpc}", results, 0))
-    heavy.start()
-    time.sleep(1)  # in flight: the first Ctrl-C waits for it
+    # Four heavy requests: seconds of work that the first Ctrl-C waits for.
+    results, threads = _heavy_requests_in_flight(f"localhost:{ports.grpc}", 4)
     serve.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    seconds_until(lambda: "serve: SIGINT, stopping the server\n" in lines, 10)  # the first one is handled
     interrupted = time.monotonic()
     serve.send_signal(signal.SIGINT)
-    _, stderr = serve.communicate(timeout=30)
+    serve.wait(30)
     took = time.monotonic() - interrupted
-    heavy.join(60)
-    print(f"\nsecond Ctrl-C: launcher exited {took:.2f} s later")
+    reader.join(10)
+    serve.stderr.close()
+    for thread in threads:
+        thread.join(60)
+    stderr = "".join(lines)
+    print(f"\nsecond Ctrl-C: launcher exited {took:.2f} s later; the requests in flight: {[r[0] for r in results]}")
+    assert took < 5  # the kill, not the drain of seconds of work under a 60 s exit timeout
+    assert not any(r[0] == "ok" for r in results)  # killed, not finished
     assert "serve: SIGINT, stopping the server" in stderr
     assert "serve: SIGINT again, killing the server" in stderr
     assert "Traceback" not in stderr

@@ -95,15 +95,26 @@ def test_a_short_request_is_answered_while_a_maximal_one_runs_and_the_maximal_on
         full_size, capsys):
     server, tokenizer = full_size
     windows = LIMIT // tokenizer.model_max_length
+    rows = ServingOptions().max_tokens_per_run // tokenizer.model_max_length  # the windows of one model run
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    runs_before = _runs(client, rows)
     figures = heavy(server.grpc_url, window_texts(tokenizer, windows), windows * tokenizer.model_max_length,
                     HEAVY_TIMEOUT_S)
+    # The backend reports an execution's statistics after its responses are sent.
+    wait_for(lambda: _runs(client, rows)[0] > runs_before[0], timeout=10, every=0.1)
+    runs, compute = (after - before for after, before in zip(_runs(client, rows), runs_before, strict=True))
+    client.close()
+    assert runs > 0, f"no execution of the model step with {rows} rows"
+    one_run = compute / runs
     with capsys.disabled():
-        print("\n" + "\n".join(figures.lines()) + f"\n  stated bound for the short request: {SHORT_BOUND_S:g} s")
+        print("\n" + "\n".join(figures.lines()) + f"\n  stated bound for the short request: {SHORT_BOUND_S:g} s"
+              f"\n  model runs of {rows} windows: {runs}, {one_run:.1f} s each")
     assert max(figures.short_during_s) < SHORT_BOUND_S
     assert figures.heavy_status == "CANCELLED", figures.heavy_message
     assert f"the request's timeout of {HEAVY_TIMEOUT_S:g} s passed before all its windows ran" in figures.heavy_message
-    # It stops at the first run boundary after its timeout: 4 runs of 32 windows would take 4 times as long.
-    assert HEAVY_TIMEOUT_S <= figures.heavy_s < HEAVY_TIMEOUT_S + 90
+    # It stops at the first run boundary after its timeout: within one run of it (and half a run for tokenizing
+    # and scheduling), where its 4 runs of 32 windows would take 4 runs. The runs are its own, timed by Triton.
+    assert HEAVY_TIMEOUT_S <= figures.heavy_s < HEAVY_TIMEOUT_S + 1.5 * one_run
 
 
 def _model_request(client, rows: int, length: int, callback=None):
@@ -122,6 +133,14 @@ def _executions(client) -> tuple[int, float]:
     """Executions of the model step so far, and their total compute time in seconds."""
     stats = client.get_inference_statistics(names.MODEL).model_stats[0]
     return stats.execution_count, stats.inference_stats.compute_infer.ns / 1e9
+
+
+def _runs(client, rows: int) -> tuple[int, float]:
+    """Executions of the model step of ``rows`` rows so far (runs of the text step's calls, or direct requests),
+    and their total compute time in seconds."""
+    stats = client.get_inference_statistics(names.MODEL).model_stats[0]
+    sized = [batch.compute_infer for batch in stats.batch_stats if batch.batch_size == rows]
+    return (sized[0].count, sized[0].ns / 1e9) if sized else (0, 0.0)
 
 
 @pytest.mark.slow
@@ -150,3 +169,53 @@ def test_a_cancelled_request_stops_between_model_runs(full_size, capsys):
     assert errors and isinstance(errors[0], InferenceServerException)
     assert "CANCELLED" in str(errors[0].status())
     assert stopped_after < 2 * one_run  # it ran one run of its three
+
+
+ENSEMBLE_CANCELLATION = (
+    "Triton 2.51's ensemble scheduler passes a client's cancellation of an ensemble request on only to the steps it "
+    "dispatches after it (EnsembleContext::ScheduleSteps, core r24.10); the ensemble `ner` has one step, already "
+    "running, so the text step is never told and calls the model step for every window")
+SETTLE_S = 300.0  # the most a cancelled request of two runs is waited for (about 40 s on two shared cores)
+
+
+def _step_executions(client, model: str) -> int:
+    return client.get_inference_statistics(model).model_stats[0].execution_count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [
+    names.TEXT_STEP,
+    pytest.param(names.ENSEMBLE, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                         reason=ENSEMBLE_CANCELLATION)),
+])
+def test_a_long_request_cancelled_by_its_client_stops_the_model_steps_runs(model, full_size, capsys):
+    """The user's case through the ensemble ``ner`` (an expected failure in Triton 2.51), beside the same request
+    sent to the text step itself, where the same assertions hold: a request of two model runs, cancelled by its
+    client during the first, runs no second one."""
+    server, tokenizer = full_size
+    run_windows = ServingOptions().max_tokens_per_run // tokenizer.model_max_length
+    runs = 2
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    runs_before, text_before = _step_executions(client, names.MODEL), _step_executions(client, names.TEXT_STEP)
+    texts = np.array([text.encode() for text in window_texts(tokenizer, runs * run_windows)], dtype=np.object_)
+    if model == names.TEXT_STEP:
+        texts = texts[np.newaxis]  # the text step batches requests: one request is one row
+    tensor = grpcclient.InferInput(names.TEXT, list(texts.shape), "BYTES")
+    tensor.set_data_from_numpy(texts)
+    errors = []
+    call = client.async_infer(model, [tensor], lambda result, error: errors.append(error))
+    time.sleep(1.0)  # the text step has tokenized the windows and is in the first run
+    call.cancel()
+    wait_for(lambda: bool(errors), timeout=10, every=0.1)
+    assert errors and isinstance(errors[0], InferenceServerException), errors
+    assert "CANCELLED" in str(errors[0].status()), errors[0]
+    # The text step's statistics are reported once its execute returns, the cancelled request stopped or not.
+    text_done = wait_for(lambda: _step_executions(client, names.TEXT_STEP) > text_before, timeout=SETTLE_S,
+                         every=0.2)
+    ran = _step_executions(client, names.MODEL) - runs_before
+    client.close()
+    with capsys.disabled():
+        print(f"\ncancellation through {model}: a request of {runs} runs, cancelled after 1 s: the model step ran "
+              f"{ran}")
+    assert text_done, f"the text step did not finish the cancelled request within {SETTLE_S:g} s"
+    assert ran <= 1, f"the model step ran {ran} of {runs} runs of a request its client cancelled during the first"
