@@ -23,9 +23,10 @@ from triton_ner.client import (
     NerClient,
     ServerUnreachable,
 )
+from triton_ner.client.errors import backoff_delay
 from triton_ner.export import corpus
 from triton_ner.server.arguments import free_ports
-from triton_ner.server.launcher import TritonServer
+from triton_ner.server.launcher import START_TIMEOUT, TritonServer
 
 SEED = "My name is Wolfgang and I live in Berlin"
 KINDS = [("grpc", "sync"), ("http", "sync"), ("grpc", "async"), ("http", "async")]
@@ -187,11 +188,21 @@ def test_a_server_killed_during_a_large_file_stops_the_command_with_one_line(own
     assert 0 < len(lines) < 10_000 and all(isinstance(json.loads(line), list) for line in lines)
 
 
+def _retries_outlasting(seconds: float, backoff: float) -> int:
+    """The fewest retries whose back-off adds up to ``seconds`` even with every random factor at its least."""
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        waited += backoff_delay(retries, backoff, jitter=lambda: 0.0)
+        retries += 1
+    return retries
+
+
 def test_unavailable_is_retried_until_the_server_comes_up(repository, tmp_path, caplog):
     own = tmp_path / "model_repository"
     shutil.copytree(repository, own)
     server = TritonServer(own, free_ports())
-    settings = {"retries": 12, "backoff": 0.25}
+    # The clients keep trying for as long as the server may take to start, however busy the machine.
+    settings = {"retries": _retries_outlasting(START_TIMEOUT, 0.25), "backoff": 0.25}
 
     async def both():
         # Both protocols wait at once, while the server starts in a thread of its own.
@@ -356,3 +367,41 @@ def test_help_is_enough_to_use_it():
 def test_typed_errors_are_client_errors():
     assert all(issubclass(kind, ClientError) for kind in (ServerUnreachable, ModelNotReady, InvalidArgument,
                                                           DeadlineExceeded, AccessDenied))
+
+
+# The command line's order, read against the input alone.
+
+@pytest.fixture(scope="module")
+def indexed_file(tmp_path_factory):
+    """10,000 JSON lines whose text ``i`` begins with ``i``: the order of the output is read from the output."""
+    path = tmp_path_factory.mktemp("client-indexed") / "texts.jsonl"
+    with path.open("w") as file:
+        for i, text in enumerate(corpus.texts(10_000, seed=11)):
+            file.write(json.dumps({"text": f"{i} {text}"}) + "\n")
+    return path
+
+
+def _leading_number(tokens: list[dict]) -> str:
+    """The number a text begins with, from its tokens (strategy "none", no label left out): the word pieces from
+    offset 0 up to the first gap."""
+    number, end = "", 0
+    for token in tokens:
+        if token["start"] != end:
+            break
+        number, end = number + token["word"].removeprefix("##"), token["end"]
+    return number
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_ten_thousand_lines_come_out_in_the_input_order_by_the_index_each_text_holds(triton, indexed_file,
+                                                                                     protocol):
+    result = run_client("--url", _url(triton, protocol), "--protocol", protocol, "--file", indexed_file,
+                        "--strategy", "none", "--ignore-labels", "", "--batch-size", "16", "--concurrency", "8",
+                        timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 10_000
+    found = [_leading_number(json.loads(line)) for line in lines]
+    misplaced = [(i, number) for i, number in enumerate(found) if number != str(i)]
+    assert not misplaced, (f"{len(misplaced):,} lines out of place; line {misplaced[0][0] + 1} holds the answer of "
+                           f"the text that begins with {misplaced[0][1]!r}")

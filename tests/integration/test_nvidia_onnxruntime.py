@@ -1,9 +1,12 @@
-"""Every ONNX variant of the GPU configs loaded by NVIDIA's own ``onnxruntime`` backend in the real local Triton.
+"""Every ONNX variant of the GPU configs rehearsed on CPU: loaded by NVIDIA's own ``onnxruntime`` backend in the
+real local Triton, on ONNX Runtime's CPU provider.
 
 The backend (r24.10, the server's release) is built from source by ``backends/build-onnxruntime.sh``; the session
 builds it if it is not built (skipped only outside CI when the build cannot run). Each GPU config goes through
 ``export.configs.on_cpu`` (instances on CPU, no GPU accelerator, one intra-op thread) and nothing else: tensors,
 dims, dynamic batching, queue policy and warmup load as written, with the backend's own checks against the graph.
+So no case runs CUDA, TensorRT or FP16 on a GPU; the cases are named ``...-on-cpu-...`` for that, and
+docs/gpu-check.md lists what only a GPU run proves.
 
 Results: FP32 files equal the transformers pipeline (``assert_same``: same entities, scores within 1e-5). The FP16
 file equals what ``LocalNer`` computes on the same file with the same ONNX Runtime library, by the same
@@ -12,6 +15,8 @@ scale from the whole batch, and the served batch differs (windows padded to 16/3
 requests), so scores move in the third decimal (up to 2.4e-3 seen) and near-ties flip (a subword "R" against "Re" in an
 unknown name). INT8 must agree on entities as the export requires of it: over these texts and the export's
 agreement corpus, 2·|served ∩ in-process| / (|served| + |in-process|) of (text, type, start, end) at least 99%.
+FP16 and INT8 must also find the pipeline's entities (type and span) in most texts (``MIN_PIPELINE_AGREEMENT``),
+which ``LocalNer`` on the same file cannot tell.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tests.backends import ensure_built
-from tests.parity import HARD_CASES, assert_same, text_with_tokens
+from tests.parity import HARD_CASES, MIN_PIPELINE_AGREEMENT, assert_same, pipeline_agreement, text_with_tokens
 from triton_ner.client import NerClient
 from triton_ner.core import names
 from triton_ner.core.errors import ServerError
@@ -102,25 +107,33 @@ def entity_set(results: list[list[dict]]) -> set[tuple]:
     return {(i, e["entity_group"], e["start"], e["end"]) for i, found in enumerate(results) for e in found}
 
 
-# (export, model file replacing the generated one or None, precision)
+# Rehearsals on CPU of the GPU configs (export, model file replacing the generated one or None, precision): the
+# config as generated, with only its instances, accelerators and threads switched to CPU.
 VARIANTS = {
-    "gpu-as-generated-fp16": ("full", None, "fp16"),
-    "gpu-with-model.onnx-fp32": ("full", "model.onnx", "fp32"),
-    "gpu-with-model_int8.onnx": ("full", "model_int8.onnx", "int8"),
-    "tensorrt-config-fp32": ("tensorrt", None, "fp32"),
+    "gpu-config-as-generated-on-cpu-fp16": ("full", None, "fp16"),
+    "gpu-config-on-cpu-with-model.onnx-fp32": ("full", "model.onnx", "fp32"),
+    "gpu-config-on-cpu-with-model_int8.onnx": ("full", "model_int8.onnx", "int8"),
+    "tensorrt-config-on-cpu-fp32": ("tensorrt", None, "fp32"),
 }
+
+
+def test_every_case_is_named_a_rehearsal_on_cpu_and_listed_in_the_gpu_check_page():
+    """No case here runs on a GPU: each says so in its name, and docs/gpu-check.md names it beside what only a GPU
+    run proves."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "gpu-check.md").read_text()
+    assert [case for case in VARIANTS if "-on-cpu-" not in case or f"`{case}`" not in page] == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_every_onnx_variant_loads_in_nvidia_backend_and_answers(variant, nvidia_onnxruntime, exports, texts,
-                                                                  pipelines, tmp_path):
+def test_every_onnx_gpu_config_rehearsed_on_cpu_loads_in_nvidia_backend_and_answers(
+        variant, nvidia_onnxruntime, exports, texts, pipelines, tmp_path):
     export, model_file, precision = VARIANTS[variant]
     if precision == "int8":
         texts = texts + agreement_corpus()
     generated = generated_gpu_config(exports[export])
     assert generated.backend == "onnxruntime"
-    if variant == "gpu-as-generated-fp16":
+    if model_file is None and precision == "fp16":
         assert generated.default_model_filename == "model_fp16.onnx"
     if export == "tensorrt":
         assert [a.name for a in generated.optimization.execution_accelerators.gpu_execution_accelerator] == [
@@ -135,8 +148,8 @@ def test_every_onnx_variant_loads_in_nvidia_backend_and_answers(variant, nvidia_
     assert loaded.backend == "onnxruntime" and loaded.default_model_filename == config.default_model_filename
     assert [g.kind for g in loaded.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
     assert not loaded.optimization.execution_accelerators.gpu_execution_accelerator
+    pipe = pipelines("simple")
     if precision == "fp32":
-        pipe = pipelines("simple")
         for text, got in zip(texts, served, strict=True):
             assert_same(got, pipeline_expected(pipe, text), text)
     else:
@@ -150,6 +163,8 @@ def test_every_onnx_variant_loads_in_nvidia_backend_and_answers(variant, nvidia_
         else:
             for text, got, expected in zip(texts, served, want, strict=True):
                 assert_same(got, expected, text)
+        with_pipeline = pipeline_agreement(served, [pipeline_expected(pipe, text) for text in texts])
+        assert with_pipeline >= MIN_PIPELINE_AGREEMENT, f"{with_pipeline:.3f} of the texts as the pipeline finds"
 
 
 def test_logits_dims_that_do_not_match_the_graph_are_refused_at_load(nvidia_onnxruntime, exports, tmp_path):
