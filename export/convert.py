@@ -8,6 +8,7 @@ are proven on what users see: the entities (``simple`` aggregation) agree with t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import warnings
@@ -81,13 +82,22 @@ class PortableLogits(LogitsOnly):
     traced graph keeps that device as a constant: on a GPU the mask would stay on the CPU. Here the additive
     mask is made from the inputs alone and passed on as a 4-D mask, which transformers uses as it is; ``type_as``
     the embedding weights follows the dtype the module is cast to when loaded (BF16, FP16): 0 where attended,
-    :data:`MASKED` where padded, which softmax turns into 0 in every dtype. ONNX keeps :class:`LogitsOnly`: ONNX
-    Runtime's optimizer fuses attention only on transformers' own mask pattern.
+    :data:`MASKED` where padded, which softmax turns into 0 in every dtype. Models that take token types (BERT,
+    RoBERTa, XLM-RoBERTa) get them as zeros made from the inputs too: their default is a buffer moved to the
+    device of the positions (RoBERTa) or zeros made on the buffer's device, a device constant in the graph. ONNX
+    keeps :class:`LogitsOnly`: ONNX Runtime's optimizer fuses attention only on transformers' own mask pattern.
     """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        self.token_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         weights = self.model.get_input_embeddings().weight
         padded = 1.0 - attention_mask[:, None, None, :].type_as(weights)
+        if self.token_types:
+            return self.model(input_ids=input_ids, attention_mask=padded * MASKED,
+                              token_type_ids=torch.zeros_like(input_ids)).logits
         return self.model(input_ids=input_ids, attention_mask=padded * MASKED).logits
 
 

@@ -3,24 +3,30 @@
 - The fixture model: a tiny DistilBERT token classifier trained in seconds on generated sentences, with the
   labels of dslim/distilbert-NER and a cased WordPiece tokenizer of its own, so that "My name is Wolfgang and I
   live in Berlin" really gives PER and LOC.
+- The family models: the same training on tiny models of the other families a user brings, each with the kind of
+  tokenizer its family has, made here: BERT uncased (WordPiece, lower-cased, accents stripped), RoBERTa (byte-level
+  BPE), XLM-RoBERTa and DeBERTa-v2 (Unigram, SentencePiece's ``▁`` word marks).
 - The benchmark model: a full-size DistilBERT (6 layers, 768 hidden, 12 heads, a 28,996-token cased WordPiece
   vocabulary, 9 labels) with random weights: the compute of the real model, none of its knowledge.
 
-Both are saved with ``save_pretrained``, so everything downstream treats them like Hub checkpoints, and cached
+All are saved with ``save_pretrained``, so everything downstream treats them like Hub checkpoints, and cached
 under ``.cache/`` keyed by the hash of the code that makes them; weights are never committed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import shutil
 import string
 import tempfile
+import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from triton_ner.core.names import CONLL_LABELS
 from triton_ner.export import corpus
@@ -119,7 +125,9 @@ def _encode(tok: PreTrainedTokenizerBase, sentences: list[corpus.Sentence], labe
         for col, (start, end) in enumerate(encoded["offset_mapping"][row].tolist()):
             if encoded["special_tokens_mask"][row, col] or end == start:
                 continue
-            word = next(i for i, (s, e, _) in enumerate(spans) if s <= start < e)
+            word = next((i for i, (s, e, _) in enumerate(spans) if s <= start < e), None)
+            if word is None:  # a token of the space between words (a lone SentencePiece "▁")
+                continue
             tag = spans[word][2]
             if word == previous_word and tag.startswith("B-"):
                 tag = "I-" + tag[2:]
@@ -130,24 +138,30 @@ def _encode(tok: PreTrainedTokenizerBase, sentences: list[corpus.Sentence], labe
 
 def train(output: Path, label_set: str = "conll") -> Path:
     """Train the fixture model and ``save_pretrained`` it (with its tokenizer) into ``output``."""
-    import torch
     from transformers import DistilBertConfig, DistilBertForTokenClassification
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
 
     id2label = dict(enumerate(LABEL_SETS[label_set]))
-    label2id = {label: i for i, label in id2label.items()}
     tok = tokenizer()
     config = DistilBertConfig(
         vocab_size=len(tok), max_position_embeddings=512, n_layers=2, n_heads=2, dim=64, hidden_dim=256,
-        dropout=0.0, attention_dropout=0.0, id2label=id2label, label2id=label2id,
+        dropout=0.0, attention_dropout=0.0, id2label=id2label, label2id={v: k for k, v in id2label.items()},
     )
+    return _fit(DistilBertForTokenClassification, config, tok, output)
+
+
+def _fit(model_class: type, config: Any, tok: PreTrainedTokenizerBase, output: Path) -> Path:
+    """Train a token classifier of ``model_class`` from seeded weights on the generated sentences, then
+    ``save_pretrained`` it with ``tok`` into ``output``."""
+    import torch
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    label2id = config.label2id
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same float sums, hence the same weights, on every machine
     try:
         torch.manual_seed(SEED)
-        model = DistilBertForTokenClassification(config)
+        model = model_class(config)
         ids, mask, labels = _encode(tok, corpus.sentences(TRAIN_SENTENCES, seed=SEED), label2id)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
         order = random.Random(SEED)
@@ -167,6 +181,130 @@ def train(output: Path, label_set: str = "conll") -> Path:
     model.save_pretrained(output)
     tok.save_pretrained(output)
     return output
+
+
+FAMILIES = ("bert-uncased", "roberta", "xlm-roberta", "deberta-v2")
+FAMILY_VOCABULARY = 1000
+# Tiny encoders: 2 layers, 64 wide, no dropout.
+_TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
+         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+def _alphabet() -> list[str]:
+    """Every character of the fixture vocabulary: a tokenizer trained on the sentences knows the digits,
+    punctuation and accented letters of the tests' texts too."""
+    return sorted(t for t in vocabulary() if len(t) == 1)
+
+
+def _family_texts() -> list[str]:
+    """What the families' tokenizers are trained on: other sentences than the models', and the alphabet."""
+    return corpus.texts(TRAIN_SENTENCES, seed=SEED + 1) + [" ".join(_alphabet())]
+
+
+def _uncased(token: str) -> str:
+    """A vocabulary entry as BERT uncased's normalizer leaves text: lower case, accents stripped."""
+    if token in SPECIAL_TOKENS:
+        return token
+    return "".join(c for c in unicodedata.normalize("NFD", token.lower()) if unicodedata.category(c) != "Mn")
+
+
+def _trained(model: Any, pre_tokenizer: Any, trainer: Any, normalizer: Any = None) -> dict:
+    """The ``model`` section of a ``tokenizers`` tokenizer trained on the generated sentences (vocabulary,
+    merges or scores), which the family's tokenizer class is then built from, as its checkpoints are."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer(model)
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
+    backend.train_from_iterator(_family_texts(), trainer)
+    return json.loads(backend.to_str())["model"]
+
+
+def family_tokenizer(family: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a family's model, its vocabulary made here, built by the family's own tokenizer class.
+
+    ``bert-uncased``: WordPiece after BERT's normalizer (lower case, accents stripped), the fixture's vocabulary
+    uncased (a trained WordPiece vocabulary varies with the number of threads); ``roberta``: byte-level BPE
+    (``Ġ`` marks a space before a token, no prefix space, offsets trimmed); ``xlm-roberta`` and ``deberta-v2``:
+    Unigram after SentencePiece's ``▁`` (Metaspace), with their own special tokens.
+    """
+    from tokenizers import models, normalizers, pre_tokenizers, trainers
+
+    if family == "bert-uncased":
+        from transformers import BertTokenizer
+
+        uncased = dict.fromkeys(_uncased(token) for token in vocabulary())
+        return BertTokenizer(vocab={token: i for i, token in enumerate(t for t in uncased if t.strip("#"))},
+                                 do_lower_case=True, model_max_length=512)
+    if family == "roberta":
+        from transformers import RobertaTokenizer
+
+        trained = _trained(models.BPE(), pre_tokenizers.ByteLevel(add_prefix_space=False),
+                           trainers.BpeTrainer(vocab_size=FAMILY_VOCABULARY, show_progress=False,
+                                               special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        # Pairs, as the Rust BPE takes them (transformers' hint says strings, which it refuses).
+        merges: Any = [tuple(m) for m in trained["merges"]]
+        return RobertaTokenizer(vocab=trained["vocab"], merges=merges, add_prefix_space=False, model_max_length=512)
+    if family in ("xlm-roberta", "deberta-v2"):
+        from transformers import DebertaV2Tokenizer, XLMRobertaTokenizer
+
+        specials = (["<s>", "<pad>", "</s>", "<unk>"] if family == "xlm-roberta"
+                    else ["[PAD]", "[CLS]", "[SEP]", "[UNK]"])
+        trained = _trained(models.Unigram(), pre_tokenizers.Metaspace(),
+                           trainers.UnigramTrainer(vocab_size=FAMILY_VOCABULARY, special_tokens=specials,
+                                                   unk_token=specials[3], initial_alphabet=_alphabet(),
+                                                   show_progress=False),
+                           normalizers.NFKC())
+        # The trainer's scores vary in their last digits with the number of threads, and the characters it keeps
+        # only to cover the alphabet are ranked in hash order: the pieces rounded, each character scored by its
+        # frequency in the sentences, and sorted, the pieces and their ids are the same everywhere.
+        counts = Counter("".join(_family_texts()).replace(" ", "▁"))
+        total = sum(counts.values())
+        scored = [(piece, round(math.log(max(counts[piece], 1) / total) if len(piece) == 1 else score, 6))
+                  for piece, score in trained["vocab"][len(specials):]]
+        pieces = [(piece, 0.0) for piece in specials] + sorted(scored, key=lambda p: (-p[1], p[0]))
+        if family == "xlm-roberta":
+            return XLMRobertaTokenizer(vocab=[*pieces, ("<mask>", 0.0)], model_max_length=512)
+        return DebertaV2Tokenizer(vocab=[*pieces, ("[MASK]", 0.0)], unk_id=3, model_max_length=512)
+    raise ValueError(f"unknown model family {family!r}: one of {', '.join(FAMILIES)}")
+
+
+def train_family(output: Path, family: str) -> Path:
+    """Train a tiny token classifier of ``family`` (:data:`FAMILIES`) with :func:`family_tokenizer`, CoNLL's labels,
+    and ``save_pretrained`` both into ``output``."""
+    from transformers import (
+        BertConfig,
+        BertForTokenClassification,
+        DebertaV2Config,
+        DebertaV2ForTokenClassification,
+        RobertaConfig,
+        RobertaForTokenClassification,
+        XLMRobertaConfig,
+        XLMRobertaForTokenClassification,
+    )
+
+    tok = family_tokenizer(family)
+    id2label = dict(enumerate(CONLL_LABELS))
+    common: dict[str, Any] = _TINY | {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "id2label": id2label,
+                      "label2id": {v: k for k, v in id2label.items()}}
+    # RoBERTa's positions start after the padding id: 512 tokens need 514 positions.
+    roberta: dict[str, Any] = common | {"max_position_embeddings": 514, "type_vocab_size": 1,
+                                        "bos_token_id": tok.cls_token_id, "eos_token_id": tok.sep_token_id}
+    made = {
+        "bert-uncased": lambda: (BertForTokenClassification, BertConfig(**common, max_position_embeddings=512)),
+        "roberta": lambda: (RobertaForTokenClassification, RobertaConfig(**roberta)),
+        "xlm-roberta": lambda: (XLMRobertaForTokenClassification, XLMRobertaConfig(**roberta)),
+        # DeBERTa-v3's layout: relative positions only, shared keys, no token types.
+        "deberta-v2": lambda: (DebertaV2ForTokenClassification, DebertaV2Config(**common | {
+            "max_position_embeddings": 512, "relative_attention": True, "position_buckets": 256,
+            "pos_att_type": ["p2c", "c2p"], "position_biased_input": False, "share_att_key": True,
+            "type_vocab_size": 0, "norm_rel_ebd": "layer_norm", "max_relative_positions": -1})),
+    }
+    model_class, config = made[family]()
+    return _fit(model_class, config, tok, output)
 
 
 def build_benchmark(output: Path) -> Path:
@@ -197,6 +335,14 @@ def fixture_model(label_set: str = "conll") -> Path:
     """The path of the cached fixture checkpoint, training it first if needed (a few seconds)."""
     suffix = "" if label_set == "conll" else f"-{label_set}"
     return _cached(f"fixture-ner{suffix}", lambda work: train(work, label_set))
+
+
+def family_model(family: str) -> Path:
+    """The path of the cached fixture checkpoint of another model family (:data:`FAMILIES`), training it first if
+    needed (seconds)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}: one of {', '.join(FAMILIES)}")
+    return _cached(f"fixture-{family}", lambda work: train_family(work, family))
 
 
 def benchmark_model() -> Path:
