@@ -288,18 +288,6 @@ def on_cpu(config: mc.ModelConfig, threads: int = 1) -> mc.ModelConfig:
     return switched
 
 
-def null_model_step(config: mc.ModelConfig) -> mc.ModelConfig:
-    """A Python-backend model step's ``config`` running the null runner (``model_file`` ``null``): the same queue,
-    batching and instances, no model. For measuring the serving path alone; not a variant the export writes."""
-    if config.backend != "python":
-        raise ValueError(f"the null runner is the Python-backend model step's; this config's backend is "
-                         f"{config.backend!r}")
-    switched = mc.ModelConfig()
-    switched.CopyFrom(config)
-    switched.parameters["model_file"].string_value = names.NULL_MODEL_FILE
-    return switched
-
-
 def parse(text: str) -> mc.ModelConfig:
     """A ``config.pbtxt`` text as a ``ModelConfig``."""
     return text_format.Parse(text, mc.ModelConfig())

@@ -195,18 +195,26 @@ def fixture_repository(output: Path, log: Callable[[str], None]) -> Path:
 
 def with_null_model_step(repository: Path, config_name: str | None = None) -> str:
     """Write into ``repository`` a config under which ``ner_model`` runs the null runner (its Python-backend step,
-    ``model_file`` ``null``) and ``ner_text`` runs as under ``config_name`` (``config.pbtxt`` when None); return
-    that config's name, to serve with (``--model-config-name``)."""
+    ``model_file`` ``null``: the same queue, batching and instances, no model) and ``ner_text`` runs as under
+    ``config_name`` (``config.pbtxt`` when None); return that config's name, to serve with
+    (``--model-config-name``). The config's text is edited, not parsed: a GPU machine's Python may lack protobuf.
+
+    Raises:
+        ValueError: The model step's ``config.pbtxt`` is not the Python-backend step's.
+    """
+    import re
     import shutil
 
-    from triton_ner.export.configs import null_model_step, parse, render
-
     name = NULL_CONFIG if config_name is None else f"{NULL_CONFIG}-{config_name}"
-    model = parse((repository / names.MODEL / "config.pbtxt").read_text())
+    source = repository / names.MODEL / "config.pbtxt"
+    null, found = re.subn(r'(key: "model_file"\s*value \{\s*string_value: )"[^"]*"', rf'\1"{names.NULL_MODEL_FILE}"',
+                          source.read_text())
+    if found != 1 or 'backend: "python"' not in null:
+        raise ValueError(f"{source} is not the Python-backend model step's config (the null runner is its)")
     written = repository / names.MODEL / "configs" / f"{name}.pbtxt"
     written.parent.mkdir(exist_ok=True)
     written.unlink(missing_ok=True)  # it may be a hard link of a copy of the repository: a new file
-    written.write_text(render(null_model_step(model)))
+    written.write_text(null)
     if config_name is not None:
         text = repository / names.TEXT_STEP / "configs"
         (text / f"{name}.pbtxt").unlink(missing_ok=True)
