@@ -25,6 +25,8 @@ from triton_ner_loadtest.ceiling import Point, measure
 
 app = cli.command()
 
+OUTSIDE = "outside the model step"  # the server's CPU but the model step's (figures' column)
+
 
 @dataclass(frozen=True)
 class Serving:
@@ -53,7 +55,7 @@ def figures(point: Point) -> dict[str, float]:
             "tritonserver": cpu.get("tritonserver", float("nan")),
             names.TEXT_STEP: cpu.get(names.TEXT_STEP, float("nan")),
             names.MODEL: cpu.get(names.MODEL, float("nan")),
-            "outside the model step": point.server_cpu_ms_per_text - cpu.get(names.MODEL, 0.0)}
+            OUTSIDE: point.server_cpu_ms_per_text - cpu.get(names.MODEL, 0.0)}
 
 
 def run_servings(servings: list[Serving], loads: list[tuple[int, int]], runs: int, seconds: float
