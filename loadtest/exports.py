@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 from triton_ner.core import names
 
 if TYPE_CHECKING:
     from triton_ner.export.assemble import ExportPlan
+
+# Where the commands that serve the ceiling's fixture model by default (profile, stages) export it, and their option.
+FIXTURE_REPOSITORY = Path(".cache/bench-repository-fixture")
+RepositoryOption = Annotated[Path, typer.Option(help="An exported repository; by default the ceiling's fixture model "
+                                                     "(exported into .cache when missing).")]
 
 
 def cached_export(checkpoint: Path, output: Path, plan: ExportPlan | None = None, variants: tuple[str, ...] = (),

@@ -29,6 +29,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
+from triton_ner_loadtest.exports import FIXTURE_REPOSITORY, RepositoryOption
 
 app = cli.command()
 
@@ -178,9 +179,7 @@ def markdown(parts: list[Part]) -> str:
 
 @app.command()
 def main(
-    repository: Annotated[Path, typer.Option(help="An exported repository; by default the ceiling's fixture model "
-                                                  "(exported into .cache when missing).")]
-    = Path(".cache/bench-repository-fixture"),
+    repository: RepositoryOption = FIXTURE_REPOSITORY,
     config: Annotated[str | None, typer.Option(help="A config name to serve (null-model: the null model "
                                                     "step).")] = None,
     clients: Annotated[int, typer.Option(min=1, help="Asynchronous gRPC clients.")] = 64,
@@ -198,7 +197,7 @@ def main(
                                   "linux-perf")
     from triton_ner_loadtest.ceiling import NULL_CONFIG, fixture_repository, with_null_model_step
 
-    if repository == Path(".cache/bench-repository-fixture"):
+    if repository == FIXTURE_REPOSITORY:
         fixture_repository(repository, lambda m: cli.say("profile", f"export: {m}"))
     if config == NULL_CONFIG:
         config = with_null_model_step(repository)

@@ -29,6 +29,7 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
+from triton_ner_loadtest.exports import FIXTURE_REPOSITORY, RepositoryOption
 
 app = cli.command()
 
@@ -117,9 +118,7 @@ def markdown(found: dict[str, dict[str, list[dict[str, float]]]]) -> str:
 
 @app.command()
 def main(
-    repository: Annotated[Path, typer.Option(help="An exported repository; by default the ceiling's fixture model "
-                                                  "(exported into .cache when missing).")]
-    = Path(".cache/bench-repository-fixture"),
+    repository: RepositoryOption = FIXTURE_REPOSITORY,
     loads: Annotated[str, typer.Option(help="Clients x texts per request, comma-separated.")] = "64x1,64x8",
     runs: Annotated[int, typer.Option(min=1, help="Runs of every stage, alternating.")] = 5,
     seconds: Annotated[float, typer.Option(min=1.0, help="Seconds of load per point.")] = 10.0,
@@ -136,7 +135,7 @@ def main(
         points = [(int(c), int(t)) for c, t in (load.split("x") for load in loads.split(","))]
     except ValueError:
         raise cli.fail("stages", f"--loads {loads!r} is not clients x texts, comma-separated", cli.USAGE) from None
-    if repository == Path(".cache/bench-repository-fixture"):
+    if repository == FIXTURE_REPOSITORY:
         fixture_repository(repository, lambda m: cli.say("stages", f"export: {m}"))
     config = with_null_model_step(repository) if null_model else None  # written before the stages' copies
     python = Path(sys.executable)
