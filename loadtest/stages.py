@@ -29,6 +29,17 @@ import typer
 
 from triton_ner import cli
 from triton_ner.core import names
+from triton_ner_loadtest.alternate import (
+    OUTSIDE,
+    LoadsOption,
+    OutputOption,
+    RunsOption,
+    SecondsOption,
+    Serving,
+    parse_loads,
+    run_servings,
+)
+from triton_ner_loadtest.ceiling import fixture_repository, with_null_model_step
 from triton_ner_loadtest.exports import FIXTURE_REPOSITORY, RepositoryOption
 
 app = cli.command()
@@ -47,38 +58,31 @@ def staged_text_step(model_file: str, stage: str) -> type:
     full = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(full)
 
+    from triton_ner.core.text_step import logits_of_pool, windows_of_requests
+    from triton_ner.python_backend import pb_utils  # inside the Python backend's stub only
+
     class Staged(full.TritonPythonModel):  # type: ignore[name-defined]  # the step's own module, loaded above
         def execute(self, requests: list[Any]) -> list[Any]:
-            from triton_ner.core.length_groups import run_pooled
-            from triton_ner.core.tokenization import prepare_pool
-            from triton_ner.python_backend import pb_utils
-
             if stage == "answer":
                 counts = [pb_utils.get_input_tensor_by_name(r, names.TEXT).shape()[-1] for r in requests]
                 return [full._response([[]] * n) for n in counts]
             read = [self._read(r) for r in requests]
+            errors = {i: r for i, r in enumerate(read) if isinstance(r, Exception)}
             if stage != "read":
-                asked = [i for i, r in enumerate(read) if not isinstance(r, Exception)]
-                pool, refused = prepare_pool(self.vocab.tokenizer, [read[i] for i in asked], self.limits.max_windows,
-                                             self.limits.max_tokens_per_request)
-                for k, error in refused.items():
-                    read[asked[k]] = error
+                pool, _, errors = windows_of_requests(self.vocab, read, self.limits)
                 if stage == "model" and pool.requests:
-                    limits = self.limits
-                    run_pooled(self.run, pool.batch.input_ids, pool.batch.attention_mask, pool.window_request,
-                               limits.pad_lengths, limits.max_rows_per_call, self.vocab.tokenizer.pad_token_id,
-                               max_tokens=limits.max_tokens_per_call or None, lanes=self.lanes.map)
-            return [full.error_response(r) if isinstance(r, Exception) else full._response([[]] * len(r[0]))
-                    for r in read]
+                    logits_of_pool(self.vocab, self.run, pool, self.limits, lanes=self.lanes.map)
+            return [full.error_response(errors[i]) if i in errors else full._response([[]] * len(r[0]))
+                    for i, r in enumerate(read)]
 
     return Staged
 
 
 def write_stage(repository: Path, stage: str, folder: Path) -> Path:
-    """A copy of ``repository`` in ``folder`` whose text step stops after ``stage`` (files hard-linked where they
-    can be, the text step's ``model.py`` replaced)."""
+    """A copy of ``repository`` in ``folder`` whose text step stops after ``stage``: its files hard-linked (``folder``
+    on the same file system), the text step's ``model.py`` replaced."""
     copy = folder / f"stage-{stage}"
-    shutil.copytree(repository, copy, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repository, copy, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__"))
     version = copy / names.TEXT_STEP / "1"
     (version / "model.py").unlink()
     shutil.copyfile(repository / names.TEXT_STEP / "1" / "model.py", version / "full_model.py")
@@ -89,18 +93,9 @@ def write_stage(repository: Path, stage: str, folder: Path) -> Path:
     return copy
 
 
-def _link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
 def markdown(found: dict[str, dict[str, list[dict[str, float]]]]) -> str:
     """One row per load and stage: the medians of texts/s and CPU ms per text, and what the stage adds outside the
     model step to the one before it."""
-    from triton_ner_loadtest.alternate import OUTSIDE
-
     lines = ["| clients x texts | stage | runs | texts/s | tritonserver | ner_text | outside the model step | "
              "added by the stage |", "|---" * 8 + "|"]
     loads = list(next(iter(found.values())))
@@ -119,22 +114,19 @@ def markdown(found: dict[str, dict[str, list[dict[str, float]]]]) -> str:
 @app.command()
 def main(
     repository: RepositoryOption = FIXTURE_REPOSITORY,
-    loads: Annotated[str, typer.Option(help="Clients x texts per request, comma-separated.")] = "64x1,64x8",
-    runs: Annotated[int, typer.Option(min=1, help="Runs of every stage, alternating.")] = 5,
-    seconds: Annotated[float, typer.Option(min=1.0, help="Seconds of load per point.")] = 10.0,
+    loads: LoadsOption = "64x1,64x8",
+    runs: RunsOption = 5,
+    seconds: SecondsOption = 10.0,
     null_model: Annotated[bool, typer.Option(help="Serve every stage with the null model step (the model stage's "
                                                   "call without the model's work beside it).")] = False,
-    output: Annotated[Path | None, typer.Option(help="Write every run's figures here (JSON).")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Serve the repository stopped after each stage of the text step, and in full, alternating; print each
     stage's CPU per text and what it adds."""
-    from triton_ner_loadtest.alternate import Serving, run_servings
-    from triton_ner_loadtest.ceiling import fixture_repository, with_null_model_step
-
     try:
-        points = [(int(c), int(t)) for c, t in (load.split("x") for load in loads.split(","))]
-    except ValueError:
-        raise cli.fail("stages", f"--loads {loads!r} is not clients x texts, comma-separated", cli.USAGE) from None
+        points = parse_loads(loads)
+    except ValueError as error:
+        raise cli.fail("stages", str(error), cli.USAGE) from None
     if repository == FIXTURE_REPOSITORY:
         fixture_repository(repository, lambda m: cli.say("stages", f"export: {m}"))
     config = with_null_model_step(repository) if null_model else None  # written before the stages' copies

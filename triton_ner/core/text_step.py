@@ -18,7 +18,7 @@ from triton_ner.core.length_groups import run_pooled
 from triton_ner.core.parameters import RequestOptions
 from triton_ner.core.runners import Runner
 from triton_ner.core.settings import Limits
-from triton_ner.core.tokenization import prepare_pool
+from triton_ner.core.tokenization import Pool, prepare_pool
 from triton_ner.core.vocabulary import Vocabulary
 
 Entities = list[list[dict]]  # per text of a request, the pipeline's records
@@ -40,32 +40,49 @@ def entities_of_requests(vocab: Vocabulary, run: Runner, requests: Sequence[tupl
         lanes: Runs the length groups (:func:`~triton_ner.core.length_groups.run_pooled`): ``map`` one after the
             other, an executor's ``map`` at once.
     """
-    answers: list[Entities | Exception] = [r if isinstance(r, Exception) else [] for r in requests]
-    asked = [i for i, r in enumerate(requests) if not isinstance(r, Exception)]
-    options = [r[1] for r in requests if not isinstance(r, Exception)]
-    pool, refused = prepare_pool(vocab.tokenizer, [r for r in requests if not isinstance(r, Exception)],
-                                 limits.max_windows, limits.max_tokens_per_request)
-    for k, error in refused.items():
-        answers[asked[k]] = error
+    pool, owner, errors = windows_of_requests(vocab, requests, limits)
+    answers: list[Entities | Exception] = [errors.get(i, []) for i in range(len(requests))]
     if not pool.requests:
         return answers
-    owner = [asked[i] for i in pool.requests]  # each pooled request's index in ``requests``
-    batch = pool.batch
-    logits, failed = run_pooled(run, batch.input_ids, batch.attention_mask, pool.window_request, limits.pad_lengths,
-                                limits.max_rows_per_call, vocab.tokenizer.pad_token_id,
-                                None if stopped is None else lambda k: stopped(owner[k]),
-                                limits.max_tokens_per_call or None, lanes)
+    logits, failed = logits_of_pool(vocab, run, pool, limits, None if stopped is None else lambda k: stopped(owner[k]),
+                                    lanes)
     for k, failure in failed.items():
         answers[owner[k]] = failure
+    batch = pool.batch
+    options = [requests[i][1] for i in owner]  # type: ignore[index]  # pooled: not refused
     windows = Pooled(pool.texts, batch.input_ids, batch.offsets, batch.special_tokens_mask, logits, batch.text_index,
-                     pool.window_request, pool.first_text,
-                     [(options[i].aggregation_strategy, options[i].ignore_labels) for i in pool.requests])
+                     pool.window_request, pool.first_text, [(o.aggregation_strategy, o.ignore_labels) for o in options])
     ran = [k for k in range(len(pool.requests)) if k not in failed]
     for members, found in each_alone_on_failure(lambda m: aggregate_pooled(windows, vocab, m), ran) if ran else []:
         results: list[Entities | Exception] = [found] * len(members) if isinstance(found, Exception) else [*found]
         for k, entities in zip(members, results, strict=True):
             answers[owner[k]] = entities
     return answers
+
+
+def windows_of_requests(vocab: Vocabulary, requests: Sequence[tuple[list[str], RequestOptions] | Exception],
+                        limits: Limits) -> tuple[Pool, list[int], dict[int, Exception]]:
+    """The windows of the requests not refused, in one :class:`~triton_ner.core.tokenization.Pool`
+    (:func:`~triton_ner.core.tokenization.prepare_pool`); each pooled request's index in ``requests``; and the error
+    of each refused request by its index (those refused already, and those the tokenizer's limits refuse)."""
+    asked = [i for i, r in enumerate(requests) if not isinstance(r, Exception)]
+    pool, refused = prepare_pool(vocab.tokenizer, [requests[i] for i in asked],  # type: ignore[misc]  # not refused
+                                 limits.max_windows, limits.max_tokens_per_request)
+    errors = {i: r for i, r in enumerate(requests) if isinstance(r, Exception)}
+    errors.update({asked[k]: error for k, error in refused.items()})
+    return pool, [asked[k] for k in pool.requests], errors
+
+
+def logits_of_pool(vocab: Vocabulary, run: Runner, pool: Pool, limits: Limits,
+                   stopped: Callable[[int], Exception | None] | None = None,
+                   lanes: Callable[..., Iterable[Any]] = map) -> tuple[np.ndarray, dict[int, Exception]]:
+    """The model's logits of the pool's windows, in the length groups and calls ``limits`` set
+    (:func:`~triton_ner.core.length_groups.run_pooled`), and the error of each pooled request that failed or was
+    stopped (by its position in ``pool.requests``; ``stopped`` is asked by that position too)."""
+    batch = pool.batch
+    return run_pooled(run, batch.input_ids, batch.attention_mask, pool.window_request, limits.pad_lengths,
+                      limits.max_rows_per_call, vocab.tokenizer.pad_token_id, stopped,
+                      limits.max_tokens_per_call or None, lanes)
 
 
 def warm_up_logits(labels: int) -> Runner:
