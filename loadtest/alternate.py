@@ -27,6 +27,23 @@ app = cli.command()
 
 OUTSIDE = "outside the model step"  # the server's CPU but the model step's (figures' column)
 
+# The options of the commands that alternate servings (this one, stages).
+LoadsOption = Annotated[str, typer.Option(help="Clients x texts per request, comma-separated.")]
+RunsOption = Annotated[int, typer.Option(min=1, help="Runs of every serving, alternating.")]
+SecondsOption = Annotated[float, typer.Option(min=1.0, help="Seconds of load per point.")]
+OutputOption = Annotated[Path | None, typer.Option(help="Write every run's figures here (JSON).")]
+
+
+def parse_loads(text: str) -> list[tuple[int, int]]:
+    """``64x1,64x8`` as ``[(64, 1), (64, 8)]``; raises ValueError, naming the load that is not clients x texts."""
+    loads = []
+    for load in text.split(","):
+        clients, x, texts = load.partition("x")
+        if not (x and clients.isdigit() and texts.isdigit()):
+            raise ValueError(f"load {load!r} is not clients x texts (64x1)")
+        loads.append((int(clients), int(texts)))
+    return loads
+
 
 @dataclass(frozen=True)
 class Serving:
@@ -93,18 +110,18 @@ def markdown(found: dict[str, dict[str, list[dict[str, float]]]]) -> str:
 @app.command()
 def main(
     servings: Annotated[list[str], typer.Argument(help="Each serving as name=python:repository[:config name].")],
-    loads: Annotated[str, typer.Option(help="Clients x texts per request, comma-separated.")] = "64x1,64x8",
-    runs: Annotated[int, typer.Option(min=1, help="Runs of every serving, alternating.")] = 5,
-    seconds: Annotated[float, typer.Option(min=1.0, help="Seconds of load per point.")] = 10.0,
-    output: Annotated[Path | None, typer.Option(help="Write every run's figures here (JSON).")] = None,
+    loads: LoadsOption = "64x1,64x8",
+    runs: RunsOption = 5,
+    seconds: SecondsOption = 10.0,
+    output: OutputOption = None,
 ) -> None:
     """Serve the ceiling's loads with each serving in turn, alternating, and print the medians."""
     try:
         chosen = [Serving.parse(s) for s in servings]
-        points = [tuple(int(n) for n in load.split("x")) for load in loads.split(",")]
+        points = parse_loads(loads)
     except ValueError as error:
         raise cli.fail("alternate", str(error), cli.USAGE) from None
-    found = run_servings(chosen, [(c, t) for c, t in points], runs, seconds)
+    found = run_servings(chosen, points, runs, seconds)
     if output is not None:
         output.write_text(json.dumps(found, indent=1))
     print(markdown(found))
