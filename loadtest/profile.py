@@ -43,7 +43,6 @@ CATEGORIES = (
     ("tokenization", "prepare_pool ("),
     ("tokenization", "prepare_requests ("),
     ("planning the model calls", "run_pooled ("),
-    ("planning the model calls", "run_in_length_groups ("),
     ("stop checks (cancellation, timeout)", "StopCheck.__call__ ("),
     (WAITING, "_exec ("),
     ("the model call (BLS)", "model_runner.<locals>.run ("),

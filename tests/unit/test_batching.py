@@ -7,10 +7,20 @@ from hypothesis import strategies as st
 
 from triton_ner.core.batching import each_alone_on_failure, pad_stack, split_like
 from triton_ner.core.errors import InvalidInput, Stopped
-from triton_ner.core.length_groups import length_group_runs, run_in_length_groups
+from triton_ner.core.length_groups import length_group_runs, run_pooled
 from triton_ner.core.model_runs import check_rows, plan_runs, run_requests
 
 shapes = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=1, max_size=6)
+
+
+def run_in_length_groups(run, inputs, pad_lengths, max_rows, pad_id=0, stopped=None, max_tokens=None, lanes=map):
+    """Logits of each request's ``(input_ids, attention_mask)``, or the exception that stopped it: the requests
+    pooled by :func:`run_pooled`, as the text step pools them, and the logits cut back per request."""
+    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
+    logits, failed = run_pooled(run, pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs]),
+                                owners, pad_lengths, max_rows, pad_id, stopped, max_tokens, lanes)
+    pieces = split_like(logits, [i for i, _ in inputs])
+    return [failed.get(i, piece) for i, piece in enumerate(pieces)]
 
 
 @given(shapes)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from triton_ner.core.batching import each_alone_on_failure, pad_stack, padded_widths, split_like
+from triton_ner.core.batching import each_alone_on_failure, padded_widths
 from triton_ner.core.runners import Runner
 
 
@@ -25,19 +25,6 @@ def length_group_runs(lengths: np.ndarray, pad_lengths: tuple[int, ...], max_row
         step = max(1, min(max_rows, max_tokens // int(width))) if max_tokens else max_rows
         runs.extend((rows[i:i + step], int(width)) for i in range(0, len(rows), step))
     return runs
-
-
-def run_in_length_groups(run: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], pad_lengths: tuple[int, ...],
-                         max_rows: int, pad_id: int = 0, stopped: Callable[[int], Exception | None] | None = None,
-                         max_tokens: int | None = None,
-                         lanes: Callable[..., Iterable[Any]] = map) -> list[np.ndarray | Exception]:
-    """Logits of each request's ``(input_ids, attention_mask)``, or the exception that stopped it: the requests
-    pooled (:func:`run_pooled`) and the logits cut back per request."""
-    owners = np.repeat(np.arange(len(inputs)), [len(ids) for ids, _ in inputs])
-    logits, failed = run_pooled(run, pad_stack([i for i, _ in inputs], pad_id), pad_stack([m for _, m in inputs]),
-                                owners, pad_lengths, max_rows, pad_id, stopped, max_tokens, lanes)
-    pieces = split_like(logits, [i for i, _ in inputs])
-    return [failed.get(i, piece) for i, piece in enumerate(pieces)]
 
 
 def run_pooled(run: Runner, ids: np.ndarray, masks: np.ndarray, owners: np.ndarray, pad_lengths: tuple[int, ...],
